@@ -1,0 +1,200 @@
+"""Running the dataflow: in this process, or as a cluster of local processes.
+
+``run(cfg)`` is what the CLI calls. With ``processes > 1`` it starts that many
+copies of this module (``python -m search_sessions.execute``) on loopback
+addresses, each running one process of the same Bytewax cluster, and waits
+for them; the counters every process contributes end up in one stats file,
+read back into a :class:`Summary`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .config import Config
+from .sinks import STAT_FIELDS
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counters of a finished run, with its wall time."""
+
+    counts: dict[str, int]
+    elapsed: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.counts.get("lines", 0) / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def ctr(self) -> float | None:
+        searches = self.counts.get("searches", 0)
+        return self.counts.get("clicked_searches", 0) / searches if searches else None
+
+    def text(self) -> str:
+        c = self.counts
+        ctr = "n/a" if self.ctr is None else f"{self.ctr:.4f}"
+        return (
+            f"events read {c.get('lines', 0):,} (valid {c.get('events', 0):,}), "
+            f"invalid {c.get('invalid', 0):,}, duplicates {c.get('duplicates', 0):,}, "
+            f"late {c.get('late', 0):,}; sessions {c.get('sessions', 0):,}, "
+            f"searches {c.get('searches', 0):,}, CTR {ctr}; "
+            f"elapsed {self.elapsed:.2f}s, {self.events_per_second:,.0f} events/s"
+        )
+
+
+class RunError(RuntimeError):
+    """The dataflow failed; the message says why (the first line of the cause)."""
+
+
+def config_to_json(cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = v.total_seconds() if isinstance(v, timedelta) else v
+    return out
+
+
+def config_from_json(data: dict[str, Any]) -> Config:
+    kw = dict(data)
+    for name in ("gap", "lateness", "max_session", "long_click"):
+        kw[name] = timedelta(seconds=kw[name])
+    for name in ("inputs", "partitions"):
+        kw[name] = tuple(kw[name])
+    return Config(**kw)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def run_process(cfg: Config, process_id: int | None = None, addresses: list[str] | None = None,
+                epoch_interval: timedelta | None = None) -> None:
+    """Run this process's share of the dataflow (all of it when alone)."""
+    from bytewax.run import cli_main
+
+    from .flow import build_flow
+
+    flow = build_flow(cfg)
+    try:
+        cli_main(
+            flow,
+            workers_per_process=cfg.workers,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=epoch_interval,
+        )
+    except Exception as exc:
+        raise RunError(_root_message(exc)) from exc
+
+
+def _root_message(exc: BaseException) -> str:
+    cause: BaseException = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    from .sources import StrictError
+
+    if isinstance(cause, StrictError):
+        return str(cause)
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def run(cfg: Config) -> Summary:
+    """Run the job described by ``cfg`` to the end of its input and sum up."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="search-sessions-") as tmp:
+        stats_path = os.path.join(tmp, "stats.json")
+        cfg = dataclasses.replace(cfg, stats_file=stats_path)
+        if cfg.processes == 1:
+            run_process(cfg)
+        else:
+            _run_cluster(cfg, tmp)
+        with open(stats_path) as f:
+            counts = json.load(f)
+    counts = {k: counts.get(k, 0) for k in STAT_FIELDS}
+    return Summary(counts, time.perf_counter() - started)
+
+
+def _run_cluster(cfg: Config, tmp: str) -> None:
+    config_path = os.path.join(tmp, "config.json")
+    with open(config_path, "w") as f:
+        json.dump(config_to_json(cfg), f)
+    ports = free_ports(cfg.processes)
+    addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+    procs = []
+    errs = []
+    for i in range(cfg.processes):
+        err_path = os.path.join(tmp, f"stderr-{i}")
+        errs.append(err_path)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "search_sessions.execute", config_path, str(i), addresses],
+                stderr=open(err_path, "wb"),  # noqa: SIM115 - the child owns it
+            )
+        )
+        if i == 0:
+            # Later processes dial process 0; starting them before it listens
+            # makes Bytewax print "retrying" lines on standard output.
+            _wait_listening(ports[0], procs[0])
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        messages = []
+        for i, code in enumerate(codes):
+            if code:
+                with open(errs[i], errors="replace") as f:
+                    lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
+                messages.append(lines[-1] if lines else f"process {i} exited with {code}")
+        raise RunError(messages[0])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    want = f":{port:04X} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open("/proc/net/tcp") as f:
+                if any(want in line and line.split()[3] == "0A" for line in f):
+                    return
+        except OSError:
+            return
+        time.sleep(0.02)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of one cluster process: CONFIG_JSON PROCESS_ID ADDRESSES."""
+    parser = argparse.ArgumentParser(prog="python -m search_sessions.execute")
+    parser.add_argument("config")
+    parser.add_argument("process_id", type=int)
+    parser.add_argument("addresses")
+    args = parser.parse_args(argv)
+    with open(args.config) as f:
+        cfg = config_from_json(json.load(f))
+    try:
+        run_process(cfg, args.process_id, args.addresses.split(";"))
+    except RunError as exc:
+        print(f"search-sessions: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

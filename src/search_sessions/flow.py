@@ -1,0 +1,155 @@
+"""The Bytewax dataflow: read -> sessionize (per shard) -> write.
+
+::
+
+    read_events ──► split_control ──► sessionize ──► to_outputs ─┐
+                         └── dead letters, stats ────────────────┴► merge_outputs ─► write_*
+
+``sessionize`` is a thin ``stateful_batch`` step around the plain-Python
+:class:`~search_sessions.sessions.Sessionizer`: one Bytewax key per shard
+(one shard per worker), many users per shard, whole batches in and blocks of
+encoded lines out. Step ids are stable: recovery keys on them.
+
+The flow is importable for ``python -m bytewax.run``: set
+``SEARCH_SESSIONS_CONFIG`` to a config JSON file (see ``execute.save_config``)
+and run ``python -m bytewax.run search_sessions.flow:flow``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulBatchLogic
+
+from ._routes import ROUTED_SHARDS
+from .config import Config
+from .events import Event, event_to_json, format_time
+from .searches import session_ordinals, session_records
+from .sessions import EmittedSession, Sessionizer
+from .sinks import JsonLinesSink, StatsSink
+from .sources import JsonLinesSource, ShardBatch, source_name
+
+_encode = msgspec.json.encode
+OutItem = tuple[str, Any]
+
+
+def shard_keys(n_workers: int) -> list[str]:
+    """One shard key per worker, chosen so Bytewax routes key *i* to worker *i*."""
+    picks = ROUTED_SHARDS.get(n_workers) or tuple(range(4 * n_workers))
+    return [f"shard-{i}" for i in picks]
+
+
+class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, Sessionizer]):
+    """Bytewax glue for one shard: feed batches in, render emitted sessions out."""
+
+    def __init__(self, cfg: Config, resume: Sessionizer | None) -> None:
+        self.cfg = cfg
+        self.core = resume or Sessionizer(
+            len(cfg.partitions), cfg.gap_us, cfg.lateness_us, cfg.max_session_us
+        )
+
+    def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
+        core = self.core
+        late: list[tuple[Event, int]] = []
+        for part, newest, closed, events, maybe_late in values:
+            late.extend(core.ingest(part, newest, closed, events, maybe_late))
+        emitted = core.advance()
+        out = self._render(emitted, late)
+        if core.all_closed:
+            out.append(("stats", self._stats()))
+            return out, StatefulBatchLogic.DISCARD
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[OutItem], bool]:
+        out = self._render(self.core.flush(), [])
+        out.append(("stats", self._stats()))
+        return out, StatefulBatchLogic.DISCARD
+
+    def snapshot(self) -> Sessionizer:
+        return self.core
+
+    def _stats(self) -> dict[str, int]:
+        core = self.core
+        counts = core.counters
+        return {
+            "duplicates": core.duplicates,
+            "late": core.late,
+            "sessions": counts[0],
+            "searches": counts[1],
+            "clicked_searches": counts[2],
+            "clicks": counts[3],
+        }
+
+    def _render(self, emitted: list[EmittedSession], late: list[tuple[Event, int]]) -> list[OutItem]:
+        cfg = self.cfg
+        out: list[OutItem] = []
+        if emitted:
+            search_lines: list[bytes] = []
+            session_lines: list[bytes] = []
+            counts = self.core.counters
+            ordinals = session_ordinals([(user, evs[0][0]) for user, evs, _ in emitted])
+            long_click = cfg.long_click_us
+            for (user, evs, reason), ordinal in zip(emitted, ordinals, strict=True):
+                session, searches = session_records(user, evs, reason, ordinal, long_click)
+                counts[0] += 1
+                counts[1] += session["searches"]
+                counts[2] += session["clicked_searches"]
+                counts[3] += session["clicks"]
+                if cfg.searches is not None:
+                    search_lines.extend(map(_encode, searches))
+                if cfg.sessions is not None:
+                    session_lines.append(_encode(session))
+            if search_lines:
+                out.append(("searches", b"\n".join(search_lines) + b"\n"))
+            if session_lines:
+                out.append(("sessions", b"\n".join(session_lines) + b"\n"))
+        if late and cfg.late is not None:
+            lines = [
+                _encode(
+                    {
+                        "source": source_name(cfg, ev[1], ev[2]),
+                        "reason": f"late: event time {format_time(ev[0])} is older than "
+                        f"the watermark {format_time(wm)}",
+                        "record": event_to_json(ev),
+                    }
+                )
+                for ev, wm in late
+            ]
+            out.append(("late", b"\n".join(lines) + b"\n"))
+        return out
+
+
+def _is_shard_item(item: tuple[str, Any]) -> bool:
+    return item[0].startswith("shard-")
+
+
+def build_flow(cfg: Config) -> Dataflow:
+    """The whole job for one config; the same flow runs on 1 worker or a cluster."""
+    flow = Dataflow("search_sessions")
+    keys = shard_keys(cfg.workers * cfg.processes)
+    raw = op.input("read_events", flow, JsonLinesSource(cfg, keys))
+    split = op.branch("split_control", raw, _is_shard_item)
+    shards = op.stateful_batch(
+        "sessionize", split.trues, lambda resume: ShardLogic(cfg, resume)
+    )
+    rendered = op.map("to_outputs", shards, lambda kv: kv[1])
+    merged = op.merge("merge_outputs", rendered, split.falses)
+    outputs = {
+        "searches": cfg.searches,
+        "sessions": cfg.sessions,
+        "late": cfg.late,
+        "dead_letter": cfg.dead_letter,
+    }
+    for kind, path in outputs.items():
+        if path is None:
+            continue
+        chosen = op.filter(f"only_{kind}", merged, lambda kv, kind=kind: kv[0] == kind)
+        op.output(f"write_{kind}", chosen, JsonLinesSink(path))
+    if cfg.stats_file is not None:
+        stats = op.filter("only_stats", merged, lambda kv: kv[0] == "stats")
+        op.output("write_stats", stats, StatsSink(cfg.stats_file))
+    return flow

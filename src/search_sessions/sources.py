@@ -1,0 +1,200 @@
+"""Bytewax input: JSON Lines files, directories and standard input.
+
+Each file (or ``-``) is one input partition. A partition reads a block of
+lines, decodes them (:mod:`search_sessions.events`), and emits for every
+shard one :data:`ShardBatch`: that shard's events plus the partition's
+progress (its newest event time, whether it has ended). Every shard hears
+from every partition, which is how each one computes the global watermark
+without a separate broadcast. Invalid records leave as dead-letter lines.
+
+Items are ``(key, value)`` pairs: ``(shard_key, ShardBatch)``,
+``("dead_letter", bytes)`` or ``("stats", dict)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import select
+import sys
+from typing import Any, BinaryIO
+from zlib import crc32
+
+import msgspec
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from .config import Config
+from .events import Event, EventDecoder
+from .sessions import NEVER
+
+ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]]]
+"""``(part, newest_us, closed, events, maybe_late)``; see ``Sessionizer.ingest``."""
+
+SourceItem = tuple[str, Any]
+PartState = tuple[int, int, int]
+"""Snapshot of a partition: ``(byte_offset, lines_read, newest_us)``."""
+
+_encode = msgspec.json.encode
+
+
+class StrictError(ValueError):
+    """Raised under ``--strict`` at the first invalid record."""
+
+
+def source_name(cfg: Config, part: int, seq: int) -> str:
+    """``FILE:LINE`` for an input position (``<stdin>`` for standard input)."""
+    name = cfg.partitions[part]
+    return f"{'<stdin>' if name == '-' else name}:{seq}"
+
+
+def shard_of(user: str, n_shards: int) -> int:
+    """The shard that owns a user: stable across processes and runs."""
+    return crc32(user.encode()) % n_shards
+
+
+class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
+    """Decodes lines into per-shard batches; subclasses supply the lines."""
+
+    def __init__(self, cfg: Config, part: int, shard_keys: list[str], resume: PartState | None):
+        self.cfg = cfg
+        self.part = part
+        self.shard_keys = shard_keys
+        self.decoder = EventDecoder(part)
+        self.offset, self.seq, self.newest = resume if resume is not None else (0, 0, NEVER)
+        self.lateness = cfg.lateness_us
+        self.ended = False
+        self.stats = {"lines": 0, "events": 0, "invalid": 0}
+
+    def _read(self) -> tuple[list[bytes], bool]:
+        """Next lines (each with its newline) and whether the input has ended."""
+        raise NotImplementedError
+
+    def next_batch(self) -> list[SourceItem]:
+        if self.ended:
+            raise StopIteration()
+        lines, at_end = self._read()
+        n_shards = len(self.shard_keys)
+        per_shard: list[list[Event]] = [[] for _ in range(n_shards)]
+        maybe_late: list[list[tuple[Event, int]]] = [[] for _ in range(n_shards)]
+        dead: list[bytes] = []
+        decode = self.decoder.decode
+        newest = self.newest
+        lateness = self.lateness
+        seq = self.seq
+        for line in lines:
+            seq += 1
+            self.offset += len(line)
+            if line.isspace():
+                continue
+            ev = decode(line, seq)
+            if type(ev) is str:
+                dead.append(self._dead_letter(line, seq, ev))
+                continue
+            t = ev[0]
+            user = ev[4]
+            shard = crc32(user.encode()) % n_shards
+            if t < newest - lateness:
+                maybe_late[shard].append((ev, newest))
+            else:
+                per_shard[shard].append(ev)
+                if t > newest:
+                    newest = t
+        n_lines = seq - self.seq
+        self.seq = seq
+        self.newest = newest
+        self.stats["lines"] += n_lines
+        self.stats["invalid"] += len(dead)
+        self.stats["events"] += sum(map(len, per_shard)) + sum(map(len, maybe_late))
+        part = self.part
+        out: list[SourceItem] = [
+            (key, (part, newest, at_end, per_shard[i], maybe_late[i]))
+            for i, key in enumerate(self.shard_keys)
+        ]
+        if dead:
+            out.append(("dead_letter", b"".join(dead)))
+        if at_end:
+            self.ended = True
+            out.append(("stats", dict(self.stats, partitions=1)))
+        return out
+
+    def _dead_letter(self, line: bytes, seq: int, reason: str) -> bytes:
+        where = source_name(self.cfg, self.part, seq)
+        if self.cfg.strict:
+            raise StrictError(f"invalid record at {where}: {reason}")
+        text = line.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
+        return _encode({"source": where, "reason": reason, "record": text}) + b"\n"
+
+    def snapshot(self) -> PartState:
+        return (self.offset, self.seq, self.newest)
+
+
+class _FilePartition(_LinePartition):
+    def __init__(self, path: str, block_bytes: int, *args: Any) -> None:
+        super().__init__(*args)
+        raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+        if raw.peek(2)[:2] == b"\x1f\x8b":
+            self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        else:
+            self.file = raw
+        self._raw = raw
+        self.block_bytes = block_bytes
+        if self.offset:
+            self.file.seek(self.offset)
+
+    def _read(self) -> tuple[list[bytes], bool]:
+        lines = self.file.readlines(self.block_bytes)
+        return lines, not lines
+
+    def close(self) -> None:
+        self.file.close()
+        self._raw.close()
+
+
+class _StdinPartition(_LinePartition):
+    """Reads what standard input has, without blocking the worker for long."""
+
+    def __init__(self, block_bytes: int, *args: Any) -> None:
+        super().__init__(*args)
+        self.fd = sys.stdin.buffer.fileno()
+        self.block_bytes = block_bytes
+        self.rest = b""
+
+    def _read(self) -> tuple[list[bytes], bool]:
+        ready, _, _ = select.select([self.fd], [], [], 0.05)
+        if not ready:
+            return [], False
+        data = os.read(self.fd, self.block_bytes)
+        if not data:
+            lines = [self.rest] if self.rest else []
+            self.rest = b""
+            return lines, True
+        data = self.rest + data
+        cut = data.rfind(b"\n") + 1
+        self.rest = data[cut:]
+        return data[:cut].splitlines(keepends=True), False
+
+
+class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
+    """Every input file (and ``-``) of the config as one partition.
+
+    >>> from search_sessions.config import Config
+    >>> JsonLinesSource(Config(inputs=("-",)), ["shard-0"]).list_parts()
+    ['-']
+    """
+
+    def __init__(self, cfg: Config, shard_keys: list[str], block_bytes: int = 1 << 19) -> None:
+        self.cfg = cfg
+        self.shard_keys = shard_keys
+        self.block_bytes = block_bytes
+
+    def list_parts(self) -> list[str]:
+        return list(self.cfg.partitions)
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: PartState | None
+    ) -> _LinePartition:
+        part = self.cfg.partitions.index(for_part)
+        args = (self.cfg, part, self.shard_keys, resume_state)
+        if for_part == "-":
+            return _StdinPartition(self.block_bytes, *args)
+        return _FilePartition(for_part, self.block_bytes, *args)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search_sessions.config import Config
+from search_sessions.execute import Summary, run
+
+Records = dict[str, list[dict[str, Any]]]
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_events(path: Path, events: list[dict[str, Any] | str | bytes]) -> Path:
+    with open(path, "wb") as f:
+        for e in events:
+            if isinstance(e, dict):
+                f.write(json.dumps(e).encode() + b"\n")
+            elif isinstance(e, str):
+                f.write(e.encode() + b"\n")
+            else:
+                f.write(e + b"\n")
+    return path
+
+
+RunFlow = Callable[..., tuple[Records, Summary]]
+
+
+@pytest.fixture
+def run_flow(tmp_path: Path) -> RunFlow:
+    """Run the real dataflow on input files; return every output's records and the summary."""
+    counter = [0]
+
+    def _run(inputs: list[Path | str], **kw: Any) -> tuple[Records, Summary]:
+        counter[0] += 1
+        out = tmp_path / f"out{counter[0]}"
+        out.mkdir()
+        for name in ("gap", "lateness", "max_session"):
+            if name in kw and not isinstance(kw[name], timedelta):
+                kw[name] = timedelta(seconds=kw[name])
+        cfg = Config(
+            inputs=tuple(str(p) for p in inputs),
+            searches=str(out / "searches.jsonl"),
+            sessions=str(out / "sessions.jsonl"),
+            dead_letter=str(out / "dead.jsonl"),
+            late=str(out / "late.jsonl"),
+            **kw,
+        )
+        summary = run(cfg)
+        records = {
+            name: read_jsonl(out / f"{name}.jsonl")
+            for name in ("searches", "sessions", "dead", "late")
+            if os.path.exists(out / f"{name}.jsonl")
+        }
+        return records, summary
+
+    return _run
