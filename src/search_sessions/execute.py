@@ -124,6 +124,7 @@ def run(cfg: Config) -> Summary:
     with tempfile.TemporaryDirectory(prefix="search-sessions-") as tmp:
         stats_path = os.path.join(tmp, "stats.json")
         cfg = dataclasses.replace(cfg, stats_file=stats_path)
+        _start_outputs(cfg)
         if cfg.processes == 1:
             run_process(cfg)
         else:
@@ -132,6 +133,13 @@ def run(cfg: Config) -> Summary:
             counts = json.load(f)
     counts = {k: counts.get(k, 0) for k in STAT_FIELDS}
     return Summary(counts, time.perf_counter() - started)
+
+
+def _start_outputs(cfg: Config) -> None:
+    """Start every file output empty: Bytewax only opens a sink once it has a record."""
+    for path in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late):
+        if path is not None and path != "-":
+            open(path, "wb").close()
 
 
 def _run_cluster(cfg: Config, tmp: str) -> None:
