@@ -1,0 +1,37 @@
+# search-sessions: `make run` (set up, simulate a day of traffic, sessionize it) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CLI    := $(BIN)/search-sessions
+
+RUN_EVENTS ?= 200000
+RUN_USERS  ?= 5000
+
+.PHONY: setup run test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+data/day.jsonl: | setup
+	$(CLI) simulate --events $(RUN_EVENTS) --users $(RUN_USERS) --seed 42 --disorder 20 \
+		--duplicates 0.005 --bad 0.001 --output $@
+
+run: setup data/day.jsonl
+	$(CLI) run data/day.jsonl --searches out/searches.jsonl --sessions out/sessions.jsonl \
+		--dead-letter out/dead_letter.jsonl --late out/late.jsonl
+	@echo "outputs in out/: searches.jsonl sessions.jsonl dead_letter.jsonl late.jsonl"
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+	$(BIN)/mypy
+
+clean:
+	rm -rf out data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,105 @@
+"""The command line, through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from search_sessions.cli import main
+from search_sessions.config import parse_duration
+
+COMMANDS = sorted(main.commands)
+
+
+def test_there_are_the_documented_commands() -> None:
+    assert set(COMMANDS) >= {"run", "demo", "simulate"}
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output
+    assert "search-sessions" in result.output
+
+
+def test_demo_prints_the_tutorial_ctr() -> None:
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    searches = [ln for ln in lines if ln.startswith("search ")]
+    assert [("dogs" in s, "ctr=1.0" in s) for s in searches[:2]] == [(True, True), (False, True)]
+    assert "cats" in searches[1] and "fruit" in searches[2] and "ctr=0.0" in searches[2]
+    assert sum(ln.startswith("session ") for ln in lines) == 2
+
+
+def test_simulate_is_deterministic_and_realistic(tmp_path: Path) -> None:
+    runner = CliRunner()
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    for path, seed in ((a, "3"), (b, "3"), (c, "4")):
+        r = runner.invoke(main, ["simulate", "--events", "20000", "--users", "200", "--seed", seed,
+                                 "--output", str(path)])
+        assert r.exit_code == 0, r.output
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    recs = [json.loads(x) for x in a.read_bytes().splitlines()]
+    assert len(recs) == 20_000
+    kinds = Counter(r["type"] for r in recs)
+    assert set(kinds) == {"app_open", "search", "results", "click", "app_close"}
+    queries = Counter(r["query"] for r in recs if r["type"] == "search")
+    top = queries.most_common(1)[0][1]
+    assert top > 20 * sorted(queries.values())[len(queries) // 2], "Zipf: the head dominates"
+    results = [r["items"] for r in recs if r["type"] == "results"]
+    assert max(map(len, results)) == 10 and any(not x for x in results)
+    times = [r["time"] for r in recs]
+    assert times == sorted(times), "no disorder asked for"
+
+
+def test_simulate_noise_options(tmp_path: Path) -> None:
+    out = tmp_path / "noisy.jsonl"
+    r = CliRunner().invoke(main, ["simulate", "--events", "5000", "--users", "50", "--bad", "0.05",
+                                  "--duplicates", "0.05", "--disorder", "20", "--output", str(out)])
+    assert r.exit_code == 0
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 5000
+    assert len(lines) - len(set(lines)) > 100
+    bad = 0
+    for line in lines:
+        try:
+            json.loads(line)["user"]
+        except Exception:
+            bad += 1
+    assert bad > 50
+
+
+def test_run_writes_outputs_and_summary(tmp_path: Path) -> None:
+    runner = CliRunner()
+    events = tmp_path / "e.jsonl"
+    runner.invoke(main, ["simulate", "--events", "3000", "--users", "30", "--bad", "0.01",
+                         "--output", str(events)])
+    out = tmp_path / "out"
+    r = runner.invoke(main, ["run", str(events), "--searches", str(out / "s.jsonl"),
+                             "--sessions", str(out / "ss.jsonl"), "--dead-letter",
+                             str(out / "d.jsonl"), "--late", str(out / "l.jsonl"), "--gap", "20m"])
+    assert r.exit_code == 0, r.output
+    assert "events read 3,000" in r.stderr and "events/s" in r.stderr
+    n_dead = len((out / "d.jsonl").read_bytes().splitlines())
+    assert n_dead > 0 and f"invalid {n_dead}," in r.stderr
+    assert (out / "l.jsonl").read_bytes() == b""
+
+
+def test_run_rejects_missing_input_and_bad_duration(tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(main, ["run", str(tmp_path / "nope.jsonl")])
+    assert r.exit_code == 2 and "no such file" in r.output
+    r = runner.invoke(main, ["run", "-", "--gap", "soon"])
+    assert r.exit_code == 2 and "not a duration" in r.output
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200),
+                                               ("1d", 86400), ("45", 45), ("1.5h", 5400)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds

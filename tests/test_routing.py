@@ -1,0 +1,34 @@
+"""The shard keys really land one per worker (the table in _routes.py)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import os
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource
+from search_sessions.flow import shard_keys
+
+flow = Dataflow("probe")
+keys = op.key_on("k", op.input("in", flow, TestingSource(shard_keys(int(os.environ["NW"])))), str)
+op.inspect_debug("seen", op.stateful_map("st", keys, lambda s, v: (None, v)))
+"""
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_each_worker_owns_one_shard(tmp_path: Path, workers: int) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "probe:flow", "-w", str(workers)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={"NW": str(workers),
+                                                                        "PATH": "/usr/bin:/bin"},
+    )
+    seen = dict(re.findall(r"W(\d+) @\d+: \('([^']+)'", proc.stdout))
+    assert sorted(seen) == [str(i) for i in range(workers)], proc.stdout + proc.stderr
