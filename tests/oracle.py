@@ -225,7 +225,7 @@ def _emit(res: Result, user: str, sess: list[Ev], why: str, ordinal: int, long_u
         n_results = None if s["items"] is None else len(s["items"])
         rank = clicks[0][1] if clicks else None
         res.searches.append({
-            "search_id": e.sid if e.sid is not None else h("q", user, e.t, sid, pos),
+            "search_id": e.sid if e.sid is not None else f"{sid}-{pos}",
             "session_id": sid, "user": user, "query": e.query, "time": fmt(e.t),
             "results": n_results, "zero_results": n_results == 0, "clicks": len(clicks),
             "clicked": clicked, "ctr": 1.0 if clicked else 0.0, "first_click_rank": rank,

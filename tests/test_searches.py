@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from search_sessions.events import APP_CLOSE, APP_OPEN, CLICK, RESULTS, SEARCH, Event
 from search_sessions.searches import session_records
 
@@ -15,7 +17,8 @@ def e(t: float, kind: int, payload: Any = None, rank: int | None = None, sid: st
 
 
 def records(events: list[Event], reason: str = "gap") -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    return session_records("u", events, reason, 0)
+    session, searches = session_records("u", events, reason, 0)
+    return msgspec.structs.asdict(session), [msgspec.structs.asdict(s) for s in searches]
 
 
 def test_tutorial_session_for_user_1() -> None:

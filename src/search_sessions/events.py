@@ -46,7 +46,7 @@ _MIN_US: Final = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // _US
 _MAX_US: Final = (datetime(9999, 12, 30, tzinfo=UTC) - EPOCH) // _US
 
 
-class _Base(msgspec.Struct, tag_field="type", frozen=True):
+class _Base(msgspec.Struct, tag_field="type", frozen=True, gc=False):
     user: Union[str, int]
     time: Union[str, int, float]
 
@@ -160,13 +160,27 @@ def parse_time(value: str | int | float) -> int:
     return us
 
 
+_MINUTE_TEXT: dict[int, str] = {}
+_SECOND_Z = [f"{i:02d}Z" for i in range(60)]
+_SECOND_FRAC = [f"{i:02d}." for i in range(60)]
+
+
 def format_time(us: int) -> str:
     """RFC 3339 UTC text for microseconds since the epoch (fraction only when there is one).
 
-    >>> format_time(1_500_000), format_time(0)
-    ('1970-01-01T00:00:01.500000Z', '1970-01-01T00:00:00Z')
+    >>> format_time(1_500_000), format_time(0), format_time(-1)
+    ('1970-01-01T00:00:01.500000Z', '1970-01-01T00:00:00Z', '1969-12-31T23:59:59.999999Z')
     """
-    return (EPOCH + timedelta(microseconds=us)).isoformat()[:-6] + "Z"
+    seconds, frac = divmod(us, 1_000_000)
+    minute, second = divmod(seconds, 60)
+    prefix = _MINUTE_TEXT.get(minute)
+    if prefix is None:
+        if len(_MINUTE_TEXT) > 100_000:
+            _MINUTE_TEXT.clear()
+        prefix = _MINUTE_TEXT[minute] = (EPOCH + timedelta(minutes=minute)).isoformat()[:17]
+    if frac:
+        return prefix + _SECOND_FRAC[second] + str(frac + 1_000_000)[1:] + "Z"
+    return prefix + _SECOND_Z[second]
 
 
 class EventDecoder:
@@ -187,12 +201,23 @@ class EventDecoder:
             ev = self._decode(raw)
         except (msgspec.DecodeError, ValueError) as exc:
             return _reason(exc, raw)
+        tv = ev.time
         try:
-            t = parse_time(ev.time)
-        except BadTime as exc:
-            return str(exc)
-        user = ev.user if type(ev.user) is str else str(ev.user)
-        kind = _KIND_OF[type(ev)]
+            if tv.__class__ is not str:
+                raise ValueError
+            # An aware datetime minus EPOCH is fast; a naive one raises TypeError.
+            t = (_fromisoformat(tv) - EPOCH) // _US
+            if t < _MIN_US or t > _MAX_US:
+                raise ValueError
+        except (ValueError, TypeError, OverflowError):
+            try:
+                t = parse_time(tv)
+            except BadTime as exc:
+                return str(exc)
+        user = ev.user
+        if user.__class__ is not str:
+            user = str(user)
+        kind = _KIND_OF[ev.__class__]
         if kind == SEARCH:
             return (t, self.part, seq, kind, user, ev.query, None, ev.search_id)
         if kind == RESULTS:
@@ -200,6 +225,9 @@ class EventDecoder:
         if kind == CLICK:
             return (t, self.part, seq, kind, user, ev.item, ev.rank, ev.search_id)
         return (t, self.part, seq, kind, user, None, None, None)
+
+
+_fromisoformat = datetime.fromisoformat
 
 
 def _reason(exc: Exception, raw: bytes) -> str:

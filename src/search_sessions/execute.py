@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import socket
@@ -94,6 +95,10 @@ def run_process(cfg: Config, process_id: int | None = None, addresses: list[str]
     from .flow import build_flow
 
     flow = build_flow(cfg)
+    # The hot path allocates millions of small, mostly long-lived objects; the
+    # default thresholds make the cyclic GC rescan them all the time (measured:
+    # decoding alone ran 2.5x slower). Nothing here builds reference cycles.
+    gc.set_threshold(200_000, 50, 100)
     try:
         cli_main(
             flow,

@@ -28,12 +28,13 @@ from bytewax.operators import StatefulBatchLogic
 from ._routes import ROUTED_SHARDS
 from .config import Config
 from .events import Event, event_to_json, format_time
-from .searches import session_ordinals, session_records
+from .searches import SearchRecord, SessionRecord, session_ordinals, session_records
 from .sessions import EmittedSession, Sessionizer
 from .sinks import JsonLinesSink, StatsSink
 from .sources import JsonLinesSource, ShardBatch, source_name
 
 _encode = msgspec.json.encode
+_encode_lines = msgspec.json.Encoder().encode_lines
 OutItem = tuple[str, Any]
 
 
@@ -88,25 +89,23 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, Sessionizer]):
         cfg = self.cfg
         out: list[OutItem] = []
         if emitted:
-            search_lines: list[bytes] = []
-            session_lines: list[bytes] = []
+            search_records: list[SearchRecord] = []
+            session_records_: list[SessionRecord] = []
             counts = self.core.counters
             ordinals = session_ordinals([(user, evs[0][0]) for user, evs, _ in emitted])
             long_click = cfg.long_click_us
             for (user, evs, reason), ordinal in zip(emitted, ordinals, strict=True):
                 session, searches = session_records(user, evs, reason, ordinal, long_click)
                 counts[0] += 1
-                counts[1] += session["searches"]
-                counts[2] += session["clicked_searches"]
-                counts[3] += session["clicks"]
-                if cfg.searches is not None:
-                    search_lines.extend(map(_encode, searches))
-                if cfg.sessions is not None:
-                    session_lines.append(_encode(session))
-            if search_lines:
-                out.append(("searches", b"\n".join(search_lines) + b"\n"))
-            if session_lines:
-                out.append(("sessions", b"\n".join(session_lines) + b"\n"))
+                counts[1] += session.searches
+                counts[2] += session.clicked_searches
+                counts[3] += session.clicks
+                search_records += searches
+                session_records_.append(session)
+            if search_records and cfg.searches is not None:
+                out.append(("searches", _encode_lines(search_records)))
+            if cfg.sessions is not None:
+                out.append(("sessions", _encode_lines(session_records_)))
         if late and cfg.late is not None:
             lines = [
                 _encode(

@@ -10,7 +10,7 @@ search with that id).
 ...        (1_000_000, 0, 2, 2, "u", ("a", "b"), None, None),
 ...        (2_000_000, 0, 3, 3, "u", "b", None, None)]
 >>> session, searches = session_records("u", evs, "gap", 0)
->>> searches[0]["first_click_rank"], searches[0]["ctr"], session["duration"]
+>>> searches[0].first_click_rank, searches[0].ctr, session.duration
 (2, 1.0, 2.0)
 """
 
@@ -19,9 +19,48 @@ from __future__ import annotations
 from hashlib import blake2b
 from typing import Any, Final
 
+import msgspec
+
 from .events import CLICK, RESULTS, SEARCH, Event, format_time
 
 LONG_CLICK_US: Final = 30_000_000
+
+
+class SearchRecord(msgspec.Struct):
+    """One search and how it went (SPEC 4); fields in output order."""
+
+    search_id: str
+    session_id: str
+    user: str
+    query: str
+    time: str
+    results: int | None
+    zero_results: bool
+    clicks: int
+    clicked: bool
+    ctr: float
+    first_click_rank: int | None
+    reciprocal_rank: float | None
+    time_to_first_click: float | None
+    abandoned: bool
+    reformulated: bool
+    long_click: bool
+
+
+class SessionRecord(msgspec.Struct):
+    """One session (SPEC 4); ``duration`` in seconds."""
+
+    session_id: str
+    user: str
+    start: str
+    end: str
+    duration: float
+    events: int
+    searches: int
+    clicked_searches: int
+    clicks: int
+    ctr: float | None
+    end_reason: str
 
 
 def stable_id(*parts: object) -> str:
@@ -31,21 +70,16 @@ def stable_id(*parts: object) -> str:
 
 def session_id_for(user: str, start_us: int, ordinal: int) -> str:
     """``ordinal`` tells apart sessions of one user that start at the same instant."""
-    return stable_id("s", user, start_us, ordinal)
+    return blake2b(f"s\x1f{user}\x1f{start_us}\x1f{ordinal}".encode(), digest_size=8).hexdigest()
 
 
-class _Search:
-    __slots__ = ("index", "t", "query", "sid", "items", "clicks", "first_click", "long_click")
+def search_id_for(session_id: str, position: int) -> str:
+    """A search without its own ``search_id``: its session (user and start) and position."""
+    return f"{session_id}-{position}"
 
-    def __init__(self, index: int, t: int, query: str, sid: str | None) -> None:
-        self.index = index
-        self.t = t
-        self.query = query
-        self.sid = sid
-        self.items: tuple[str, ...] | None = None
-        self.clicks = 0
-        self.first_click: tuple[int, int | None] | None = None
-        self.long_click = False
+
+# Per-search working state, a list for speed:
+_T, _QUERY, _SID, _ITEMS, _CLICKS, _FIRST_T, _FIRST_RANK, _LONG, _INDEX = range(9)
 
 
 def session_records(
@@ -54,115 +88,126 @@ def session_records(
     end_reason: str,
     ordinal: int,
     long_click_us: int = LONG_CLICK_US,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[SessionRecord, list[SearchRecord]]:
     """The session record and its per-search records, in search order."""
     start = events[0][0]
     end = events[-1][0]
     session_id = session_id_for(user, start, ordinal)
-    searches: list[_Search] = []
-    by_id: dict[str, list[_Search]] = {}
-    for i, ev in enumerate(events):
-        if ev[3] == SEARCH:
-            s = _Search(i, ev[0], ev[5], ev[7])
-            searches.append(s)
-            if s.sid is not None:
-                by_id.setdefault(s.sid, []).append(s)
-
+    searches: list[list[Any]] = []
+    seen_ids: dict[str, list[Any]] = {}  # search_id -> latest such search so far
     clicks_total = 0
-    current: _Search | None = None
-    next_search = 0
-    n = len(events)
+    current: list[Any] | None = None
+    last_click: list[Any] | None = None  # search of the previous event, if it was a click
+    last_click_t = 0
+    early: dict[int, list[Any]] = {}  # searches met by id before their own event
     for i, ev in enumerate(events):
+        if last_click is not None:
+            if ev[0] - last_click_t >= long_click_us:
+                last_click[_LONG] = True
+            last_click = None
         kind = ev[3]
         if kind == SEARCH:
-            current = searches[next_search]
-            next_search += 1
-            continue
-        if kind != RESULTS and kind != CLICK:
+            current = early.pop(i, None) if early else None
+            if current is None:
+                current = [ev[0], ev[5], ev[7], None, 0, None, None, False, i]
+            searches.append(current)
+            if ev[7] is not None:
+                seen_ids[ev[7]] = current
             continue
         if kind == CLICK:
             clicks_total += 1
+        elif kind != RESULTS:
+            continue
         sid = ev[7]
-        target = current if sid is None else _by_id(by_id, sid, i)
+        target = current if sid is None else seen_ids.get(sid) or _later(events, i, sid, early)
         if target is None:
             continue
         if kind == RESULTS:
-            target.items = ev[5]
+            target[_ITEMS] = ev[5]
             continue
-        target.clicks += 1
-        if target.first_click is None:
+        target[_CLICKS] += 1
+        if target[_FIRST_T] is None:
             rank = ev[6]
-            if rank is None and target.items is not None:
+            items = target[_ITEMS]
+            if rank is None and items is not None:
                 try:
-                    rank = target.items.index(ev[5]) + 1
+                    rank = items.index(ev[5]) + 1
                 except ValueError:
                     rank = None
-            target.first_click = (ev[0], rank)
-        if i == n - 1 or events[i + 1][0] - ev[0] >= long_click_us:
-            target.long_click = True
+            target[_FIRST_T] = ev[0]
+            target[_FIRST_RANK] = rank
+        last_click = target
+        last_click_t = ev[0]
+    if last_click is not None:
+        last_click[_LONG] = True
+    n = len(events)
 
     records = []
     clicked_searches = 0
     last_search = len(searches) - 1
     for pos, s in enumerate(searches):
-        clicked = s.clicks > 0
-        clicked_searches += clicked
-        results = None if s.items is None else len(s.items)
+        n_clicks: int = s[_CLICKS]  # type: ignore[assignment]
+        clicked = n_clicks > 0
+        items = s[_ITEMS]
+        results = None if items is None else len(items)  # type: ignore[arg-type]
         zero = results == 0
-        rank = s.first_click[1] if s.first_click is not None else None
-        if not clicked:
-            rr: float | None = 0.0
-        elif rank is None:
-            rr = None
+        rank: int | None = s[_FIRST_RANK]  # type: ignore[assignment]
+        t: int = s[_T]  # type: ignore[assignment]
+        if clicked:
+            clicked_searches += 1
+            rr = None if rank is None else 1.0 / rank
+            ttfc: float | None = (s[_FIRST_T] - t) / 1e6  # type: ignore[operator]
         else:
-            rr = 1.0 / rank
+            rr = 0.0
+            ttfc = None
+        given: str | None = s[_SID]  # type: ignore[assignment]
         records.append(
-            {
-                "search_id": s.sid if s.sid is not None else stable_id("q", user, s.t, session_id, pos),
-                "session_id": session_id,
-                "user": user,
-                "query": s.query,
-                "time": format_time(s.t),
-                "results": results,
-                "zero_results": zero,
-                "clicks": s.clicks,
-                "clicked": clicked,
-                "ctr": 1.0 if clicked else 0.0,
-                "first_click_rank": rank,
-                "reciprocal_rank": rr,
-                "time_to_first_click": (
-                    (s.first_click[0] - s.t) / 1e6 if s.first_click is not None else None
-                ),
-                "abandoned": not clicked and not zero,
-                "reformulated": not clicked and pos < last_search,
-                "long_click": s.long_click,
-            }
+            SearchRecord(
+                given if given is not None else search_id_for(session_id, pos),
+                session_id,
+                user,
+                s[_QUERY],  # type: ignore[arg-type]
+                format_time(t),
+                results,
+                zero,
+                n_clicks,
+                clicked,
+                1.0 if clicked else 0.0,
+                rank,
+                rr,
+                ttfc,
+                not clicked and not zero,
+                not clicked and pos < last_search,
+                s[_LONG],  # type: ignore[arg-type]
+            )
         )
-    session = {
-        "session_id": session_id,
-        "user": user,
-        "start": format_time(start),
-        "end": format_time(end),
-        "duration": (end - start) / 1e6,
-        "events": n,
-        "searches": len(searches),
-        "clicked_searches": clicked_searches,
-        "clicks": clicks_total,
-        "ctr": clicked_searches / len(searches) if searches else None,
-        "end_reason": end_reason,
-    }
+    session = SessionRecord(
+        session_id,
+        user,
+        format_time(start),
+        format_time(end),
+        (end - start) / 1e6,
+        n,
+        len(searches),
+        clicked_searches,
+        clicks_total,
+        clicked_searches / len(searches) if searches else None,
+        end_reason,
+    )
     return session, records
 
 
-def _by_id(by_id: dict[str, list[_Search]], sid: str, index: int) -> _Search | None:
-    candidates = by_id.get(sid)
-    if not candidates:
-        return None
-    chosen = candidates[0]
-    for s in candidates:
-        if s.index < index:
-            chosen = s
-    return chosen
+def _later(events: list[Event], index: int, sid: str, early: dict[int, list[Any]]) -> list[Any] | None:
+    """The first search after ``index`` with id ``sid`` (a result or click that came
+    before its search, say from clock skew), made now and kept in ``early``."""
+    for j in range(index + 1, len(events)):
+        ev = events[j]
+        if ev[3] == SEARCH and ev[7] == sid:
+            found = early.get(j)
+            if found is None:
+                found = early[j] = [ev[0], ev[5], ev[7], None, 0, None, None, False, j]
+            return found
+    return None
 
 
 def session_ordinals(starts: list[tuple[str, int]]) -> list[int]:
@@ -174,4 +219,3 @@ def session_ordinals(starts: list[tuple[str, int]]) -> list[int]:
         out.append(k)
         seen[key] = k + 1
     return out
-
