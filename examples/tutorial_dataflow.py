@@ -67,9 +67,18 @@ class AppClose:
 
 
 Event = AppOpen | Search | Results | ClickResult | AppClose
-_TYPES = {"app_open": AppOpen, "AppOpen": AppOpen, "search": Search, "Search": Search,
-          "results": Results, "Results": Results, "click": ClickResult,
-          "ClickResult": ClickResult, "app_close": AppClose, "AppClose": AppClose}
+_TYPES = {
+    "app_open": AppOpen,
+    "AppOpen": AppOpen,
+    "search": Search,
+    "Search": Search,
+    "results": Results,
+    "Results": Results,
+    "click": ClickResult,
+    "ClickResult": ClickResult,
+    "app_close": AppClose,
+    "AppClose": AppClose,
+}
 
 
 def _time(v: Any) -> datetime:
@@ -131,7 +140,6 @@ def calc_ctr(user_search: tuple[str, list[Event]]) -> str:
     return f"{user}\t{query}\t{1.0 if clicked else 0.0}\n"
 
 
-
 def _build() -> Dataflow:
     flow = Dataflow("search_ctr")
     path = os.environ.get("TUTORIAL_INPUT")
@@ -155,8 +163,9 @@ def _build() -> Dataflow:
         from bytewax.connectors.files import FileSink
 
         keyed_out = op.key_on("one_file", ctr, lambda _line: "all")
-        op.output("out", op.map("strip", keyed_out, lambda kv: (kv[0], kv[1].rstrip("\n"))),
-                  FileSink(out))
+        op.output(
+            "out", op.map("strip", keyed_out, lambda kv: (kv[0], kv[1].rstrip("\n"))), FileSink(out)
+        )
     else:
         op.output("out", op.map("strip", ctr, lambda s: s.rstrip("\n")), StdOutSink())
     return flow

@@ -15,9 +15,16 @@ from hashlib import blake2b
 from typing import Any
 
 KINDS = {
-    "app_open": "app_open", "AppOpen": "app_open", "search": "search", "Search": "search",
-    "results": "results", "Results": "results", "click": "click", "ClickResult": "click",
-    "app_close": "app_close", "AppClose": "app_close",
+    "app_open": "app_open",
+    "AppOpen": "app_open",
+    "search": "search",
+    "Search": "search",
+    "results": "results",
+    "Results": "results",
+    "click": "click",
+    "ClickResult": "click",
+    "app_close": "app_close",
+    "AppClose": "app_close",
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -36,7 +43,16 @@ class Ev:
     sid: str | None = None
 
     def key(self) -> tuple[Any, ...]:
-        return (self.user, self.kind, self.t, self.query, self.items, self.item, self.rank, self.sid)
+        return (
+            self.user,
+            self.kind,
+            self.t,
+            self.query,
+            self.items,
+            self.item,
+            self.rank,
+            self.sid,
+        )
 
 
 def parse_time(v: Any) -> int:
@@ -123,8 +139,13 @@ def read_parts(paths: list[str]) -> list[list[bytes]]:
     return out
 
 
-def oracle(paths: list[str], gap: float = 1800, lateness: float = 60, max_session: float = 43200,
-           long_click: float = 30) -> Result:
+def oracle(
+    paths: list[str],
+    gap: float = 1800,
+    lateness: float = 60,
+    max_session: float = 43200,
+    long_click: float = 30,
+) -> Result:
     """The batch answer for input files with disorder within ``lateness`` (seconds)."""
     gap_us, late_us, max_us = int(gap * 1e6), int(lateness * 1e6), int(max_session * 1e6)
     res = Result()
@@ -183,7 +204,7 @@ def oracle(paths: list[str], gap: float = 1800, lateness: float = 60, max_sessio
             else:
                 reasons.append("max_session" if by_max < by_gap else "gap")
         starts: dict[int, int] = {}
-        for sess, why in zip(sessions, reasons):
+        for sess, why in zip(sessions, reasons, strict=True):
             n = starts.get(sess[0].t, 0)
             starts[sess[0].t] = n + 1
             _emit(res, user, sess, why, n, int(long_click * 1e6))
@@ -224,23 +245,41 @@ def _emit(res: Result, user: str, sess: list[Ev], why: str, ordinal: int, long_u
         clicked_searches += clicked
         n_results = None if s["items"] is None else len(s["items"])
         rank = clicks[0][1] if clicks else None
-        res.searches.append({
-            "search_id": e.sid if e.sid is not None else f"{sid}-{pos}",
-            "session_id": sid, "user": user, "query": e.query, "time": fmt(e.t),
-            "results": n_results, "zero_results": n_results == 0, "clicks": len(clicks),
-            "clicked": clicked, "ctr": 1.0 if clicked else 0.0, "first_click_rank": rank,
-            "reciprocal_rank": (0.0 if not clicked else None if rank is None else 1 / rank),
-            "time_to_first_click": (clicks[0][0] - e.t) / 1e6 if clicks else None,
-            "abandoned": not clicked and n_results != 0,
-            "reformulated": not clicked and pos < len(searches) - 1,
-            "long_click": s["long"],
-        })
-    res.sessions.append({
-        "session_id": sid, "user": user, "start": fmt(sess[0].t), "end": fmt(sess[-1].t),
-        "duration": (sess[-1].t - sess[0].t) / 1e6, "events": len(sess), "searches": len(searches),
-        "clicked_searches": clicked_searches, "clicks": sum(e.kind == "click" for e in sess),
-        "ctr": clicked_searches / len(searches) if searches else None, "end_reason": why,
-    })
+        res.searches.append(
+            {
+                "search_id": e.sid if e.sid is not None else f"{sid}-{pos}",
+                "session_id": sid,
+                "user": user,
+                "query": e.query,
+                "time": fmt(e.t),
+                "results": n_results,
+                "zero_results": n_results == 0,
+                "clicks": len(clicks),
+                "clicked": clicked,
+                "ctr": 1.0 if clicked else 0.0,
+                "first_click_rank": rank,
+                "reciprocal_rank": (0.0 if not clicked else None if rank is None else 1 / rank),
+                "time_to_first_click": (clicks[0][0] - e.t) / 1e6 if clicks else None,
+                "abandoned": not clicked and n_results != 0,
+                "reformulated": not clicked and pos < len(searches) - 1,
+                "long_click": s["long"],
+            }
+        )
+    res.sessions.append(
+        {
+            "session_id": sid,
+            "user": user,
+            "start": fmt(sess[0].t),
+            "end": fmt(sess[-1].t),
+            "duration": (sess[-1].t - sess[0].t) / 1e6,
+            "events": len(sess),
+            "searches": len(searches),
+            "clicked_searches": clicked_searches,
+            "clicks": sum(e.kind == "click" for e in sess),
+            "ctr": clicked_searches / len(searches) if searches else None,
+            "end_reason": why,
+        }
+    )
 
 
 def canon(records: list[dict[str, Any]]) -> list[str]:

@@ -41,8 +41,20 @@ def test_simulate_is_deterministic_and_realistic(tmp_path: Path) -> None:
     runner = CliRunner()
     a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     for path, seed in ((a, "3"), (b, "3"), (c, "4")):
-        r = runner.invoke(main, ["simulate", "--events", "20000", "--users", "200", "--seed", seed,
-                                 "--output", str(path)])
+        r = runner.invoke(
+            main,
+            [
+                "simulate",
+                "--events",
+                "20000",
+                "--users",
+                "200",
+                "--seed",
+                seed,
+                "--output",
+                str(path),
+            ],
+        )
         assert r.exit_code == 0, r.output
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
     recs = [json.loads(x) for x in a.read_bytes().splitlines()]
@@ -60,8 +72,24 @@ def test_simulate_is_deterministic_and_realistic(tmp_path: Path) -> None:
 
 def test_simulate_noise_options(tmp_path: Path) -> None:
     out = tmp_path / "noisy.jsonl"
-    r = CliRunner().invoke(main, ["simulate", "--events", "5000", "--users", "50", "--bad", "0.05",
-                                  "--duplicates", "0.05", "--disorder", "20", "--output", str(out)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--events",
+            "5000",
+            "--users",
+            "50",
+            "--bad",
+            "0.05",
+            "--duplicates",
+            "0.05",
+            "--disorder",
+            "20",
+            "--output",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0
     lines = out.read_bytes().splitlines()
     assert len(lines) == 5000
@@ -78,12 +106,28 @@ def test_simulate_noise_options(tmp_path: Path) -> None:
 def test_run_writes_outputs_and_summary(tmp_path: Path) -> None:
     runner = CliRunner()
     events = tmp_path / "e.jsonl"
-    runner.invoke(main, ["simulate", "--events", "3000", "--users", "30", "--bad", "0.01",
-                         "--output", str(events)])
+    runner.invoke(
+        main,
+        ["simulate", "--events", "3000", "--users", "30", "--bad", "0.01", "--output", str(events)],
+    )
     out = tmp_path / "out"
-    r = runner.invoke(main, ["run", str(events), "--searches", str(out / "s.jsonl"),
-                             "--sessions", str(out / "ss.jsonl"), "--dead-letter",
-                             str(out / "d.jsonl"), "--late", str(out / "l.jsonl"), "--gap", "20m"])
+    r = runner.invoke(
+        main,
+        [
+            "run",
+            str(events),
+            "--searches",
+            str(out / "s.jsonl"),
+            "--sessions",
+            str(out / "ss.jsonl"),
+            "--dead-letter",
+            str(out / "d.jsonl"),
+            "--late",
+            str(out / "l.jsonl"),
+            "--gap",
+            "20m",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "events read 3,000" in r.stderr and "events/s" in r.stderr
     n_dead = len((out / "d.jsonl").read_bytes().splitlines())
@@ -99,7 +143,9 @@ def test_run_rejects_missing_input_and_bad_duration(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "not a duration" in r.output
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200),
-                                               ("1d", 86400), ("45", 45), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("30m", 1800), ("12h", 43200), ("1d", 86400), ("45", 45), ("1.5h", 5400)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds

@@ -111,7 +111,10 @@ def test_unknown_fields_are_ignored() -> None:
         (b'{"type": "search", "user": true, "time": 0, "query": "q"}', "$.user"),
         (b'{"type": "search", "user": null, "time": 0, "query": "q"}', "$.user"),
         (b'{"type": "search", "user": "u", "time": "soon", "query": "q"}', "bad time"),
-        (b'{"type": "search", "user": "u", "time": "2024-13-01T00:00:00Z", "query": "q"}', "bad time"),
+        (
+            b'{"type": "search", "user": "u", "time": "2024-13-01T00:00:00Z", "query": "q"}',
+            "bad time",
+        ),
         (b'{"type": "search", "user": "u", "time": 1e300, "query": "q"}', "out of range"),
         (b'{"type": "search", "user": "u", "time": [], "query": "q"}', "$.time"),
         (b'{"type": "results", "user": "u", "time": 0, "items": "a"}', "$.items"),
@@ -140,7 +143,9 @@ def test_random_bytes_never_crash(raw: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 

@@ -21,15 +21,19 @@ from .oracle import canon, oracle
 @pytest.fixture(scope="module")
 def noisy_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sim") / "events.jsonl"
-    write(SimSpec(events=20_000, users=300, seed=11, days=0.5, disorder=30, duplicates=0.01,
-                  bad=0.003), str(path))
+    write(
+        SimSpec(
+            events=20_000, users=300, seed=11, days=0.5, disorder=30, duplicates=0.01, bad=0.003
+        ),
+        str(path),
+    )
     return path
 
 
 def split_by_user(src: Path, dest: Path, n: int) -> list[Path]:
     """Every user's lines in one of n files, in their original order."""
     paths = [dest / f"part-{i}.jsonl" for i in range(n)]
-    files = [open(p, "wb") for p in paths]
+    files = [open(p, "wb") for p in paths]  # noqa: SIM115
     with open(src, "rb") as f:
         for i, line in enumerate(f):
             try:
@@ -80,7 +84,9 @@ def _all(out: dict[str, list[dict[str, object]]]) -> dict[str, list[str]]:
     return {k: canon(v) for k, v in out.items() if k != "dead"}
 
 
-def test_workers_processes_and_splits_agree(noisy_log: Path, tmp_path: Path, run_flow: RunFlow) -> None:
+def test_workers_processes_and_splits_agree(
+    noisy_log: Path, tmp_path: Path, run_flow: RunFlow
+) -> None:
     base, s1 = run_flow([noisy_log])
     two_workers, s2 = run_flow([noisy_log], workers=2)
     two_procs, s3 = run_flow([noisy_log], processes=2)
@@ -95,7 +101,15 @@ def test_workers_processes_and_splits_agree(noisy_log: Path, tmp_path: Path, run
     assert _all(three_files) == want
     assert _all(three_chunks) == want
     for s in (s2, s3, s4, s5):
-        for k in ("events", "invalid", "duplicates", "late", "sessions", "searches", "clicked_searches"):
+        for k in (
+            "events",
+            "invalid",
+            "duplicates",
+            "late",
+            "sessions",
+            "searches",
+            "clicked_searches",
+        ):
             assert s.counts[k] == s1.counts[k], k
 
 
@@ -112,29 +126,40 @@ def test_gzip_and_directory_inputs(noisy_log: Path, tmp_path: Path, run_flow: Ru
 
 
 def test_late_events_go_to_late_output_with_source(tmp_path: Path, run_flow: RunFlow) -> None:
-    path = write_events(tmp_path / "late.jsonl", [
-        {"type": "search", "user": "a", "time": "2024-01-01T00:00:00Z", "query": "q"},
-        {"type": "search", "user": "b", "time": "2024-01-01T01:00:00Z", "query": "r"},
-        {"type": "click", "user": "a", "time": "2024-01-01T00:00:30Z", "item": "x"},
-    ])
+    path = write_events(
+        tmp_path / "late.jsonl",
+        [
+            {"type": "search", "user": "a", "time": "2024-01-01T00:00:00Z", "query": "q"},
+            {"type": "search", "user": "b", "time": "2024-01-01T01:00:00Z", "query": "r"},
+            {"type": "click", "user": "a", "time": "2024-01-01T00:00:30Z", "item": "x"},
+        ],
+    )
     out, summary = run_flow([path])
     assert summary.counts["late"] == 1
     (late,) = out["late"]
     assert late["source"] == f"{path}:3"
-    assert late["record"] == {"type": "click", "user": "a", "time": "2024-01-01T00:00:30Z", "item": "x"}
+    assert late["record"] == {
+        "type": "click",
+        "user": "a",
+        "time": "2024-01-01T00:00:30Z",
+        "item": "x",
+    }
     assert "watermark 2024-01-01T00:59:00Z" in late["reason"]
     a = next(s for s in out["searches"] if s["user"] == "a")
     assert a["clicks"] == 0, "a late event is never merged into a session"
 
 
 def test_dead_letters_keep_the_original_text(tmp_path: Path, run_flow: RunFlow) -> None:
-    path = write_events(tmp_path / "bad.jsonl", [
-        {"type": "search", "user": "a", "time": 0, "query": "q"},
-        "",
-        "{oops",
-        b'{"type": "search", "user": "a", "time": 1, "query": "\xff"}',
-        {"type": "zap", "user": "a", "time": 2},
-    ])
+    path = write_events(
+        tmp_path / "bad.jsonl",
+        [
+            {"type": "search", "user": "a", "time": 0, "query": "q"},
+            "",
+            "{oops",
+            b'{"type": "search", "user": "a", "time": 1, "query": "\xff"}',
+            {"type": "zap", "user": "a", "time": 2},
+        ],
+    )
     out, summary = run_flow([path])
     got = {d["source"]: d for d in out["dead"]}
     assert set(got) == {f"{path}:3", f"{path}:4", f"{path}:5"}
@@ -145,13 +170,18 @@ def test_dead_letters_keep_the_original_text(tmp_path: Path, run_flow: RunFlow) 
 
 
 def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "search_sessions.cli", *args], input=stdin,
-                          capture_output=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "search_sessions.cli", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def test_strict_stops_at_first_invalid_record(tmp_path: Path) -> None:
-    path = write_events(tmp_path / "bad.jsonl", [
-        {"type": "search", "user": "a", "time": 0, "query": "q"}, "{oops"])
+    path = write_events(
+        tmp_path / "bad.jsonl", [{"type": "search", "user": "a", "time": 0, "query": "q"}, "{oops"]
+    )
     proc = run_cli("run", str(path), "--strict", "--searches", str(tmp_path / "s.jsonl"))
     assert proc.returncode == 1
     assert f"invalid record at {path}:2: not JSON" in proc.stderr.decode()
@@ -162,5 +192,9 @@ def test_stdin_to_stdout() -> None:
     proc = run_cli("run", "-", stdin=data)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(x) for x in proc.stdout.splitlines()]
-    assert sorted((r["query"], r["ctr"]) for r in rows) == [("cats", 1.0), ("dogs", 1.0), ("fruit", 0.0)]
+    assert sorted((r["query"], r["ctr"]) for r in rows) == [
+        ("cats", 1.0),
+        ("dogs", 1.0),
+        ("fruit", 0.0),
+    ]
     assert "searches 3" in proc.stderr.decode()

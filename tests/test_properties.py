@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 from pathlib import Path
@@ -16,8 +17,19 @@ from .oracle import canon, oracle
 GAP, LATENESS, MAX = 100, 30, 400
 T0 = 1_704_067_200
 
-kinds = st.sampled_from(["app_open", "search", "search", "results", "click", "click", "app_close",
-                         "Search", "ClickResult"])
+kinds = st.sampled_from(
+    [
+        "app_open",
+        "search",
+        "search",
+        "results",
+        "click",
+        "click",
+        "app_close",
+        "Search",
+        "ClickResult",
+    ]
+)
 
 
 @st.composite
@@ -61,10 +73,13 @@ def stream(draw: st.DrawFn) -> list[bytes]:
     return [line for _k, _i, line in sorted(keyed)]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(lines=stream(), n_files=st.integers(1, 3), workers=st.integers(1, 2))
-def test_flow_equals_batch_oracle(lines: list[bytes], n_files: int, workers: int, tmp_path: Path,
-                                  run_flow: RunFlow) -> None:
+def test_flow_equals_batch_oracle(
+    lines: list[bytes], n_files: int, workers: int, tmp_path: Path, run_flow: RunFlow
+) -> None:
     d = Path(tempfile.mkdtemp(dir=tmp_path))
     size = -(-len(lines) // n_files)
     paths = []
@@ -86,5 +101,5 @@ def test_flow_equals_batch_oracle(lines: list[bytes], n_files: int, workers: int
         by_user.setdefault(s["user"], []).append((s["start"], s["end"]))
     for spans in by_user.values():
         spans.sort()
-        for (_s1, e1), (s2, _e2) in zip(spans, spans[1:]):
+        for (_s1, e1), (s2, _e2) in itertools.pairwise(spans):
             assert e1 <= s2

@@ -27,8 +27,11 @@ def test_each_worker_owns_one_shard(tmp_path: Path, workers: int) -> None:
     (tmp_path / "probe.py").write_text(PROBE)
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "probe:flow", "-w", str(workers)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={"NW": str(workers),
-                                                                        "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"NW": str(workers), "PATH": "/usr/bin:/bin"},
     )
     seen = dict(re.findall(r"W(\d+) @\d+: \('([^']+)'", proc.stdout))
     assert sorted(seen) == [str(i) for i in range(workers)], proc.stdout + proc.stderr

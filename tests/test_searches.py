@@ -12,29 +12,53 @@ from search_sessions.searches import session_records
 S = 1_000_000
 
 
-def e(t: float, kind: int, payload: Any = None, rank: int | None = None, sid: str | None = None) -> Event:
+def e(
+    t: float, kind: int, payload: Any = None, rank: int | None = None, sid: str | None = None
+) -> Event:
     return (int(t * S), 0, int(t * 1000), kind, "u", payload, rank, sid)
 
 
-def records(events: list[Event], reason: str = "gap") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def records(
+    events: list[Event], reason: str = "gap"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     session, searches = session_records("u", events, reason, 0)
     return msgspec.structs.asdict(session), [msgspec.structs.asdict(s) for s in searches]
 
 
 def test_tutorial_session_for_user_1() -> None:
-    session, searches = records([
-        e(0, APP_OPEN), e(1, SEARCH, "dogs"), e(2, RESULTS, ("fido", "rover", "buddy")),
-        e(3, CLICK, "rover"), e(4, SEARCH, "cats"), e(5, RESULTS, ("fluffy", "burrito", "kathy")),
-        e(6, CLICK, "fluffy"), e(8, CLICK, "kathy"), e(10, APP_CLOSE),
-    ], "app_close")
-    assert [(s["query"], s["ctr"], s["clicks"]) for s in searches] == [("dogs", 1.0, 1), ("cats", 1.0, 2)]
+    session, searches = records(
+        [
+            e(0, APP_OPEN),
+            e(1, SEARCH, "dogs"),
+            e(2, RESULTS, ("fido", "rover", "buddy")),
+            e(3, CLICK, "rover"),
+            e(4, SEARCH, "cats"),
+            e(5, RESULTS, ("fluffy", "burrito", "kathy")),
+            e(6, CLICK, "fluffy"),
+            e(8, CLICK, "kathy"),
+            e(10, APP_CLOSE),
+        ],
+        "app_close",
+    )
+    assert [(s["query"], s["ctr"], s["clicks"]) for s in searches] == [
+        ("dogs", 1.0, 1),
+        ("cats", 1.0, 2),
+    ]
     assert searches[0]["first_click_rank"] == 2 and searches[0]["reciprocal_rank"] == 0.5
     assert searches[1]["first_click_rank"] == 1
     assert searches[0]["time_to_first_click"] == 2.0
     assert session == {
-        "session_id": session["session_id"], "user": "u", "start": "1970-01-01T00:00:00Z",
-        "end": "1970-01-01T00:00:10Z", "duration": 10.0, "events": 9, "searches": 2,
-        "clicked_searches": 2, "clicks": 3, "ctr": 1.0, "end_reason": "app_close",
+        "session_id": session["session_id"],
+        "user": "u",
+        "start": "1970-01-01T00:00:00Z",
+        "end": "1970-01-01T00:00:10Z",
+        "duration": 10.0,
+        "events": 9,
+        "searches": 2,
+        "clicked_searches": 2,
+        "clicks": 3,
+        "ctr": 1.0,
+        "end_reason": "app_close",
     }
 
 
@@ -61,7 +85,9 @@ def test_no_results_event_means_null_results_and_abandoned() -> None:
 
 
 def test_last_results_counts() -> None:
-    _, (s,) = records([e(0, SEARCH, "q"), e(1, RESULTS, ("a", "b")), e(2, RESULTS, ("a", "b", "c"))])
+    _, (s,) = records(
+        [e(0, SEARCH, "q"), e(1, RESULTS, ("a", "b")), e(2, RESULTS, ("a", "b", "c"))]
+    )
     assert s["results"] == 3
 
 
@@ -77,8 +103,15 @@ def test_clicked_item_not_in_results_has_unknown_rank() -> None:
 
 
 def test_reformulation() -> None:
-    _, (a, b, c) = records([e(0, SEARCH, "q"), e(1, SEARCH, "q2"), e(2, RESULTS, ("x",)),
-                            e(3, CLICK, "x"), e(4, SEARCH, "q3")])
+    _, (a, b, c) = records(
+        [
+            e(0, SEARCH, "q"),
+            e(1, SEARCH, "q2"),
+            e(2, RESULTS, ("x",)),
+            e(3, CLICK, "x"),
+            e(4, SEARCH, "q3"),
+        ]
+    )
     assert a["reformulated"] and not b["reformulated"] and not c["reformulated"]
 
 
@@ -95,12 +128,21 @@ def test_long_click_by_dwell_and_by_last_event() -> None:
 
 
 def test_search_id_attaches_across_interleaving() -> None:
-    _, (a, b) = records([
-        e(0, SEARCH, "first", sid="A"), e(1, SEARCH, "second", sid="B"),
-        e(2, RESULTS, ("a1", "a2"), sid="A"), e(3, RESULTS, ("b1",), sid="B"),
-        e(4, CLICK, "a2", sid="A"),
-    ])
-    assert a["search_id"] == "A" and a["clicks"] == 1 and a["first_click_rank"] == 2 and a["results"] == 2
+    _, (a, b) = records(
+        [
+            e(0, SEARCH, "first", sid="A"),
+            e(1, SEARCH, "second", sid="B"),
+            e(2, RESULTS, ("a1", "a2"), sid="A"),
+            e(3, RESULTS, ("b1",), sid="B"),
+            e(4, CLICK, "a2", sid="A"),
+        ]
+    )
+    assert (
+        a["search_id"] == "A"
+        and a["clicks"] == 1
+        and a["first_click_rank"] == 2
+        and a["results"] == 2
+    )
     assert b["search_id"] == "B" and b["clicks"] == 0 and b["results"] == 1
     assert not a["reformulated"] and not b["reformulated"]
 
@@ -118,5 +160,7 @@ def test_derived_search_ids_are_stable_and_distinct() -> None:
 
 
 def test_time_to_first_click_uses_first_click() -> None:
-    _, (s,) = records([e(0, SEARCH, "q"), e(1, RESULTS, ("x",)), e(2.5, CLICK, "x"), e(9, CLICK, "x")])
+    _, (s,) = records(
+        [e(0, SEARCH, "q"), e(1, RESULTS, ("x",)), e(2.5, CLICK, "x"), e(9, CLICK, "x")]
+    )
     assert s["time_to_first_click"] == 2.5 and s["clicks"] == 2

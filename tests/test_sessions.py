@@ -13,15 +13,22 @@ MAX = 12 * 3600 * S
 _seq = [0]
 
 
-def ev(t: float, kind: int = SEARCH, user: str = "u", payload: object = None, part: int = 0) -> Event:
+def ev(
+    t: float, kind: int = SEARCH, user: str = "u", payload: object = None, part: int = 0
+) -> Event:
     _seq[0] += 1
     if kind == SEARCH and payload is None:
         payload = f"q{_seq[0]}"
     return (int(t * S), part, _seq[0], kind, user, payload, None, None)
 
 
-def replay(events: list[Event], gap: int = GAP, lateness: int = LATE, max_session: int = MAX,
-           batch: int = 1) -> tuple[list[tuple[str, list[float], str]], list[Event], Sessionizer]:
+def replay(
+    events: list[Event],
+    gap: int = GAP,
+    lateness: int = LATE,
+    max_session: int = MAX,
+    batch: int = 1,
+) -> tuple[list[tuple[str, list[float], str]], list[Event], Sessionizer]:
     """Feed events one partition in batches, then end the input; collect everything."""
     s = Sessionizer(1, gap, lateness, max_session)
     out = []

@@ -35,16 +35,41 @@ DURATION = _Duration()
 def engine_options(f: F) -> F:
     """Session rules and parallelism, shared by ``run`` and ``demo``."""
     options = [
-        click.option("--gap", type=DURATION, default="30m", show_default=True,
-                     help="Inactivity longer than this starts a new session."),
-        click.option("--lateness", type=DURATION, default="1m", show_default=True,
-                     help="How far behind the newest event time the watermark trails."),
-        click.option("--max-session", type=DURATION, default="12h", show_default=True,
-                     help="A session never lasts longer than this."),
-        click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-                     help="Worker threads per process."),
-        click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
-                     help="Local processes (a Bytewax cluster on loopback)."),
+        click.option(
+            "--gap",
+            type=DURATION,
+            default="30m",
+            show_default=True,
+            help="Inactivity longer than this starts a new session.",
+        ),
+        click.option(
+            "--lateness",
+            type=DURATION,
+            default="1m",
+            show_default=True,
+            help="How far behind the newest event time the watermark trails.",
+        ),
+        click.option(
+            "--max-session",
+            type=DURATION,
+            default="12h",
+            show_default=True,
+            help="A session never lasts longer than this.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Worker threads per process.",
+        ),
+        click.option(
+            "--processes",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Local processes (a Bytewax cluster on loopback).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -66,16 +91,31 @@ def main() -> None:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @engine_options
-@click.option("--searches", default="-", show_default=True,
-              help="Per-search records (JSON Lines); '-' is standard output, 'none' for no output.")
+@click.option(
+    "--searches",
+    default="-",
+    show_default=True,
+    help="Per-search records (JSON Lines); '-' is standard output, 'none' for no output.",
+)
 @click.option("--sessions", default=None, help="Session records (JSON Lines).")
 @click.option("--dead-letter", default=None, help="Invalid records, with source and reason.")
 @click.option("--late", default=None, help="Events that came after the watermark passed them.")
 @click.option("--strict", is_flag=True, help="Stop with an error at the first invalid record.")
 @click.option("--quiet", is_flag=True, help="No summary on standard error.")
-def run(inputs: tuple[str, ...], gap: timedelta, lateness: timedelta, max_session: timedelta,
-        workers: int, processes: int, searches: str, sessions: str | None,
-        dead_letter: str | None, late: str | None, strict: bool, quiet: bool) -> None:
+def run(
+    inputs: tuple[str, ...],
+    gap: timedelta,
+    lateness: timedelta,
+    max_session: timedelta,
+    workers: int,
+    processes: int,
+    searches: str,
+    sessions: str | None,
+    dead_letter: str | None,
+    late: str | None,
+    strict: bool,
+    quiet: bool,
+) -> None:
     """Sessionize INPUT... (JSON Lines files, .gz, directories, or - for stdin).
 
     \b
@@ -101,9 +141,16 @@ def run(inputs: tuple[str, ...], gap: timedelta, lateness: timedelta, max_sessio
                 os.makedirs(parent, exist_ok=True)
     try:
         cfg = Config(
-            inputs=inputs, gap=gap, lateness=lateness, max_session=max_session,
-            searches=None if searches == "none" else searches, sessions=sessions,
-            dead_letter=dead_letter, late=late, workers=workers, processes=processes,
+            inputs=inputs,
+            gap=gap,
+            lateness=lateness,
+            max_session=max_session,
+            searches=None if searches == "none" else searches,
+            sessions=sessions,
+            dead_letter=dead_letter,
+            late=late,
+            workers=workers,
+            processes=processes,
             strict=strict,
         )
     except ValueError as exc:
@@ -116,7 +163,7 @@ def run(inputs: tuple[str, ...], gap: timedelta, lateness: timedelta, max_sessio
         click.echo(summary.text(), err=True)
 
 
-TUTORIAL_EVENTS = [
+TUTORIAL_EVENTS: list[tuple[str, int, dict[str, Any]]] = [
     ("app_open", 1, {}),
     ("search", 1, {"query": "dogs"}),
     ("results", 1, {"items": ["fido", "rover", "buddy"]}),
@@ -138,16 +185,23 @@ def tutorial_lines() -> list[bytes]:
 
     start = datetime(2024, 1, 1, tzinfo=UTC)
     return [
-        msgspec.json.encode({"type": kind, "user": user,
-                             "time": (start + timedelta(seconds=i)).isoformat()[:-6] + "Z", **fields})
+        msgspec.json.encode(
+            {
+                "type": kind,
+                "user": user,
+                "time": (start + timedelta(seconds=i)).isoformat()[:-6] + "Z",
+                **fields,
+            }
+        )
         for i, (kind, user, fields) in enumerate(TUTORIAL_EVENTS)
     ]
 
 
 @main.command()
 @engine_options
-def demo(gap: timedelta, lateness: timedelta, max_session: timedelta, workers: int,
-         processes: int) -> None:
+def demo(
+    gap: timedelta, lateness: timedelta, max_session: timedelta, workers: int, processes: int
+) -> None:
     """Run the tutorial's events through the dataflow and print CTR per search.
 
     \b
@@ -165,40 +219,89 @@ def demo(gap: timedelta, lateness: timedelta, max_session: timedelta, workers: i
             f.write(b"\n".join(tutorial_lines()) + b"\n")
         out_searches = os.path.join(tmp, "searches.jsonl")
         out_sessions = os.path.join(tmp, "sessions.jsonl")
-        cfg = Config(inputs=(events,), gap=gap, lateness=lateness, max_session=max_session,
-                     searches=out_searches, sessions=out_sessions, workers=workers,
-                     processes=processes)
+        cfg = Config(
+            inputs=(events,),
+            gap=gap,
+            lateness=lateness,
+            max_session=max_session,
+            searches=out_searches,
+            sessions=out_sessions,
+            workers=workers,
+            processes=processes,
+        )
         run_job(cfg)
         with open(out_searches, "rb") as f:
             searches = sorted((msgspec.json.decode(line) for line in f), key=lambda r: r["time"])
         with open(out_sessions, "rb") as f:
             sessions = sorted((msgspec.json.decode(line) for line in f), key=lambda r: r["start"])
     for s in searches:
-        click.echo(f"search  user={s['user']} query={s['query']!r} ctr={s['ctr']} "
-                   f"clicks={s['clicks']} first_click_rank={s['first_click_rank']}")
+        click.echo(
+            f"search  user={s['user']} query={s['query']!r} ctr={s['ctr']} "
+            f"clicks={s['clicks']} first_click_rank={s['first_click_rank']}"
+        )
     for s in sessions:
-        click.echo(f"session user={s['user']} {s['start']} .. {s['end']} searches={s['searches']} "
-                   f"clicks={s['clicks']} ctr={s['ctr']} end_reason={s['end_reason']}")
+        click.echo(
+            f"session user={s['user']} {s['start']} .. {s['end']} searches={s['searches']} "
+            f"clicks={s['clicks']} ctr={s['ctr']} end_reason={s['end_reason']}"
+        )
 
 
 @main.command()
-@click.option("--events", type=click.IntRange(0), default=100_000, show_default=True,
-              help="Number of lines to write.")
+@click.option(
+    "--events",
+    type=click.IntRange(0),
+    default=100_000,
+    show_default=True,
+    help="Number of lines to write.",
+)
 @click.option("--users", type=click.IntRange(1), default=1_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--start", default="2024-01-01T00:00:00Z", show_default=True,
-              help="Start of the simulated traffic (ISO 8601, UTC if no offset).")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="How many days the traffic spans.")
+@click.option(
+    "--start",
+    default="2024-01-01T00:00:00Z",
+    show_default=True,
+    help="Start of the simulated traffic (ISO 8601, UTC if no offset).",
+)
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="How many days the traffic spans.",
+)
 @click.option("--output", default="-", show_default=True, help="File to write ('-': stdout).")
-@click.option("--disorder", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Write events up to this many seconds out of time order.")
-@click.option("--duplicates", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Fraction of lines repeated exactly.")
-@click.option("--bad", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Fraction of lines replaced by invalid records.")
-def simulate(events: int, users: int, seed: int, start: str, days: float, output: str,
-             disorder: float, duplicates: float, bad: float) -> None:
+@click.option(
+    "--disorder",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Write events up to this many seconds out of time order.",
+)
+@click.option(
+    "--duplicates",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of lines repeated exactly.",
+)
+@click.option(
+    "--bad",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of lines replaced by invalid records.",
+)
+def simulate(
+    events: int,
+    users: int,
+    seed: int,
+    start: str,
+    days: float,
+    output: str,
+    disorder: float,
+    duplicates: float,
+    bad: float,
+) -> None:
     """Write deterministic, realistic search traffic as JSON Lines.
 
     \b
@@ -217,8 +320,19 @@ def simulate(events: int, users: int, seed: int, start: str, days: float, output
     parent = os.path.dirname(output) if output != "-" else ""
     if parent:
         os.makedirs(parent, exist_ok=True)
-    n = write(SimSpec(events=events, users=users, seed=seed, start=begin.astimezone(UTC),
-                      days=days, disorder=disorder, duplicates=duplicates, bad=bad), output)
+    n = write(
+        SimSpec(
+            events=events,
+            users=users,
+            seed=seed,
+            start=begin.astimezone(UTC),
+            days=days,
+            disorder=disorder,
+            duplicates=duplicates,
+            bad=bad,
+        ),
+        output,
+    )
     if output != "-":
         click.echo(f"wrote {n:,} events to {output}", err=True)
 

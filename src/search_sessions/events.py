@@ -46,7 +46,7 @@ _MIN_US: Final = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // _US
 _MAX_US: Final = (datetime(9999, 12, 30, tzinfo=UTC) - EPOCH) // _US
 
 
-class _Base(msgspec.Struct, tag_field="type", frozen=True, gc=False):
+class _Base(msgspec.Struct, tag_field="type", gc=False):
     user: Union[str, int]
     time: Union[str, int, float]
 
@@ -132,8 +132,10 @@ def parse_time(value: str | int | float) -> int:
 
     A string without an offset is UTC.
 
-    >>> parse_time("1970-01-01T00:00:01.5Z"), parse_time(1.5), parse_time("1970-01-01 02:00:01+02:00")
-    (1500000, 1500000, 1000000)
+    >>> parse_time("1970-01-01T00:00:01.5Z"), parse_time(1.5)
+    (1500000, 1500000)
+    >>> parse_time("1970-01-01 02:00:01+02:00")
+    1000000
     """
     if isinstance(value, str):
         try:
@@ -190,7 +192,7 @@ class EventDecoder:
     invalid; it never raises on input.
     """
 
-    __slots__ = ("part", "_decode")
+    __slots__ = ("_decode", "part")
 
     def __init__(self, part: int) -> None:
         self.part = part
@@ -239,7 +241,7 @@ def _reason(exc: Exception, raw: bytes) -> str:
             raw.decode("utf-8")
         except UnicodeDecodeError as uexc:
             return f"not UTF-8 ({uexc.reason} at byte {uexc.start})"
-        return f"not JSON: {text[len('JSON is malformed: '):]}"
+        return f"not JSON: {text[len('JSON is malformed: ') :]}"
     if text.startswith("Invalid value") and "`$.type`" in text:
         return f"unknown event type: {text}"
     if text.startswith("Expected `object`"):

@@ -87,8 +87,12 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def run_process(cfg: Config, process_id: int | None = None, addresses: list[str] | None = None,
-                epoch_interval: timedelta | None = None) -> None:
+def run_process(
+    cfg: Config,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+    epoch_interval: timedelta | None = None,
+) -> None:
     """Run this process's share of the dataflow (all of it when alone)."""
     from bytewax.run import cli_main
 

@@ -17,7 +17,7 @@ and run ``python -m bytewax.run search_sessions.flow:flow``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import bytewax.operators as op
@@ -85,7 +85,9 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, Sessionizer]):
             "clicks": counts[3],
         }
 
-    def _render(self, emitted: list[EmittedSession], late: list[tuple[Event, int]]) -> list[OutItem]:
+    def _render(
+        self, emitted: list[EmittedSession], late: list[tuple[Event, int]]
+    ) -> list[OutItem]:
         cfg = self.cfg
         out: list[OutItem] = []
         if emitted:
@@ -122,6 +124,13 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, Sessionizer]):
         return out
 
 
+def _is_kind(kind: str) -> Callable[[OutItem], bool]:
+    def check(item: OutItem) -> bool:
+        return item[0] == kind
+
+    return check
+
+
 def _is_shard_item(item: tuple[str, Any]) -> bool:
     return item[0].startswith("shard-")
 
@@ -132,9 +141,11 @@ def build_flow(cfg: Config) -> Dataflow:
     keys = shard_keys(cfg.workers * cfg.processes)
     raw = op.input("read_events", flow, JsonLinesSource(cfg, keys))
     split = op.branch("split_control", raw, _is_shard_item)
-    shards = op.stateful_batch(
-        "sessionize", split.trues, lambda resume: ShardLogic(cfg, resume)
-    )
+
+    def build_shard(resume: Sessionizer | None) -> ShardLogic:
+        return ShardLogic(cfg, resume)
+
+    shards = op.stateful_batch("sessionize", split.trues, build_shard)
     rendered = op.map("to_outputs", shards, lambda kv: kv[1])
     merged = op.merge("merge_outputs", rendered, split.falses)
     outputs = {
@@ -146,9 +157,9 @@ def build_flow(cfg: Config) -> Dataflow:
     for kind, path in outputs.items():
         if path is None:
             continue
-        chosen = op.filter(f"only_{kind}", merged, lambda kv, kind=kind: kv[0] == kind)
+        chosen = op.filter(f"only_{kind}", merged, _is_kind(kind))
         op.output(f"write_{kind}", chosen, JsonLinesSink(path))
     if cfg.stats_file is not None:
-        stats = op.filter("only_stats", merged, lambda kv: kv[0] == "stats")
+        stats = op.filter("only_stats", merged, _is_kind("stats"))
         op.output("write_stats", stats, StatsSink(cfg.stats_file))
     return flow

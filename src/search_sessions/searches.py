@@ -146,39 +146,39 @@ def session_records(
     clicked_searches = 0
     last_search = len(searches) - 1
     for pos, s in enumerate(searches):
-        n_clicks: int = s[_CLICKS]  # type: ignore[assignment]
+        n_clicks: int = s[_CLICKS]
         clicked = n_clicks > 0
         items = s[_ITEMS]
-        results = None if items is None else len(items)  # type: ignore[arg-type]
+        results = None if items is None else len(items)
         zero = results == 0
-        rank: int | None = s[_FIRST_RANK]  # type: ignore[assignment]
-        t: int = s[_T]  # type: ignore[assignment]
+        first_rank: int | None = s[_FIRST_RANK]
+        t: int = s[_T]
         if clicked:
             clicked_searches += 1
-            rr = None if rank is None else 1.0 / rank
-            ttfc: float | None = (s[_FIRST_T] - t) / 1e6  # type: ignore[operator]
+            rr = None if first_rank is None else 1.0 / first_rank
+            ttfc: float | None = (s[_FIRST_T] - t) / 1e6
         else:
             rr = 0.0
             ttfc = None
-        given: str | None = s[_SID]  # type: ignore[assignment]
+        given: str | None = s[_SID]
         records.append(
             SearchRecord(
                 given if given is not None else search_id_for(session_id, pos),
                 session_id,
                 user,
-                s[_QUERY],  # type: ignore[arg-type]
+                s[_QUERY],
                 format_time(t),
                 results,
                 zero,
                 n_clicks,
                 clicked,
                 1.0 if clicked else 0.0,
-                rank,
+                first_rank,
                 rr,
                 ttfc,
                 not clicked and not zero,
                 not clicked and pos < last_search,
-                s[_LONG],  # type: ignore[arg-type]
+                s[_LONG],
             )
         )
     session = SessionRecord(
@@ -197,7 +197,9 @@ def session_records(
     return session, records
 
 
-def _later(events: list[Event], index: int, sid: str, early: dict[int, list[Any]]) -> list[Any] | None:
+def _later(
+    events: list[Event], index: int, sid: str, early: dict[int, list[Any]]
+) -> list[Any] | None:
     """The first search after ``index`` with id ``sid`` (a result or click that came
     before its search, say from clock skew), made now and kept in ``early``."""
     for j in range(index + 1, len(events)):

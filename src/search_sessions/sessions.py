@@ -16,7 +16,8 @@ reason never depends on when events arrive.
 
 >>> from search_sessions.events import EventDecoder
 >>> s = Sessionizer(n_parts=1, gap_us=10, lateness_us=0, max_session_us=100)
->>> late = s.ingest(0, 5, False, [(0, 0, 1, 1, "u", "q", None, None), (5, 0, 2, 3, "u", "x", None, None)], [])
+>>> evs = [(0, 0, 1, 1, "u", "q", None, None), (5, 0, 2, 3, "u", "x", None, None)]
+>>> late = s.ingest(0, 5, False, evs, [])
 >>> [(u, len(evs), why) for u, evs, why in s.advance()]
 []
 >>> _ = s.ingest(0, 40, False, [], [])
@@ -149,7 +150,8 @@ class Sessionizer:
 
         ``maybe_late`` holds the events older than their partition's own
         watermark, each with the partition's newest time before it; they are
-        late if older than the global watermark too. Returns the late events, each with the watermark it missed.
+        late if older than the global watermark too. Returns the late events,
+        each with the watermark it missed.
         """
         pending = self.pending
         deadline = self.deadline

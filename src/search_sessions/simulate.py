@@ -31,13 +31,78 @@ import msgspec
 
 from .events import EPOCH
 
-_WORDS = (
-    "cheap red blue running shoes best pizza near me weather tomorrow how to cook rice "
-    "python list sort news today football score jobs remote apartment rent cat dog food "
-    "laptop deals phone case flights paris hotel london recipe chicken pasta movie times "
-    "bank login music lyrics song train schedule map coffee gym yoga book review kids toys "
-    "garden tools winter jacket summer dress car insurance used cars repair tv series"
-).split()
+_WORDS = [
+    "cheap",
+    "red",
+    "blue",
+    "running",
+    "shoes",
+    "best",
+    "pizza",
+    "near",
+    "me",
+    "weather",
+    "tomorrow",
+    "how",
+    "to",
+    "cook",
+    "rice",
+    "python",
+    "list",
+    "sort",
+    "news",
+    "today",
+    "football",
+    "score",
+    "jobs",
+    "remote",
+    "apartment",
+    "rent",
+    "cat",
+    "dog",
+    "food",
+    "laptop",
+    "deals",
+    "phone",
+    "case",
+    "flights",
+    "paris",
+    "hotel",
+    "london",
+    "recipe",
+    "chicken",
+    "pasta",
+    "movie",
+    "times",
+    "bank",
+    "login",
+    "music",
+    "lyrics",
+    "song",
+    "train",
+    "schedule",
+    "map",
+    "coffee",
+    "gym",
+    "yoga",
+    "book",
+    "review",
+    "kids",
+    "toys",
+    "garden",
+    "tools",
+    "winter",
+    "jacket",
+    "summer",
+    "dress",
+    "car",
+    "insurance",
+    "used",
+    "cars",
+    "repair",
+    "tv",
+    "series",
+]
 
 _BAD_RECORDS = (
     b"{not json",
@@ -84,7 +149,7 @@ def _fmt(us: int) -> str:
 
 
 class _User:
-    __slots__ = ("name", "next_start", "sends_ids", "numeric")
+    __slots__ = ("name", "next_start", "numeric", "sends_ids")
 
     def __init__(self, name: str, next_start: int, sends_ids: bool, numeric: bool) -> None:
         self.name = name
@@ -93,8 +158,14 @@ class _User:
         self.numeric = numeric
 
 
-def _session(rng: random.Random, user: _User, t: int, query_cdf: list[float], n_queries: int,
-             serial: list[int]) -> list[tuple[int, dict[str, object]]]:
+def _session(
+    rng: random.Random,
+    user: _User,
+    t: int,
+    query_cdf: list[float],
+    n_queries: int,
+    serial: list[int],
+) -> list[tuple[int, dict[str, object]]]:
     """One session's events as (time_us, record)."""
     out: list[tuple[int, dict[str, object]]] = []
     uid: object = int(user.name) if user.numeric else user.name
@@ -122,7 +193,10 @@ def _session(rng: random.Random, user: _User, t: int, query_cdf: list[float], n_
         if rng.random() < 0.02 + 0.15 * tail:
             items: list[str] = []
         else:
-            items = [f"doc{(rank * 131 + p * 7919) % 100_000}" for p in range(rng.choice((10, 10, 10, 5, 3)))]
+            items = [
+                f"doc{(rank * 131 + p * 7919) % 100_000}"
+                for p in range(rng.choice((10, 10, 10, 5, 3)))
+            ]
         emit("results", items=items, **ids)
         clicked = False
         if items and rng.random() < 0.75 - 0.35 * tail:
@@ -159,8 +233,12 @@ def generate(spec: SimSpec) -> Iterator[bytes]:
     sessions_per_user = max(1.0, spec.events / 8 / max(spec.users, 1))
     mean_gap = span_us / sessions_per_user
     users = [
-        _User(str(1000 + i) if i % 5 == 0 else f"u{i}", start_us + int(rng.random() * mean_gap),
-              sends_ids=i % 4 == 0, numeric=i % 5 == 0)
+        _User(
+            str(1000 + i) if i % 5 == 0 else f"u{i}",
+            start_us + int(rng.random() * mean_gap),
+            sends_ids=i % 4 == 0,
+            numeric=i % 5 == 0,
+        )
         for i in range(spec.users)
     ]
     heap = [(u.next_start, i) for i, u in enumerate(users)]

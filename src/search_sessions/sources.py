@@ -14,6 +14,7 @@ Items are ``(key, value)`` pairs: ``(shard_key, ShardBatch)``,
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import select
 import sys
@@ -87,7 +88,7 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
             if line.isspace():
                 continue
             ev = decode(line, seq)
-            if type(ev) is str:
+            if isinstance(ev, str):
                 dead.append(self._dead_letter(line, seq, ev))
                 continue
             t = ev[0]
@@ -131,9 +132,10 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
 class _FilePartition(_LinePartition):
     def __init__(self, path: str, block_bytes: int, *args: Any) -> None:
         super().__init__(*args)
-        raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+        raw = io.BufferedReader(io.FileIO(path, "rb"), buffer_size=1 << 20)
+        self.file: BinaryIO
         if raw.peek(2)[:2] == b"\x1f\x8b":
-            self.file: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            self.file = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
         else:
             self.file = raw
         self._raw = raw
