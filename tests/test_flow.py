@@ -198,3 +198,18 @@ def test_stdin_to_stdout() -> None:
         ("fruit", 0.0),
     ]
     assert "searches 3" in proc.stderr.decode()
+
+
+def test_json_array_file(tmp_path: Path, run_flow: RunFlow) -> None:
+    path = tmp_path / "events.json"
+    records = [json.loads(x) for x in tutorial_lines()]
+    records.insert(3, {"type": "search", "user": 1})
+    path.write_text(json.dumps(records, indent=2))
+    out, _summary = run_flow([path])
+    assert sorted((s["query"], s["ctr"]) for s in out["searches"]) == [
+        ("cats", 1.0),
+        ("dogs", 1.0),
+        ("fruit", 0.0),
+    ]
+    (dead,) = out["dead"]
+    assert dead["source"] == f"{path}:4" and "`time`" in dead["reason"]

@@ -140,16 +140,36 @@ class _FilePartition(_LinePartition):
             self.file = raw
         self._raw = raw
         self.block_bytes = block_bytes
-        if self.offset:
+        self.elements = _json_array(self.file) if path.endswith((".json", ".json.gz")) else None
+        if self.elements is None and self.offset:
             self.file.seek(self.offset)
 
     def _read(self) -> tuple[list[bytes], bool]:
+        if self.elements is not None:
+            # A JSON array: positions are element numbers (1-based), not lines.
+            block = self.elements[self.seq : self.seq + 4096]
+            self.offset -= sum(map(len, block))  # offsets are not used for arrays
+            return block, not block
         lines = self.file.readlines(self.block_bytes)
         return lines, not lines
 
     def close(self) -> None:
         self.file.close()
         self._raw.close()
+
+
+def _json_array(file: BinaryIO) -> list[bytes] | None:
+    """The elements of a file holding one JSON array, or None for JSON Lines."""
+    head = file.read(64).lstrip()
+    file.seek(0)
+    if not head.startswith(b"["):
+        return None
+    data = file.read()
+    try:
+        return [bytes(r) for r in msgspec.json.decode(data, type=list[msgspec.Raw])]
+    except msgspec.DecodeError:
+        file.seek(0)
+        return None
 
 
 class _StdinPartition(_LinePartition):
