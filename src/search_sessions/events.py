@@ -21,17 +21,29 @@ unique, so sorting never compares payloads.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Union
+from typing import Any, Final
 
 import msgspec
 
-APP_OPEN: Final = 0
-SEARCH: Final = 1
-RESULTS: Final = 2
-CLICK: Final = 3
-APP_CLOSE: Final = 4
+from .kinds import APP_CLOSE, APP_OPEN, CLICK, KIND_NAMES, RESULTS, SEARCH
+from .schema import KIND_OF, AnyEvent
 
-KIND_NAMES: Final = ("app_open", "search", "results", "click", "app_close")
+__all__ = [
+    "APP_CLOSE",
+    "APP_OPEN",
+    "CLICK",
+    "EPOCH",
+    "KIND_NAMES",
+    "RESULTS",
+    "SEARCH",
+    "UTC",
+    "BadTime",
+    "Event",
+    "EventDecoder",
+    "event_to_json",
+    "format_time",
+    "parse_time",
+]
 
 Event = tuple[int, int, int, int, str, Any, int | None, str | None]
 """``(time_us, part, seq, kind, user, payload, rank, search_id)``.
@@ -44,83 +56,6 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 _MIN_US: Final = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // _US
 _MAX_US: Final = (datetime(9999, 12, 30, tzinfo=UTC) - EPOCH) // _US
-
-
-class _Base(msgspec.Struct, tag_field="type", gc=False):
-    user: Union[str, int]
-    time: Union[str, int, float]
-
-
-class AppOpen(_Base, tag="app_open"):
-    pass
-
-
-class Search(_Base, tag="search"):
-    query: str
-    search_id: Union[str, None] = None
-
-
-class Results(_Base, tag="results"):
-    items: list[str]
-    search_id: Union[str, None] = None
-
-
-class Click(_Base, tag="click"):
-    item: str
-    rank: Union[Annotated[int, msgspec.Meta(ge=1)], None] = None
-    search_id: Union[str, None] = None
-
-
-class AppClose(_Base, tag="app_close"):
-    pass
-
-
-# The tutorial's class names, accepted as tags with the same fields.
-class _AppOpenAlias(AppOpen, tag="AppOpen"):
-    pass
-
-
-class _SearchAlias(Search, tag="Search"):
-    pass
-
-
-class _ResultsAlias(Results, tag="Results"):
-    pass
-
-
-class _ClickAlias(Click, tag="ClickResult"):
-    pass
-
-
-class _AppCloseAlias(AppClose, tag="AppClose"):
-    pass
-
-
-_KIND_OF: Final[dict[type, int]] = {
-    AppOpen: APP_OPEN,
-    _AppOpenAlias: APP_OPEN,
-    Search: SEARCH,
-    _SearchAlias: SEARCH,
-    Results: RESULTS,
-    _ResultsAlias: RESULTS,
-    Click: CLICK,
-    _ClickAlias: CLICK,
-    AppClose: APP_CLOSE,
-    _AppCloseAlias: APP_CLOSE,
-}
-
-AnyEvent = Union[
-    AppOpen,
-    Search,
-    Results,
-    Click,
-    AppClose,
-    _AppOpenAlias,
-    _SearchAlias,
-    _ResultsAlias,
-    _ClickAlias,
-    _AppCloseAlias,
-]
 
 
 class BadTime(ValueError):
@@ -219,7 +154,7 @@ class EventDecoder:
         user = ev.user
         if user.__class__ is not str:
             user = str(user)
-        kind = _KIND_OF[ev.__class__]
+        kind = KIND_OF[ev.__class__]
         if kind == SEARCH:
             return (t, self.part, seq, kind, user, ev.query, None, ev.search_id)
         if kind == RESULTS:

@@ -28,7 +28,8 @@ from bytewax.operators import StatefulBatchLogic
 from ._routes import ROUTED_SHARDS
 from .config import Config
 from .events import Event, event_to_json, format_time
-from .searches import SearchRecord, SessionRecord, session_ordinals, session_records
+from .records import SearchRecord, SessionRecord
+from .searches import session_ordinals, session_records
 from .sessions import EmittedSession, Sessionizer
 from .sinks import JsonLinesSink, StatsSink
 from .sources import JsonLinesSource, ShardBatch, source_name

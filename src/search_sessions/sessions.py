@@ -31,7 +31,8 @@ import heapq
 from collections.abc import Iterable
 from typing import Final
 
-from .events import APP_CLOSE, APP_OPEN, Event
+from .events import Event
+from .kinds import APP_CLOSE, APP_OPEN
 
 NEVER: Final = -(1 << 62)
 """A time before every event: a partition that has reported nothing yet."""
