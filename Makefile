@@ -33,5 +33,8 @@ lint: setup
 	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 
+bench: setup
+	$(BIN)/python bench/bench.py --memory
+
 clean:
 	rm -rf out data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -213,3 +213,19 @@ def test_json_array_file(tmp_path: Path, run_flow: RunFlow) -> None:
     ]
     (dead,) = out["dead"]
     assert dead["source"] == f"{path}:4" and "`time`" in dead["reason"]
+
+
+def test_alignment_holds_back_partitions_far_ahead() -> None:
+    from search_sessions.sessions import NEVER
+    from search_sessions.sources import Alignment
+
+    a = Alignment(horizon_us=100)
+    a.join(0, NEVER)
+    a.join(1, NEVER)
+    assert not a.should_wait(1, NEVER), "nothing read yet: read"
+    assert a.should_wait(1, 1_000), "partition 0 has not started"
+    assert not a.should_wait(0, 950)
+    assert not a.should_wait(1, 1_000), "within the horizon"
+    assert a.should_wait(1, 1_200)
+    a.leave(0)
+    assert not a.should_wait(1, 1_200), "a finished file holds nothing back"

@@ -53,6 +53,35 @@ def shard_of(user: str, n_shards: int) -> int:
     return crc32(user.encode()) % n_shards
 
 
+class Alignment:
+    """Keeps one process's file partitions within ``horizon`` of event time of each other.
+
+    Files are read concurrently, and the watermark is the minimum over them, so a
+    file whose events are hours ahead of another's (files split by day, say) would
+    pile up its events in memory until the slow one caught up. A partition that
+    is more than ``horizon`` ahead of the slowest open file in its process waits
+    instead (like Flink's watermark alignment). It changes when events are read,
+    never the result. Partitions in other processes are not seen.
+    """
+
+    def __init__(self, horizon_us: int) -> None:
+        self.horizon_us = horizon_us
+        self.newest: dict[int, int] = {}
+
+    def join(self, part: int, newest: int) -> None:
+        self.newest[part] = newest
+
+    def leave(self, part: int) -> None:
+        self.newest.pop(part, None)
+
+    def should_wait(self, part: int, newest: int) -> bool:
+        self.newest[part] = newest
+        if newest == NEVER:
+            return False
+        slowest = min(self.newest.values())
+        return newest - slowest > self.horizon_us
+
+
 class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
     """Decodes lines into per-shard batches; subclasses supply the lines."""
 
@@ -64,6 +93,7 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         self.offset, self.seq, self.newest = resume if resume is not None else (0, 0, NEVER)
         self.lateness = cfg.lateness_us
         self.ended = False
+        self.alignment: Alignment | None = None
         self.stats = {"lines": 0, "events": 0, "invalid": 0}
 
     def _read(self) -> tuple[list[bytes], bool]:
@@ -73,6 +103,9 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
     def next_batch(self) -> list[SourceItem]:
         if self.ended:
             raise StopIteration()
+        if self.alignment is not None and self.alignment.should_wait(self.part, self.newest):
+            # Polled again at once: other partitions on this worker go on meanwhile.
+            return []
         lines, at_end = self._read()
         n_shards = len(self.shard_keys)
         per_shard: list[list[Event]] = [[] for _ in range(n_shards)]
@@ -115,6 +148,8 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
             out.append(("dead_letter", b"".join(dead)))
         if at_end:
             self.ended = True
+            if self.alignment is not None:
+                self.alignment.leave(part)
             out.append(("stats", dict(self.stats, partitions=1)))
         return out
 
@@ -208,6 +243,7 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
         self.cfg = cfg
         self.shard_keys = shard_keys
         self.block_bytes = block_bytes
+        self.alignment = Alignment(cfg.gap_us + cfg.lateness_us)
 
     def list_parts(self) -> list[str]:
         return list(self.cfg.partitions)
@@ -219,4 +255,7 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
         args = (self.cfg, part, self.shard_keys, resume_state)
         if for_part == "-":
             return _StdinPartition(self.block_bytes, *args)
-        return _FilePartition(for_part, self.block_bytes, *args)
+        partition = _FilePartition(for_part, self.block_bytes, *args)
+        partition.alignment = self.alignment
+        self.alignment.join(part, partition.newest)
+        return partition

@@ -1,0 +1,282 @@
+"""Benchmark harness: `make bench` (not part of `make test`).
+
+Times, in one run on the same simulated data:
+
+- ``search-sessions run`` with one process (one JSONL file in, searches and
+  sessions JSONL out) and with two processes (the same events split by user
+  into two files);
+- the tutorial's flow (``examples/tutorial_dataflow.py``);
+- DuckDB computing the same per-search CTR in SQL (``bench/duckdb_ctr.sql``);
+
+and, with ``--memory``, the peak RSS of ``run`` at 1M and 5M events of 500k users
+over 7 days. Every command runs in its own process; wall time, events/s and peak
+RSS (the largest process of the run) are written to ``bench/RESULTS.md``.
+
+    python bench/bench.py --events 1000000 --users 10000 --memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data"
+CLI = [sys.executable, "-m", "search_sessions.cli"]
+
+
+@dataclass
+class Measure:
+    name: str
+    events: int
+    wall: float
+    peak_rss_mb: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.wall
+
+
+def measure(
+    name: str, cmd: list[str], events: int, env: dict[str, str] | None = None, note: str = ""
+) -> Measure:
+    """Run ``cmd`` in a fresh helper process; its peak RSS is that of its largest descendant."""
+    probe = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(json.loads(sys.argv[1]), stdout=subprocess.DEVNULL)\n"
+        "w = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(json.dumps([p.returncode, w, rss]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(cmd)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    code, wall, rss_kb = json.loads(out.stdout.strip().splitlines()[-1])
+    if code != 0:
+        raise SystemExit(f"{name}: exit {code}: {out.stderr[-2000:]}")
+    m = Measure(name, events, wall, rss_kb / 1024, note)
+    print(f"{name:40s} {wall:8.2f} s {m.rate:12,.0f} ev/s {m.peak_rss_mb:8.0f} MB", flush=True)
+    return m
+
+
+def simulate(events: int, users: int, days: float, seed: int) -> Path:
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"events-{events}-{users}-{days:g}d-s{seed}.jsonl"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        subprocess.run(
+            [
+                *CLI,
+                "simulate",
+                "--events",
+                str(events),
+                "--users",
+                str(users),
+                "--days",
+                str(days),
+                "--seed",
+                str(seed),
+                "--output",
+                str(tmp),
+            ],
+            check=True,
+        )
+        tmp.rename(path)
+    return path
+
+
+def split_by_user(path: Path, n: int) -> Path:
+    """The same lines in n files, each user's lines in one file, in order."""
+    d = path.with_suffix(f".split{n}")
+    if not d.exists():
+        tmp = path.with_suffix(f".split{n}.tmp")
+        tmp.mkdir(exist_ok=True)
+        files = [open(tmp / f"part-{i}.jsonl", "wb") for i in range(n)]  # noqa: SIM115
+        with open(path, "rb") as f:
+            for line in f:
+                user = line.split(b'"user":', 1)[-1].split(b",", 1)[0]
+                files[zlib.crc32(user) % n].write(line)
+        for fh in files:
+            fh.close()
+        tmp.rename(d)
+    return d
+
+
+def run_cmd(inputs: Path, out: Path, processes: int = 1) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        *CLI,
+        "run",
+        str(inputs),
+        "--searches",
+        str(out / "searches.jsonl"),
+        "--sessions",
+        str(out / "sessions.jsonl"),
+        "--processes",
+        str(processes),
+        "--quiet",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-tutorial", action="store_true", help="skip the (slow) tutorial flow")
+    ap.add_argument("--memory", action="store_true", help="also run the 1M/5M, 500k-user scaling")
+    ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    args = ap.parse_args()
+
+    n = args.events
+    data = simulate(n, args.users, 1.0, args.seed)
+    split = split_by_user(data, 2)
+    out = DATA / "out"
+    rows: list[Measure] = []
+    rows.append(measure("search-sessions run, 1 process", run_cmd(data, out / "p1"), n))
+    rows.append(
+        measure(
+            "search-sessions run, 2 processes",
+            run_cmd(split, out / "p2", 2),
+            n,
+            note="input split by user into 2 files",
+        )
+    )
+    with open(out / "p1" / "searches.jsonl", "rb") as f:
+        recs = [json.loads(line) for line in f]
+    ours_ctr = sum(r["ctr"] for r in recs) / len(recs)
+    duck_script = (
+        "import duckdb, sys\n"
+        "sql = open(sys.argv[1]).read().format(path=sys.argv[2])\n"
+        "print(duckdb.sql(sql).fetchall())\n"
+    )
+    rows.append(
+        measure(
+            "DuckDB per-search CTR (SQL)",
+            [sys.executable, "-c", duck_script, str(HERE / "duckdb_ctr.sql"), str(data)],
+            n,
+        )
+    )
+    duck = subprocess.run(
+        [sys.executable, "-c", duck_script, str(HERE / "duckdb_ctr.sql"), str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not args.no_tutorial:
+        rows.append(
+            measure(
+                "tutorial flow (SessionWindower)",
+                [
+                    sys.executable,
+                    "-m",
+                    "bytewax.run",
+                    str(ROOT / "examples" / "tutorial_dataflow.py") + ":flow",
+                ],
+                n,
+                env={"TUTORIAL_INPUT": str(data), "TUTORIAL_OUTPUT": str(out / "tutorial.tsv")},
+            )
+        )
+    memory: list[Measure] = []
+    if args.memory:
+        for m in (1_000_000, 5_000_000):
+            path = simulate(m, 500_000, 7.0, args.seed)
+            memory.append(
+                measure(f"run, {m:,} events, 500k users, 7 days", run_cmd(path, out / f"mem{m}"), m)
+            )
+    write_results(Path(args.results), rows, memory, ours_ctr, duck, args)
+
+
+def write_results(
+    path: Path,
+    rows: list[Measure],
+    memory: list[Measure],
+    ours_ctr: float,
+    duck: str,
+    args: argparse.Namespace,
+) -> None:
+    from importlib.metadata import version
+
+    import bytewax  # noqa: F401  (version below)
+
+    by = {r.name: r for r in rows}
+    one = by["search-sessions run, 1 process"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`bench/bench.py`) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+        f"{platform.platform()}",
+        f"- Python {platform.python_version()}, bytewax {version('bytewax')}, "
+        f"msgspec {version('msgspec')}, duckdb {version('duckdb')}",
+        f"- data: `search-sessions simulate --events {args.events} --users {args.users} "
+        f"--seed {args.seed}` (one day)",
+        "",
+        "| what | events | wall (s) | events/s | peak RSS (MB) | vs 1 process |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name}{' (' + r.note + ')' if r.note else ''} | {r.events:,} | "
+            f"{r.wall:.2f} | {r.rate:,.0f} | {r.peak_rss_mb:.0f} | "
+            f"{one.wall / r.wall:.2f}x |"
+        )
+    lines += ["", "Ratios (throughput):", ""]
+    if "search-sessions run, 2 processes" in by:
+        lines.append(
+            f"- 2 processes / 1 process: "
+            f"{by['search-sessions run, 2 processes'].rate / one.rate:.2f}x"
+        )
+    lines.append(f"- 1 process / DuckDB: {one.rate / by['DuckDB per-search CTR (SQL)'].rate:.2f}x")
+    if "tutorial flow (SessionWindower)" in by:
+        lines.append(
+            f"- 1 process / tutorial flow: "
+            f"{one.rate / by['tutorial flow (SessionWindower)'].rate:.1f}x"
+        )
+    lines += [
+        "",
+        f"Same answer: search-sessions CTR {ours_ctr:.6f}; DuckDB (searches, CTR) {duck}.",
+        "",
+    ]
+    if memory:
+        lines += [
+            "## Memory scaling",
+            "",
+            "Same traffic mix, 500k users over 7 days, one process, searches and sessions written.",
+            "",
+            "| run | wall (s) | events/s | peak RSS (MB) |",
+            "|---|---:|---:|---:|",
+        ]
+        for m in memory:
+            lines.append(f"| {m.name} | {m.wall:.2f} | {m.rate:,.0f} | {m.peak_rss_mb:.0f} |")
+        if len(memory) == 2:
+            lines += [
+                "",
+                f"Peak RSS at 5M / at 1M: {memory[1].peak_rss_mb / memory[0].peak_rss_mb:.2f}x",
+                "",
+            ]
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
