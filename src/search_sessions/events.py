@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from zlib import crc32
 
 import msgspec
 
@@ -165,6 +166,63 @@ class EventDecoder:
 
 
 _fromisoformat = datetime.fromisoformat
+
+
+Block = tuple[
+    list[list[Event]], list[list[tuple[Event, int]]], list[tuple[int, bytes, str]], int, int
+]
+"""What :func:`decode_block` returns: per-shard events, per-shard maybe-late events
+(each with its partition's newest time before it), invalid lines as
+``(line_number, line, reason)``, the partition's newest event time, and the bytes read."""
+
+
+def decode_block(
+    decoder: EventDecoder,
+    lines: list[bytes],
+    seq: int,
+    newest: int,
+    lateness_us: int,
+    n_shards: int,
+) -> Block:
+    """Decode a block of one partition's lines and deal its events to shards.
+
+    ``seq`` is the number of lines before the block; a user's shard is
+    ``crc32(user) % n_shards``, the same in every process. An event older than
+    the partition's newest time so far minus ``lateness_us`` is set apart as
+    maybe late (the shards decide against the global watermark).
+    """
+    per_shard: list[list[Event]] = [[] for _ in range(n_shards)]
+    maybe_late: list[list[tuple[Event, int]]] = [[] for _ in range(n_shards)]
+    bad: list[tuple[int, bytes, str]] = []
+    decode = decoder.decode
+    size = 0
+    shard_of = _SHARD_CACHE.setdefault(n_shards, {})
+    if len(shard_of) > 1_000_000:
+        shard_of.clear()
+    for line in lines:
+        seq += 1
+        size += len(line)
+        if line.isspace():
+            continue
+        ev = decode(line, seq)
+        if isinstance(ev, str):
+            bad.append((seq, line, ev))
+            continue
+        t = ev[0]
+        user = ev[4]
+        shard = shard_of.get(user)
+        if shard is None:
+            shard = shard_of[user] = crc32(user.encode()) % n_shards
+        if t < newest - lateness_us:
+            maybe_late[shard].append((ev, newest))
+        else:
+            per_shard[shard].append(ev)
+            if t > newest:
+                newest = t
+    return per_shard, maybe_late, bad, newest, size
+
+
+_SHARD_CACHE: dict[int, dict[str, int]] = {}
 
 
 def _reason(exc: Exception, raw: bytes) -> str:

@@ -28,8 +28,7 @@ from bytewax.operators import StatefulBatchLogic
 from ._routes import ROUTED_SHARDS
 from .config import Config
 from .events import Event, event_to_json, format_time
-from .records import SearchRecord, SessionRecord
-from .searches import session_ordinals, session_records
+from .searches import render
 from .sessions import EmittedSession, Sessionizer
 from .sinks import JsonLinesSink, StatsSink
 from .sources import JsonLinesSource, ShardBatch, source_name
@@ -92,23 +91,11 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, Sessionizer]):
         cfg = self.cfg
         out: list[OutItem] = []
         if emitted:
-            search_records: list[SearchRecord] = []
-            session_records_: list[SessionRecord] = []
-            counts = self.core.counters
-            ordinals = session_ordinals([(user, evs[0][0]) for user, evs, _ in emitted])
-            long_click = cfg.long_click_us
-            for (user, evs, reason), ordinal in zip(emitted, ordinals, strict=True):
-                session, searches = session_records(user, evs, reason, ordinal, long_click)
-                counts[0] += 1
-                counts[1] += session.searches
-                counts[2] += session.clicked_searches
-                counts[3] += session.clicks
-                search_records += searches
-                session_records_.append(session)
-            if search_records and cfg.searches is not None:
-                out.append(("searches", _encode_lines(search_records)))
+            session_list, search_list = render(emitted, cfg.long_click_us, self.core.counters)
+            if search_list and cfg.searches is not None:
+                out.append(("searches", _encode_lines(search_list)))
             if cfg.sessions is not None:
-                out.append(("sessions", _encode_lines(session_records_)))
+                out.append(("sessions", _encode_lines(session_list)))
         if late and cfg.late is not None:
             lines = [
                 _encode(

@@ -183,3 +183,26 @@ def session_ordinals(starts: list[tuple[str, int]]) -> list[int]:
         out.append(k)
         seen[key] = k + 1
     return out
+
+
+def render(
+    emitted: list[tuple[str, list[Event], str]], long_click_us: int, counts: list[int]
+) -> tuple[list[SessionRecord], list[SearchRecord]]:
+    """Records for a batch of emitted sessions; adds to ``counts`` (sessions,
+    searches, clicked searches, clicks)."""
+    sessions: list[SessionRecord] = []
+    searches: list[SearchRecord] = []
+    ordinals = session_ordinals([(user, evs[0][0]) for user, evs, _ in emitted])
+    n_searches = clicked = clicks = 0
+    for i, (user, evs, reason) in enumerate(emitted):
+        session, records = session_records(user, evs, reason, ordinals[i], long_click_us)
+        n_searches += session.searches
+        clicked += session.clicked_searches
+        clicks += session.clicks
+        searches += records
+        sessions.append(session)
+    counts[0] += len(sessions)
+    counts[1] += n_searches
+    counts[2] += clicked
+    counts[3] += clicks
+    return sessions, searches

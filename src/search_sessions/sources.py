@@ -19,13 +19,12 @@ import os
 import select
 import sys
 from typing import Any, BinaryIO
-from zlib import crc32
 
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from .config import Config
-from .events import Event, EventDecoder
+from .events import Event, EventDecoder, decode_block
 from .sessions import NEVER
 
 ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]]]
@@ -46,11 +45,6 @@ def source_name(cfg: Config, part: int, seq: int) -> str:
     """``FILE:LINE`` for an input position (``<stdin>`` for standard input)."""
     name = cfg.partitions[part]
     return f"{'<stdin>' if name == '-' else name}:{seq}"
-
-
-def shard_of(user: str, n_shards: int) -> int:
-    """The shard that owns a user: stable across processes and runs."""
-    return crc32(user.encode()) % n_shards
 
 
 class Alignment:
@@ -108,33 +102,12 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
             return []
         lines, at_end = self._read()
         n_shards = len(self.shard_keys)
-        per_shard: list[list[Event]] = [[] for _ in range(n_shards)]
-        maybe_late: list[list[tuple[Event, int]]] = [[] for _ in range(n_shards)]
-        dead: list[bytes] = []
-        decode = self.decoder.decode
-        newest = self.newest
-        lateness = self.lateness
-        seq = self.seq
-        for line in lines:
-            seq += 1
-            self.offset += len(line)
-            if line.isspace():
-                continue
-            ev = decode(line, seq)
-            if isinstance(ev, str):
-                dead.append(self._dead_letter(line, seq, ev))
-                continue
-            t = ev[0]
-            user = ev[4]
-            shard = crc32(user.encode()) % n_shards
-            if t < newest - lateness:
-                maybe_late[shard].append((ev, newest))
-            else:
-                per_shard[shard].append(ev)
-                if t > newest:
-                    newest = t
-        n_lines = seq - self.seq
-        self.seq = seq
+        block = decode_block(self.decoder, lines, self.seq, self.newest, self.lateness, n_shards)
+        per_shard, maybe_late, bad, newest, size = block
+        dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
+        n_lines = len(lines)
+        self.seq += n_lines
+        self.offset += size
         self.newest = newest
         self.stats["lines"] += n_lines
         self.stats["invalid"] += len(dead)
