@@ -196,9 +196,6 @@ def decode_block(
     bad: list[tuple[int, bytes, str]] = []
     decode = decoder.decode
     size = 0
-    shard_of = _SHARD_CACHE.setdefault(n_shards, {})
-    if len(shard_of) > 1_000_000:
-        shard_of.clear()
     for line in lines:
         seq += 1
         size += len(line)
@@ -210,9 +207,7 @@ def decode_block(
             continue
         t = ev[0]
         user = ev[4]
-        shard = shard_of.get(user)
-        if shard is None:
-            shard = shard_of[user] = crc32(user.encode()) % n_shards
+        shard = crc32(user.encode()) % n_shards
         if t < newest - lateness_us:
             maybe_late[shard].append((ev, newest))
         else:
@@ -220,9 +215,6 @@ def decode_block(
             if t > newest:
                 newest = t
     return per_shard, maybe_late, bad, newest, size
-
-
-_SHARD_CACHE: dict[int, dict[str, int]] = {}
 
 
 def _reason(exc: Exception, raw: bytes) -> str:
