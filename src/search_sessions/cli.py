@@ -101,6 +101,29 @@ def main() -> None:
 @click.option("--dead-letter", default=None, help="Invalid records, with source and reason.")
 @click.option("--late", default=None, help="Events that came after the watermark passed them.")
 @click.option("--strict", is_flag=True, help="Stop with an error at the first invalid record.")
+@click.option(
+    "--recovery-dir",
+    default=None,
+    help="Keep snapshots here; rerunning the same command resumes after a crash.",
+)
+@click.option(
+    "--snapshot-interval",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    help="How often state is snapshotted (with --recovery-dir).",
+)
+@click.option(
+    "--process-id",
+    type=click.IntRange(0),
+    default=None,
+    help="Run only this process of a cluster (with --addresses).",
+)
+@click.option(
+    "--addresses",
+    default=None,
+    help="Every cluster process as HOST:PORT;HOST:PORT;... (with --process-id).",
+)
 @click.option("--quiet", is_flag=True, help="No summary on standard error.")
 def run(
     inputs: tuple[str, ...],
@@ -114,6 +137,10 @@ def run(
     dead_letter: str | None,
     late: str | None,
     strict: bool,
+    recovery_dir: str | None,
+    snapshot_interval: timedelta,
+    process_id: int | None,
+    addresses: str | None,
     quiet: bool,
 ) -> None:
     """Sessionize INPUT... (JSON Lines files, .gz, directories, or - for stdin).
@@ -125,6 +152,11 @@ def run(
 
     A summary (events, invalid, duplicates, late, sessions, searches, CTR,
     events/s) goes to standard error at the end.
+
+    \b
+    Across hosts, run the same command on each, one process id per host:
+      search-sessions run /data/host-a/ --process-id 0 \\
+          --addresses "10.0.0.1:2101;10.0.0.2:2101" --searches /out/searches.jsonl
     """
     from .execute import RunError
     from .execute import run as run_job
@@ -152,11 +184,20 @@ def run(
             workers=workers,
             processes=processes,
             strict=strict,
+            recovery_dir=recovery_dir,
+            snapshot_interval=snapshot_interval,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if (process_id is None) != (addresses is None):
+        raise click.UsageError("--process-id and --addresses go together")
+    if process_id is not None and processes != 1:
+        raise click.UsageError("--processes starts a local cluster; not with --process-id")
+    members = addresses.split(";") if addresses else None
+    if members is not None and process_id is not None and process_id >= len(members):
+        raise click.UsageError(f"--process-id {process_id} is not in --addresses ({len(members)})")
     try:
-        summary = run_job(cfg)
+        summary = run_job(cfg, process_id, members)
     except RunError as exc:
         raise click.ClickException(str(exc)) from None
     if not quiet:

@@ -56,6 +56,8 @@ class Config:
     processes: int = 1
     strict: bool = False
     batch_lines: int = 4096
+    recovery_dir: str | None = None
+    snapshot_interval: timedelta = timedelta(seconds=10)
     partitions: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +70,8 @@ class Config:
             raise ValueError(f"lateness must not be negative, got {self.lateness}")
         if self.workers < 1 or self.processes < 1:
             raise ValueError("workers and processes must be at least 1")
+        if self.snapshot_interval <= timedelta(0):
+            raise ValueError("snapshot_interval must be positive")
         if self.batch_lines < 1:
             raise ValueError("batch_lines must be at least 1")
         if not self.partitions:

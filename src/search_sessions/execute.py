@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from .config import Config
@@ -69,7 +70,7 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
 
 def config_from_json(data: dict[str, Any]) -> Config:
     kw = dict(data)
-    for name in ("gap", "lateness", "max_session", "long_click"):
+    for name in ("gap", "lateness", "max_session", "long_click", "snapshot_interval"):
         kw[name] = timedelta(seconds=kw[name])
     for name in ("inputs", "partitions"):
         kw[name] = tuple(kw[name])
@@ -87,13 +88,27 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def prepare_recovery(cfg: Config) -> bool:
+    """Create the recovery store when missing; True when resuming from an existing one."""
+    if cfg.recovery_dir is None:
+        return False
+    from bytewax.recovery import init_db_dir
+
+    path = Path(cfg.recovery_dir)
+    if path.is_dir() and any(path.glob("part-*.sqlite3")):
+        return True
+    path.mkdir(parents=True, exist_ok=True)
+    init_db_dir(path, 1)
+    return False
+
+
 def run_process(
     cfg: Config,
     process_id: int | None = None,
     addresses: list[str] | None = None,
-    epoch_interval: timedelta | None = None,
 ) -> None:
     """Run this process's share of the dataflow (all of it when alone)."""
+    from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
     from .flow import build_flow
@@ -109,7 +124,10 @@ def run_process(
             workers_per_process=cfg.workers,
             process_id=process_id,
             addresses=addresses,
-            epoch_interval=epoch_interval,
+            epoch_interval=cfg.snapshot_interval,
+            recovery_config=(
+                RecoveryConfig(Path(cfg.recovery_dir)) if cfg.recovery_dir is not None else None
+            ),
         )
     except Exception as exc:
         raise RunError(_root_message(exc)) from exc
@@ -127,19 +145,35 @@ def _root_message(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def run(cfg: Config) -> Summary:
-    """Run the job described by ``cfg`` to the end of its input and sum up."""
+def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None = None) -> Summary:
+    """Run the job described by ``cfg`` to the end of its input and sum up.
+
+    With ``process_id`` and ``addresses`` this process is one member of a
+    cluster started elsewhere (one per host, say); only the member that owns the
+    counters has them all, the others' summaries count what passed through them.
+    """
     started = time.perf_counter()
+    if process_id is not None and addresses is not None:
+        # Shards are laid out over every worker of the cluster.
+        cfg = dataclasses.replace(cfg, processes=len(addresses))
     with tempfile.TemporaryDirectory(prefix="search-sessions-") as tmp:
         stats_path = os.path.join(tmp, "stats.json")
+        if cfg.recovery_dir is not None:
+            # A resumed run adds to the counters it had; keep them beside its state.
+            stats_path = os.path.join(cfg.recovery_dir, "stats.json")
         cfg = dataclasses.replace(cfg, stats_file=stats_path)
-        _start_outputs(cfg)
-        if cfg.processes == 1:
+        if not prepare_recovery(cfg):
+            _start_outputs(cfg)
+        if process_id is not None:
+            run_process(cfg, process_id, addresses)
+        elif cfg.processes == 1:
             run_process(cfg)
         else:
             _run_cluster(cfg, tmp)
-        with open(stats_path) as f:
-            counts = json.load(f)
+        counts = {}
+        if os.path.exists(stats_path):
+            with open(stats_path) as f:
+                counts = json.load(f)
     counts = {k: counts.get(k, 0) for k in STAT_FIELDS}
     return Summary(counts, time.perf_counter() - started)
 

@@ -17,6 +17,7 @@ and run ``python -m bytewax.run search_sessions.flow:flow``.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,14 +45,21 @@ def shard_keys(n_workers: int) -> list[str]:
     return [f"shard-{i}" for i in picks]
 
 
-class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, Sessionizer]):
-    """Bytewax glue for one shard: feed batches in, render emitted sessions out."""
+class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
+    """Bytewax glue for one shard: feed batches in, render emitted sessions out.
 
-    def __init__(self, cfg: Config, resume: Sessionizer | None) -> None:
+    Its snapshot is the pickled :class:`Sessionizer`: pickled at once, so later
+    batches cannot change a snapshot Bytewax has not written yet.
+    """
+
+    def __init__(self, cfg: Config, resume: bytes | None) -> None:
         self.cfg = cfg
-        self.core = resume or Sessionizer(
-            len(cfg.partitions), cfg.gap_us, cfg.lateness_us, cfg.max_session_us
-        )
+        if resume is not None:
+            self.core: Sessionizer = pickle.loads(resume)
+        else:
+            self.core = Sessionizer(
+                len(cfg.partitions), cfg.gap_us, cfg.lateness_us, cfg.max_session_us
+            )
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
         core = self.core
@@ -70,8 +78,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, Sessionizer]):
         out.append(("stats", self._stats()))
         return out, StatefulBatchLogic.DISCARD
 
-    def snapshot(self) -> Sessionizer:
-        return self.core
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _stats(self) -> dict[str, int]:
         core = self.core
@@ -130,7 +138,7 @@ def build_flow(cfg: Config) -> Dataflow:
     raw = op.input("read_events", flow, JsonLinesSource(cfg, keys))
     split = op.branch("split_control", raw, _is_shard_item)
 
-    def build_shard(resume: Sessionizer | None) -> ShardLogic:
+    def build_shard(resume: bytes | None) -> ShardLogic:
         return ShardLogic(cfg, resume)
 
     shards = op.stateful_batch("sessionize", split.trues, build_shard)

@@ -31,8 +31,9 @@ ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]]]
 """``(part, newest_us, closed, events, maybe_late)``; see ``Sessionizer.ingest``."""
 
 SourceItem = tuple[str, Any]
-PartState = tuple[int, int, int]
-"""Snapshot of a partition: ``(byte_offset, lines_read, newest_us)``."""
+PartState = tuple[int, int, int, int, int, int, bool]
+"""Snapshot of a partition: ``(byte_offset, lines_read, newest_us, lines, events, invalid,
+ended)``; the counters travel with it so a resumed run's summary still adds up."""
 
 _encode = msgspec.json.encode
 
@@ -84,11 +85,12 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         self.part = part
         self.shard_keys = shard_keys
         self.decoder = EventDecoder(part)
-        self.offset, self.seq, self.newest = resume if resume is not None else (0, 0, NEVER)
+        offset, seq, newest, lines, events, invalid, ended = resume or (0, 0, NEVER, 0, 0, 0, False)
+        self.offset, self.seq, self.newest = offset, seq, newest
         self.lateness = cfg.lateness_us
-        self.ended = False
+        self.ended = ended
         self.alignment: Alignment | None = None
-        self.stats = {"lines": 0, "events": 0, "invalid": 0}
+        self.stats = {"lines": lines, "events": events, "invalid": invalid}
 
     def _read(self) -> tuple[list[bytes], bool]:
         """Next lines (each with its newline) and whether the input has ended."""
@@ -134,7 +136,16 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         return _encode({"source": where, "reason": reason, "record": text}) + b"\n"
 
     def snapshot(self) -> PartState:
-        return (self.offset, self.seq, self.newest)
+        s = self.stats
+        return (
+            self.offset,
+            self.seq,
+            self.newest,
+            s["lines"],
+            s["events"],
+            s["invalid"],
+            self.ended,
+        )
 
 
 class _FilePartition(_LinePartition):

@@ -1,0 +1,113 @@
+"""Crash and resume: kill -9 real processes mid-run, rerun the same command, compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search_sessions.simulate import SimSpec, write
+
+OUTPUTS = ("searches", "sessions", "dead", "late")
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rec") / "events.jsonl"
+    write(
+        SimSpec(events=150_000, users=2_000, seed=5, disorder=20, duplicates=0.01, bad=0.002),
+        str(path),
+    )
+    return path
+
+
+def command(log: Path, out: Path, rec: Path, *extra: str) -> list[str]:
+    out.mkdir(exist_ok=True)
+    return [
+        sys.executable,
+        "-m",
+        "search_sessions.cli",
+        "run",
+        str(log),
+        "--searches",
+        str(out / "searches.jsonl"),
+        "--sessions",
+        str(out / "sessions.jsonl"),
+        "--dead-letter",
+        str(out / "dead.jsonl"),
+        "--late",
+        str(out / "late.jsonl"),
+        "--recovery-dir",
+        str(rec),
+        "--snapshot-interval",
+        "100ms",
+        *extra,
+    ]
+
+
+def outputs(out: Path) -> dict[str, list[str]]:
+    got = {}
+    for name in OUTPUTS:
+        data = (out / f"{name}.jsonl").read_bytes()
+        assert not data or data.endswith(b"\n"), f"{name}: half-written last line"
+        lines = data.decode().splitlines()
+        for line in lines:
+            json.loads(line)
+        got[name] = sorted(lines)
+    return got
+
+
+def summary_line(stderr: bytes) -> str:
+    return [ln for ln in stderr.decode().splitlines() if ln.startswith("events read")][-1]
+
+
+@pytest.mark.parametrize(
+    ("kill_after", "extra"), [((0.8,), ()), ((0.6, 1.4), ()), ((1.2,), ("--processes", "2"))]
+)
+def test_kill_9_and_resume_equals_uninterrupted(
+    log: Path, tmp_path: Path, kill_after: tuple[float, ...], extra: tuple[str, ...]
+) -> None:
+    clean = subprocess.run(
+        command(log, tmp_path / "clean", tmp_path / "rec-clean", *extra),
+        capture_output=True,
+        timeout=300,
+    )
+    assert clean.returncode == 0, clean.stderr
+    want = outputs(tmp_path / "clean")
+    assert len(want["searches"]) > 10_000 and want["dead"]
+
+    cmd = command(log, tmp_path / "crash", tmp_path / "rec-crash", *extra)
+    kills = 0
+    for delay in kill_after:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 1, "the run finished before it could be killed; use more events"
+    final = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert outputs(tmp_path / "crash") == want
+    assert (
+        summary_line(final.stderr).split("; elapsed")[0]
+        == summary_line(clean.stderr).split("; elapsed")[0]
+    )
+
+
+def test_rerun_of_a_finished_run_changes_nothing(log: Path, tmp_path: Path) -> None:
+    cmd = command(log, tmp_path / "out", tmp_path / "rec")
+    first = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = outputs(tmp_path / "out")
+    again = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert outputs(tmp_path / "out") == before
