@@ -101,6 +101,12 @@ def main() -> None:
 @click.option("--dead-letter", default=None, help="Invalid records, with source and reason.")
 @click.option("--late", default=None, help="Events that came after the watermark passed them.")
 @click.option("--strict", is_flag=True, help="Stop with an error at the first invalid record.")
+@click.option("--tail", is_flag=True, help="Kafka inputs: only messages from now on.")
+@click.option(
+    "--stop-at-end",
+    is_flag=True,
+    help="Kafka inputs: stop at the end offsets found at start (backfills).",
+)
 @click.option(
     "--recovery-dir",
     default=None,
@@ -137,6 +143,8 @@ def run(
     dead_letter: str | None,
     late: str | None,
     strict: bool,
+    tail: bool,
+    stop_at_end: bool,
     recovery_dir: str | None,
     snapshot_interval: timedelta,
     process_id: int | None,
@@ -167,7 +175,7 @@ def run(
 
     paths = [searches, sessions, dead_letter, late]
     for p in paths:
-        if p not in (None, "-", "none"):
+        if p not in (None, "-", "none") and not p.startswith("kafka://"):
             parent = os.path.dirname(p)
             if parent:
                 os.makedirs(parent, exist_ok=True)
@@ -186,6 +194,8 @@ def run(
             strict=strict,
             recovery_dir=recovery_dir,
             snapshot_interval=snapshot_interval,
+            tail=tail,
+            stop_at_end=stop_at_end,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -57,6 +57,8 @@ class Config:
     strict: bool = False
     batch_lines: int = 4096
     recovery_dir: str | None = None
+    tail: bool = False
+    stop_at_end: bool = False
     snapshot_interval: timedelta = timedelta(seconds=10)
     partitions: tuple[str, ...] = field(default=(), compare=False)
 
@@ -107,6 +109,11 @@ def expand_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
     for item in inputs:
         if item == "-":
             parts.append("-")
+            continue
+        if item.startswith("kafka://"):
+            from .kafka import list_partitions
+
+            parts.extend(list_partitions(item))
             continue
         path = Path(item)
         if path.is_dir():

@@ -183,10 +183,12 @@ def decode_block(
     newest: int,
     lateness_us: int,
     n_shards: int,
+    seqs: list[int] | None = None,
 ) -> Block:
     """Decode a block of one partition's lines and deal its events to shards.
 
-    ``seq`` is the number of lines before the block; a user's shard is
+    ``seq`` is the number of lines before the block (or ``seqs`` gives each
+    line's position, such as Kafka offsets); a user's shard is
     ``crc32(user) % n_shards``, the same in every process. An event older than
     the partition's newest time so far minus ``lateness_us`` is set apart as
     maybe late (the shards decide against the global watermark).
@@ -196,8 +198,8 @@ def decode_block(
     bad: list[tuple[int, bytes, str]] = []
     decode = decoder.decode
     size = 0
-    for line in lines:
-        seq += 1
+    positions = range(seq + 1, seq + 1 + len(lines)) if seqs is None else seqs
+    for line, seq in zip(lines, positions, strict=True):
         size += len(line)
         if line.isspace():
             continue

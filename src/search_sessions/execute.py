@@ -181,7 +181,7 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
 def _start_outputs(cfg: Config) -> None:
     """Start every file output empty: Bytewax only opens a sink once it has a record."""
     for path in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late):
-        if path is not None and path != "-":
+        if path is not None and path != "-" and not path.startswith("kafka://"):
             open(path, "wb").close()
 
 

@@ -25,6 +25,7 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import FixedPartitionedSink
 
 from ._routes import ROUTED_SHARDS
 from .config import Config
@@ -120,6 +121,15 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         return out
 
 
+def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
+    """A file (or ``-``), or a Kafka topic for ``kafka://...``."""
+    if path.startswith("kafka://"):
+        from .kafka import KafkaSink
+
+        return KafkaSink(path, kind)
+    return JsonLinesSink(path)
+
+
 def _is_kind(kind: str) -> Callable[[OutItem], bool]:
     def check(item: OutItem) -> bool:
         return item[0] == kind
@@ -154,7 +164,7 @@ def build_flow(cfg: Config) -> Dataflow:
         if path is None:
             continue
         chosen = op.filter(f"only_{kind}", merged, _is_kind(kind))
-        op.output(f"write_{kind}", chosen, JsonLinesSink(path))
+        op.output(f"write_{kind}", chosen, output_sink(path, kind))
     if cfg.stats_file is not None:
         stats = op.filter("only_stats", merged, _is_kind("stats"))
         op.output("write_stats", stats, StatsSink(cfg.stats_file))

@@ -45,7 +45,14 @@ class StrictError(ValueError):
 def source_name(cfg: Config, part: int, seq: int) -> str:
     """``FILE:LINE`` for an input position (``<stdin>`` for standard input)."""
     name = cfg.partitions[part]
-    return f"{'<stdin>' if name == '-' else name}:{seq}"
+    if name == "-":
+        return f"<stdin>:{seq}"
+    if name.startswith("kafka://"):
+        from .kafka import KafkaPartitionName
+
+        k = KafkaPartitionName.parse(name)
+        return f"{k.topic}:{k.partition}:{seq}"
+    return f"{name}:{seq}"
 
 
 class Alignment:
@@ -96,6 +103,10 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         """Next lines (each with its newline) and whether the input has ended."""
         raise NotImplementedError
 
+    def positions(self, n: int) -> list[int] | None:
+        """Positions of the lines just read, when they are not line numbers."""
+        return None
+
     def next_batch(self) -> list[SourceItem]:
         if self.ended:
             raise StopIteration()
@@ -104,12 +115,16 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
             return []
         lines, at_end = self._read()
         n_shards = len(self.shard_keys)
-        block = decode_block(self.decoder, lines, self.seq, self.newest, self.lateness, n_shards)
+        positions = self.positions(len(lines))
+        block = decode_block(
+            self.decoder, lines, self.seq, self.newest, self.lateness, n_shards, positions
+        )
         per_shard, maybe_late, bad, newest, size = block
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
         n_lines = len(lines)
         self.seq += n_lines
-        self.offset += size
+        if positions is None:
+            self.offset += size
         self.newest = newest
         self.stats["lines"] += n_lines
         self.stats["invalid"] += len(dead)
@@ -239,6 +254,10 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
         args = (self.cfg, part, self.shard_keys, resume_state)
         if for_part == "-":
             return _StdinPartition(self.block_bytes, *args)
+        if for_part.startswith("kafka://"):
+            from .kafka import KafkaPartition
+
+            return KafkaPartition(for_part, self.cfg.tail, self.cfg.stop_at_end, 4096, *args)
         partition = _FilePartition(for_part, self.block_bytes, *args)
         partition.alignment = self.alignment
         self.alignment.join(part, partition.newest)
