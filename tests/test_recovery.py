@@ -68,11 +68,13 @@ def summary_line(stderr: bytes) -> str:
 
 
 @pytest.mark.parametrize(
-    ("kill_after", "extra"), [((0.8,), ()), ((0.6, 1.4), ()), ((1.2,), ("--processes", "2"))]
+    ("kill_at", "extra"),
+    [((0.3,), ()), ((0.15, 0.6), ()), ((0.4,), ("--processes", "2"))],
 )
 def test_kill_9_and_resume_equals_uninterrupted(
-    log: Path, tmp_path: Path, kill_after: tuple[float, ...], extra: tuple[str, ...]
+    log: Path, tmp_path: Path, kill_at: tuple[float, ...], extra: tuple[str, ...]
 ) -> None:
+    """Killed when the searches output reaches each fraction of its final size."""
     clean = subprocess.run(
         command(log, tmp_path / "clean", tmp_path / "rec-clean", *extra),
         capture_output=True,
@@ -81,22 +83,27 @@ def test_kill_9_and_resume_equals_uninterrupted(
     assert clean.returncode == 0, clean.stderr
     want = outputs(tmp_path / "clean")
     assert len(want["searches"]) > 10_000 and want["dead"]
+    final_size = (tmp_path / "clean" / "searches.jsonl").stat().st_size
 
-    cmd = command(log, tmp_path / "crash", tmp_path / "rec-crash", *extra)
+    out = tmp_path / "crash"
+    cmd = command(log, out, tmp_path / "rec-crash", *extra)
     kills = 0
-    for delay in kill_after:
+    for fraction in kill_at:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        time.sleep(delay)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
+        searches = out / "searches.jsonl"
+        while proc.poll() is None:
+            if searches.exists() and searches.stat().st_size >= fraction * final_size:
+                os.killpg(proc.pid, signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
         proc.wait()
-    assert kills >= 1, "the run finished before it could be killed; use more events"
+    assert kills == len(kill_at), "the run ended before it could be killed"
     final = subprocess.run(cmd, capture_output=True, timeout=300)
     assert final.returncode == 0, final.stderr
-    assert outputs(tmp_path / "crash") == want
+    assert outputs(out) == want
     assert (
         summary_line(final.stderr).split("; elapsed")[0]
         == summary_line(clean.stderr).split("; elapsed")[0]
