@@ -118,3 +118,34 @@ def test_rerun_of_a_finished_run_changes_nothing(log: Path, tmp_path: Path) -> N
     again = subprocess.run(cmd, capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert outputs(tmp_path / "out") == before
+
+
+@pytest.mark.parametrize("extra", [(), ("--processes", "2")])
+def test_sigterm_stops_cleanly_and_resumes(
+    log: Path, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    clean = subprocess.run(
+        command(log, tmp_path / "clean", tmp_path / "rec-clean", *extra), capture_output=True
+    )
+    assert clean.returncode == 0, clean.stderr
+    want = outputs(tmp_path / "clean")
+    final_size = (tmp_path / "clean" / "searches.jsonl").stat().st_size
+
+    out = tmp_path / "stop"
+    cmd = command(log, out, tmp_path / "rec-stop", *extra)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    searches = out / "searches.jsonl"
+    while proc.poll() is None:
+        if searches.exists() and searches.stat().st_size >= 0.3 * final_size:
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"stopped by a signal" in err
+    partial = outputs(out)
+    assert set(partial["searches"]) <= set(want["searches"])
+    assert len(partial["searches"]) < len(want["searches"])
+    final = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert outputs(out) == want

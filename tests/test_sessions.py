@@ -206,3 +206,23 @@ def test_batching_does_not_change_the_answer() -> None:
     a, _, _ = replay(events, batch=1)
     b, _, _ = replay(events, batch=50)
     assert sorted(a) == sorted(b)
+
+
+def test_idle_partition_stops_holding_the_watermark() -> None:
+    s = Sessionizer(2, GAP, LATE, MAX)
+    s.ingest(0, 10_000 * S, False, [ev(0, part=0)], [])
+    assert s.watermark < 0, "partition 1 holds it back"
+    s.ingest(1, -(1 << 62), False, [], [], idle_us=5 * S)
+    assert s.watermark == (10_000 - 60) * S
+    s.ingest(1, 9_000 * S, False, [], [], idle_us=-1)
+    assert s.watermark == (10_000 - 60) * S, "the watermark never goes back"
+
+
+def test_all_idle_moves_the_watermark_with_the_wall_clock() -> None:
+    s = Sessionizer(1, GAP, LATE, MAX)
+    s.ingest(0, 100 * S, False, [ev(100)], [])
+    assert s.advance() == []
+    s.ingest(0, 100 * S, False, [], [], idle_us=1_800 * S)  # silent gap - lateness... not yet
+    assert s.advance() == []
+    s.ingest(0, 100 * S, False, [], [], idle_us=(1_800 + 60) * S + 1)
+    assert [why for _u, _e, why in s.advance()] == ["gap"]

@@ -103,6 +103,12 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Stop with an error at the first invalid record.")
 @click.option("--tail", is_flag=True, help="Kafka inputs: only messages from now on.")
 @click.option(
+    "--idle-timeout",
+    type=DURATION,
+    default=None,
+    help="An input silent this long (wall clock) stops holding the watermark back.",
+)
+@click.option(
     "--stop-at-end",
     is_flag=True,
     help="Kafka inputs: stop at the end offsets found at start (backfills).",
@@ -144,6 +150,7 @@ def run(
     late: str | None,
     strict: bool,
     tail: bool,
+    idle_timeout: timedelta | None,
     stop_at_end: bool,
     recovery_dir: str | None,
     snapshot_interval: timedelta,
@@ -195,6 +202,7 @@ def run(
             recovery_dir=recovery_dir,
             snapshot_interval=snapshot_interval,
             tail=tail,
+            idle_timeout=idle_timeout,
             stop_at_end=stop_at_end,
         )
     except ValueError as exc:

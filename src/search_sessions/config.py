@@ -57,6 +57,7 @@ class Config:
     strict: bool = False
     batch_lines: int = 4096
     recovery_dir: str | None = None
+    idle_timeout: timedelta | None = None
     tail: bool = False
     stop_at_end: bool = False
     snapshot_interval: timedelta = timedelta(seconds=10)

@@ -14,10 +14,12 @@ import dataclasses
 import gc
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +36,7 @@ class Summary:
 
     counts: dict[str, int]
     elapsed: float
+    stopped: bool = False
 
     @property
     def events_per_second(self) -> float:
@@ -45,6 +48,11 @@ class Summary:
         return self.counts.get("clicked_searches", 0) / searches if searches else None
 
     def text(self) -> str:
+        if self.stopped:
+            return (
+                f"stopped by a signal after {self.elapsed:.2f}s; outputs are flushed and, with "
+                "--recovery-dir, the same command resumes where this run stopped"
+            )
         c = self.counts
         ctr = "n/a" if self.ctr is None else f"{self.ctr:.4f}"
         return (
@@ -70,8 +78,16 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
 
 def config_from_json(data: dict[str, Any]) -> Config:
     kw = dict(data)
-    for name in ("gap", "lateness", "max_session", "long_click", "snapshot_interval"):
-        kw[name] = timedelta(seconds=kw[name])
+    for name in (
+        "gap",
+        "lateness",
+        "max_session",
+        "long_click",
+        "snapshot_interval",
+        "idle_timeout",
+    ):
+        if kw.get(name) is not None:
+            kw[name] = timedelta(seconds=kw[name])
     for name in ("inputs", "partitions"):
         kw[name] = tuple(kw[name])
     return Config(**kw)
@@ -118,6 +134,7 @@ def run_process(
     # default thresholds make the cyclic GC rescan them all the time (measured:
     # decoding alone ran 2.5x slower). Nothing here builds reference cycles.
     gc.set_threshold(200_000, 50, 100)
+    _stop_on_signals()
     try:
         cli_main(
             flow,
@@ -131,6 +148,23 @@ def run_process(
         )
     except Exception as exc:
         raise RunError(_root_message(exc)) from exc
+
+
+def _stop_on_signals() -> None:
+    """SIGINT/SIGTERM end the run cleanly (see ``sources.STOP``); a second one is fatal."""
+    from .sources import STOP
+
+    STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum: int, _frame: object) -> None:
+        if STOP.is_set():
+            raise KeyboardInterrupt
+        STOP.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
 
 
 def _root_message(exc: BaseException) -> str:
@@ -164,18 +198,21 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
         cfg = dataclasses.replace(cfg, stats_file=stats_path)
         if not prepare_recovery(cfg):
             _start_outputs(cfg)
+        stopped = False
         if process_id is not None:
             run_process(cfg, process_id, addresses)
         elif cfg.processes == 1:
             run_process(cfg)
         else:
-            _run_cluster(cfg, tmp)
+            stopped = _run_cluster(cfg, tmp)
         counts = {}
         if os.path.exists(stats_path):
             with open(stats_path) as f:
                 counts = json.load(f)
     counts = {k: counts.get(k, 0) for k in STAT_FIELDS}
-    return Summary(counts, time.perf_counter() - started)
+    from .sources import STOP
+
+    return Summary(counts, time.perf_counter() - started, stopped=STOP.is_set() or stopped)
 
 
 def _start_outputs(cfg: Config) -> None:
@@ -185,7 +222,7 @@ def _start_outputs(cfg: Config) -> None:
             open(path, "wb").close()
 
 
-def _run_cluster(cfg: Config, tmp: str) -> None:
+def _run_cluster(cfg: Config, tmp: str) -> bool:
     config_path = os.path.join(tmp, "config.json")
     with open(config_path, "w") as f:
         json.dump(config_to_json(cfg), f)
@@ -206,7 +243,21 @@ def _run_cluster(cfg: Config, tmp: str) -> None:
             # Later processes dial process 0; starting them before it listens
             # makes Bytewax print "retrying" lines on standard output.
             _wait_listening(ports[0], procs[0])
-    codes = [p.wait() for p in procs]
+    stopped = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
     if any(codes):
         messages = []
         for i, code in enumerate(codes):
@@ -215,6 +266,7 @@ def _run_cluster(cfg: Config, tmp: str) -> None:
                     lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
                 messages.append(lines[-1] if lines else f"process {i} exited with {code}")
         raise RunError(messages[0])
+    return stopped
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

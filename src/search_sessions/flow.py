@@ -33,7 +33,7 @@ from .events import Event, event_to_json, format_time
 from .searches import render
 from .sessions import EmittedSession, Sessionizer
 from .sinks import JsonLinesSink, StatsSink
-from .sources import JsonLinesSource, ShardBatch, source_name
+from .sources import STOP, JsonLinesSource, ShardBatch, source_name
 
 _encode = msgspec.json.encode
 _encode_lines = msgspec.json.Encoder().encode_lines
@@ -65,8 +65,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
         core = self.core
         late: list[tuple[Event, int]] = []
-        for part, newest, closed, events, maybe_late in values:
-            late.extend(core.ingest(part, newest, closed, events, maybe_late))
+        for part, newest, closed, events, maybe_late, idle_us in values:
+            late.extend(core.ingest(part, newest, closed, events, maybe_late, idle_us))
         emitted = core.advance()
         out = self._render(emitted, late)
         if core.all_closed:
@@ -75,6 +75,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[OutItem], bool]:
+        if STOP.is_set():
+            return [], StatefulBatchLogic.RETAIN
         out = self._render(self.core.flush(), [])
         out.append(("stats", self._stats()))
         return out, StatefulBatchLogic.DISCARD

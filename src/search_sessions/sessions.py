@@ -124,6 +124,7 @@ class Sessionizer:
         self.max_session_us = max_session_us
         self.newest = [NEVER] * n_parts
         self.closed = [False] * n_parts
+        self.idle_us = [-1] * n_parts
         self.watermark = NEVER
         self.pending: dict[str, list[Event]] = {}
         self.deadline: dict[str, int] = {}
@@ -146,13 +147,18 @@ class Sessionizer:
         closed: bool,
         events: Iterable[Event],
         maybe_late: Iterable[tuple[Event, int]],
+        idle_us: int = -1,
     ) -> list[tuple[Event, int]]:
         """Take one partition's events for this shard and its progress report.
 
         ``maybe_late`` holds the events older than their partition's own
         watermark, each with the partition's newest time before it; they are
-        late if older than the global watermark too. Returns the late events,
-        each with the watermark it missed.
+        late if older than the global watermark too. ``idle_us`` is how long
+        (wall-clock microseconds) the partition has been silent once that passed
+        the idle timeout, else -1: an idle partition stops holding the watermark
+        back, and when every open partition is idle the watermark moves on with
+        the wall clock from the newest event time. Returns the late events, each
+        with the watermark it missed.
         """
         pending = self.pending
         deadline = self.deadline
@@ -187,23 +193,30 @@ class Sessionizer:
             self.newest[part] = newest
         if closed:
             self.closed[part] = True
+        self.idle_us[part] = idle_us
         self._update_watermark()
         return late
 
     def _watermark_for(self, part: int, newest_before: int) -> int:
         low = newest_before
         for q, t in enumerate(self.newest):
-            if q != part and not self.closed[q] and t < low:
+            if q != part and not self.closed[q] and self.idle_us[q] < 0 and t < low:
                 low = t
         return low - self.lateness_us if low != NEVER else NEVER
 
     def _update_watermark(self) -> None:
-        open_times = [t for t, c in zip(self.newest, self.closed, strict=True) if not c]
-        if not open_times:
+        open_parts = [p for p, c in enumerate(self.closed) if not c]
+        if not open_parts:
             self.watermark = FOREVER
             return
-        low = min(open_times)
-        wm = low - self.lateness_us if low != NEVER else NEVER
+        active = [self.newest[p] for p in open_parts if self.idle_us[p] < 0]
+        if active:
+            low = min(active)
+            wm = low - self.lateness_us if low != NEVER else NEVER
+        else:
+            newest = self.newest_time
+            silence = min(self.idle_us[p] for p in open_parts)
+            wm = newest - self.lateness_us + silence if newest != NEVER else NEVER
         if wm > self.watermark:
             self.watermark = wm
 

@@ -27,6 +27,7 @@ class _FilePartition(StatefulSinkPartition[bytes, int]):
 
     def write_batch(self, values: list[bytes]) -> None:
         self.file.write(b"".join(values))
+        self.file.flush()  # readers (and a live tail) see whole lines as they come
 
     def snapshot(self) -> int:
         self.file.flush()

@@ -18,6 +18,9 @@ import io
 import os
 import select
 import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import msgspec
@@ -27,8 +30,8 @@ from .config import Config
 from .events import Event, EventDecoder, decode_block
 from .sessions import NEVER
 
-ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]]]
-"""``(part, newest_us, closed, events, maybe_late)``; see ``Sessionizer.ingest``."""
+ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]], int]
+"""``(part, newest_us, closed, events, maybe_late, idle_us)``; see ``Sessionizer.ingest``."""
 
 SourceItem = tuple[str, Any]
 PartState = tuple[int, int, int, int, int, int, bool]
@@ -36,6 +39,11 @@ PartState = tuple[int, int, int, int, int, int, bool]
 ended)``; the counters travel with it so a resumed run's summary still adds up."""
 
 _encode = msgspec.json.encode
+
+
+STOP = threading.Event()
+"""Set on SIGINT/SIGTERM: inputs end where they are, shards keep their state (not
+flushed as end of input), sinks flush, and the last snapshot holds it all."""
 
 
 class StrictError(ValueError):
@@ -87,7 +95,14 @@ class Alignment:
 class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
     """Decodes lines into per-shard batches; subclasses supply the lines."""
 
-    def __init__(self, cfg: Config, part: int, shard_keys: list[str], resume: PartState | None):
+    def __init__(
+        self,
+        cfg: Config,
+        part: int,
+        shard_keys: list[str],
+        resume: PartState | None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.cfg = cfg
         self.part = part
         self.shard_keys = shard_keys
@@ -97,6 +112,9 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         self.lateness = cfg.lateness_us
         self.ended = ended
         self.alignment: Alignment | None = None
+        self.clock = clock
+        self.last_data = clock()
+        self.idle_after = cfg.idle_timeout.total_seconds() if cfg.idle_timeout is not None else None
         self.stats = {"lines": lines, "events": events, "invalid": invalid}
 
     def _read(self) -> tuple[list[bytes], bool]:
@@ -108,12 +126,20 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         return None
 
     def next_batch(self) -> list[SourceItem]:
-        if self.ended:
+        if self.ended or STOP.is_set():
+            # A stop keeps the position: the snapshot resumes from here.
             raise StopIteration()
         if self.alignment is not None and self.alignment.should_wait(self.part, self.newest):
             # Polled again at once: other partitions on this worker go on meanwhile.
             return []
         lines, at_end = self._read()
+        now = self.clock()
+        if lines:
+            self.last_data = now
+        silence = now - self.last_data
+        idle_us = (
+            int(silence * 1e6) if self.idle_after is not None and silence >= self.idle_after else -1
+        )
         n_shards = len(self.shard_keys)
         positions = self.positions(len(lines))
         block = decode_block(
@@ -131,7 +157,7 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         self.stats["events"] += sum(map(len, per_shard)) + sum(map(len, maybe_late))
         part = self.part
         out: list[SourceItem] = [
-            (key, (part, newest, at_end, per_shard[i], maybe_late[i]))
+            (key, (part, newest, at_end, per_shard[i], maybe_late[i], idle_us))
             for i, key in enumerate(self.shard_keys)
         ]
         if dead:
