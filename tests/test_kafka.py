@@ -38,9 +38,17 @@ def produce_log(address: str, topic: str, path: Path, partitions: int = 3) -> No
             user = str(json.loads(line).get("user"))
         except Exception:
             user = "?"
-        p.produce(
-            topic, value=line, key=user.encode(), partition=zlib.crc32(user.encode()) % partitions
-        )
+        while True:
+            try:
+                p.produce(
+                    topic,
+                    value=line,
+                    key=user.encode(),
+                    partition=zlib.crc32(user.encode()) % partitions,
+                )
+                break
+            except BufferError:
+                p.poll(0.1)
     assert p.flush(30) == 0
 
 
@@ -115,3 +123,117 @@ def test_kafka_outputs(kafka: str, log: Path, tmp_path: Path, run_flow: RunFlow)
         assert key == rec["user"].encode() and headers["record_key"] == rec["search_id"].encode()
     sessions = consume_all(kafka, "out-sessions")
     assert canon([json.loads(v) for _k, v, _h in sessions]) == canon(from_file["sessions"])
+
+
+def test_live_idle_partition_and_wall_clock_close(
+    kafka: str, tmp_path: Path, run_flow: RunFlow
+) -> None:
+    """A live run (no --stop-at-end) with one partition that never gets data: with
+    --idle-timeout it does not hold the watermark back, and once every input is
+    quiet the open sessions close by the wall clock. SIGTERM then stops it cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "live.jsonl"
+    write(SimSpec(events=1_500, users=40, seed=3, days=0.05), str(log))
+    create_topic(kafka, "live")
+    produce_log(kafka, "live", log, partitions=2)  # partition 2 stays empty
+    want, _ = run_flow([log], gap=5, lateness=0)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search_sessions.cli",
+            "run",
+            f"kafka://{kafka}/live",
+            "--gap",
+            "5s",
+            "--lateness",
+            "0s",
+            "--idle-timeout",
+            "1s",
+            "--searches",
+            str(out / "searches.jsonl"),
+            "--sessions",
+            str(out / "sessions.jsonl"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        got: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            path = out / "sessions.jsonl"
+            if path.exists():
+                got = [json.loads(x) for x in path.read_bytes().splitlines()]
+                if len(got) >= len(want["sessions"]):
+                    break
+        assert proc.poll() is None, "a live run keeps running"
+        assert len(got) == len(want["sessions"])
+        searches = [json.loads(x) for x in (out / "searches.jsonl").read_bytes().splitlines()]
+        assert canon(searches) == canon(want["searches"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+def test_kill_9_with_kafka_input_resumes_exactly(kafka: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "big.jsonl"
+    write(SimSpec(events=120_000, users=1_000, seed=8, disorder=10), str(log))
+    create_topic(kafka, "rec")
+    produce_log(kafka, "rec", log)
+
+    def cmd(name: str) -> list[str]:
+        (tmp_path / name).mkdir(exist_ok=True)
+        return [
+            sys.executable,
+            "-m",
+            "search_sessions.cli",
+            "run",
+            f"kafka://{kafka}/rec",
+            "--stop-at-end",
+            "--searches",
+            str(tmp_path / name / "searches.jsonl"),
+            "--sessions",
+            str(tmp_path / name / "sessions.jsonl"),
+            "--recovery-dir",
+            str(tmp_path / f"rec-{name}"),
+            "--snapshot-interval",
+            "100ms",
+        ]
+
+    def lines(name: str) -> dict[str, list[bytes]]:
+        return {
+            k: sorted((tmp_path / name / f"{k}.jsonl").read_bytes().splitlines())
+            for k in ("searches", "sessions")
+        }
+
+    assert subprocess.run(cmd("clean"), capture_output=True).returncode == 0
+    want = lines("clean")
+    size = (tmp_path / "clean" / "searches.jsonl").stat().st_size
+    proc = subprocess.Popen(
+        cmd("crash"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    target = tmp_path / "crash" / "searches.jsonl"
+    while proc.poll() is None:
+        if target.exists() and target.stat().st_size > 0.4 * size:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait() == -signal.SIGKILL
+    final = subprocess.run(cmd("crash"), capture_output=True)
+    assert final.returncode == 0, final.stderr
+    assert lines("crash") == want
