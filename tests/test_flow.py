@@ -178,11 +178,12 @@ def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProce
     )
 
 
-def test_strict_stops_at_first_invalid_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["--processes", "2"]])
+def test_strict_stops_at_first_invalid_record(tmp_path: Path, extra: list[str]) -> None:
     path = write_events(
         tmp_path / "bad.jsonl", [{"type": "search", "user": "a", "time": 0, "query": "q"}, "{oops"]
     )
-    proc = run_cli("run", str(path), "--strict", "--searches", str(tmp_path / "s.jsonl"))
+    proc = run_cli("run", str(path), "--strict", "--searches", str(tmp_path / "s.jsonl"), *extra)
     assert proc.returncode == 1
     assert f"invalid record at {path}:2: not JSON" in proc.stderr.decode()
 

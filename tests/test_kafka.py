@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from search_sessions.simulate import SimSpec, write
 
 from .conftest import RunFlow
-from .kafka_broker import broker
+from .kafka_broker import broker, free_port
 from .oracle import canon
 
 
@@ -143,6 +143,7 @@ def test_live_idle_partition_and_wall_clock_close(
     want, _ = run_flow([log], gap=5, lateness=0)
     out = tmp_path / "out"
     out.mkdir()
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -160,6 +161,8 @@ def test_live_idle_partition_and_wall_clock_close(
             str(out / "searches.jsonl"),
             "--sessions",
             str(out / "sessions.jsonl"),
+            "--metrics-port",
+            str(metrics_port),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -178,6 +181,13 @@ def test_live_idle_partition_and_wall_clock_close(
         assert len(got) == len(want["sessions"])
         searches = [json.loads(x) for x in (out / "searches.jsonl").read_bytes().splitlines()]
         assert canon(searches) == canon(want["searches"])
+        import urllib.request
+
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+        assert "search_sessions_events_in_total 1500.0" in body
+        assert f"search_sessions_searches_out_total {float(len(searches))}" in body
+        assert "search_sessions_open_sessions 0.0" in body
+        assert "search_sessions_watermark_lag_seconds" in body and "search_sessions_ctr" in body
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -136,7 +136,16 @@ def main() -> None:
     default=None,
     help="Every cluster process as HOST:PORT;HOST:PORT;... (with --process-id).",
 )
-@click.option("--quiet", is_flag=True, help="No summary on standard error.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port (process i of a cluster: port + i).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
+)
+@click.option("--quiet", is_flag=True, help="No progress and no summary on standard error.")
 def run(
     inputs: tuple[str, ...],
     gap: timedelta,
@@ -156,6 +165,8 @@ def run(
     snapshot_interval: timedelta,
     process_id: int | None,
     addresses: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
     quiet: bool,
 ) -> None:
     """Sessionize INPUT... (JSON Lines files, .gz, directories, or - for stdin).
@@ -203,6 +214,9 @@ def run(
             snapshot_interval=snapshot_interval,
             tail=tail,
             idle_timeout=idle_timeout,
+            progress=not quiet,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
             stop_at_end=stop_at_end,
         )
     except ValueError as exc:

@@ -58,6 +58,9 @@ class Config:
     batch_lines: int = 4096
     recovery_dir: str | None = None
     idle_timeout: timedelta | None = None
+    progress: bool = True
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     tail: bool = False
     stop_at_end: bool = False
     snapshot_interval: timedelta = timedelta(seconds=10)

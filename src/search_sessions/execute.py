@@ -135,6 +135,13 @@ def run_process(
     # decoding alone ran 2.5x slower). Nothing here builds reference cycles.
     gc.set_threshold(200_000, 50, 100)
     _stop_on_signals()
+    from .progress import METRICS, Reporter, serve_metrics
+
+    server = None
+    if cfg.metrics_port is not None:
+        server = serve_metrics(METRICS, cfg.metrics_port + (process_id or 0), cfg.metrics_host)
+    prefix = f"[process {process_id}] " if process_id is not None else ""
+    reporter = Reporter(METRICS, prefix=prefix).start() if cfg.progress else None
     try:
         cli_main(
             flow,
@@ -146,8 +153,17 @@ def run_process(
                 RecoveryConfig(Path(cfg.recovery_dir)) if cfg.recovery_dir is not None else None
             ),
         )
-    except Exception as exc:
-        raise RunError(_root_message(exc)) from exc
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        from .sources import FAILURE
+
+        raise RunError(FAILURE[0] if FAILURE else _root_message(exc)) from exc
+    finally:
+        if reporter is not None:
+            reporter.stop()
+        if server is not None:
+            server.shutdown()
 
 
 def _stop_on_signals() -> None:
@@ -231,12 +247,21 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
     procs = []
     errs = []
     for i in range(cfg.processes):
-        err_path = os.path.join(tmp, f"stderr-{i}")
+        err_path = os.path.join(tmp, f"error-{i}")
         errs.append(err_path)
+        # Children share our standard error (progress lines); a failure's one-line
+        # reason also goes to err_path for the message below.
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "search_sessions.execute", config_path, str(i), addresses],
-                stderr=open(err_path, "wb"),  # noqa: SIM115 - the child owns it
+                [
+                    sys.executable,
+                    "-m",
+                    "search_sessions.execute",
+                    config_path,
+                    str(i),
+                    addresses,
+                    err_path,
+                ],
             )
         )
         if i == 0:
@@ -262,9 +287,13 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
         messages = []
         for i, code in enumerate(codes):
             if code:
-                with open(errs[i], errors="replace") as f:
-                    lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
-                messages.append(lines[-1] if lines else f"process {i} exited with {code}")
+                try:
+                    with open(errs[i], errors="replace") as f:
+                        messages.append(f.read().strip())
+                except OSError:
+                    messages.append(f"process {i} exited with {code}")
+        # The process that met the cause says it; the others only saw a peer fail.
+        messages.sort(key=lambda m: "invalid record at" not in m)
         raise RunError(messages[0])
     return stopped
 
@@ -288,13 +317,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("process_id", type=int)
     parser.add_argument("addresses")
+    parser.add_argument("error_file", nargs="?")
     args = parser.parse_args(argv)
     with open(args.config) as f:
         cfg = config_from_json(json.load(f))
     try:
         run_process(cfg, args.process_id, args.addresses.split(";"))
     except RunError as exc:
-        print(f"search-sessions: error: {exc}", file=sys.stderr)
+        if args.error_file:
+            with open(args.error_file, "w") as f:
+                f.write(str(exc))
+        else:
+            print(f"search-sessions: error: {exc}", file=sys.stderr)
         return 1
     return 0
 

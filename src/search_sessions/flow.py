@@ -30,6 +30,7 @@ from bytewax.outputs import FixedPartitionedSink
 from ._routes import ROUTED_SHARDS
 from .config import Config
 from .events import Event, event_to_json, format_time
+from .progress import METRICS
 from .searches import render
 from .sessions import EmittedSession, Sessionizer
 from .sinks import JsonLinesSink, StatsSink
@@ -68,11 +69,23 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         for part, newest, closed, events, maybe_late, idle_us in values:
             late.extend(core.ingest(part, newest, closed, events, maybe_late, idle_us))
         emitted = core.advance()
+        before = list(core.counters)
         out = self._render(emitted, late)
+        self._report(before, len(late))
         if core.all_closed:
             out.append(("stats", self._stats()))
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
+
+    def _report(self, before: list[int], late: int) -> None:
+        core = self.core
+        after = core.counters
+        METRICS.sessions_out += after[0] - before[0]
+        METRICS.searches_out += after[1] - before[1]
+        METRICS.clicked_out += after[2] - before[2]
+        METRICS.late += late
+        METRICS.open_sessions[id(self)] = len(core.pending)
+        METRICS.watermark[id(self)] = core.watermark
 
     def on_eof(self) -> tuple[Iterable[OutItem], bool]:
         if STOP.is_set():

@@ -28,6 +28,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from .config import Config
 from .events import Event, EventDecoder, decode_block
+from .progress import METRICS
 from .sessions import NEVER
 
 ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]], int]
@@ -44,6 +45,10 @@ _encode = msgspec.json.encode
 STOP = threading.Event()
 """Set on SIGINT/SIGTERM: inputs end where they are, shards keep their state (not
 flushed as end of input), sinks flush, and the last snapshot holds it all."""
+
+
+FAILURE: list[str] = []
+"""Why this process stopped with an error, when we know better than Bytewax's panic."""
 
 
 class StrictError(ValueError):
@@ -153,8 +158,11 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
             self.offset += size
         self.newest = newest
         self.stats["lines"] += n_lines
+        n_events = sum(map(len, per_shard)) + sum(map(len, maybe_late))
         self.stats["invalid"] += len(dead)
-        self.stats["events"] += sum(map(len, per_shard)) + sum(map(len, maybe_late))
+        self.stats["events"] += n_events
+        METRICS.events_in += n_events
+        METRICS.invalid += len(dead)
         part = self.part
         out: list[SourceItem] = [
             (key, (part, newest, at_end, per_shard[i], maybe_late[i], idle_us))
@@ -172,7 +180,8 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
     def _dead_letter(self, line: bytes, seq: int, reason: str) -> bytes:
         where = source_name(self.cfg, self.part, seq)
         if self.cfg.strict:
-            raise StrictError(f"invalid record at {where}: {reason}")
+            FAILURE.append(f"invalid record at {where}: {reason}")
+            raise StrictError(FAILURE[-1])
         text = line.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
         return _encode({"source": where, "reason": reason, "record": text}) + b"\n"
 
