@@ -247,3 +247,39 @@ def test_kill_9_with_kafka_input_resumes_exactly(kafka: str, tmp_path: Path) -> 
     final = subprocess.run(cmd("crash"), capture_output=True)
     assert final.returncode == 0, final.stderr
     assert lines("crash") == want
+
+
+def test_simulate_to_kafka_at_a_rate(kafka: str, tmp_path: Path) -> None:
+    import time
+
+    from click.testing import CliRunner
+
+    from search_sessions.cli import main
+
+    create_topic(kafka, "sim")
+    started = time.monotonic()
+    r = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--events",
+            "300",
+            "--users",
+            "20",
+            "--rate",
+            "1000",
+            "--output",
+            f"kafka://{kafka}/sim",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert time.monotonic() - started >= 0.29, "300 events at 1000/s take 0.3 s"
+    got = consume_all(kafka, "sim")
+    assert len(got) == 300
+    local = tmp_path / "sim.jsonl"
+    CliRunner().invoke(
+        main, ["simulate", "--events", "300", "--users", "20", "--output", str(local)]
+    )
+    assert sorted(v for _k, v, _h in got) == sorted(local.read_bytes().splitlines())
+    for key, value, _h in got:
+        assert key == str(json.loads(value)["user"]).encode()

@@ -342,7 +342,18 @@ def demo(
     show_default=True,
     help="How many days the traffic spans.",
 )
-@click.option("--output", default="-", show_default=True, help="File to write ('-': stdout).")
+@click.option(
+    "--output",
+    default="-",
+    show_default=True,
+    help="File, '-' for stdout, or kafka://HOST:PORT/TOPIC (keyed by user).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Events per second (live traffic); default: as fast as possible.",
+)
 @click.option(
     "--disorder",
     type=click.FloatRange(0),
@@ -371,6 +382,7 @@ def simulate(
     start: str,
     days: float,
     output: str,
+    rate: float | None,
     disorder: float,
     duplicates: float,
     bad: float,
@@ -381,6 +393,7 @@ def simulate(
     Example:
       search-sessions simulate --events 1000000 --users 10000 --seed 7 \\
           --disorder 30 --duplicates 0.01 --bad 0.001 --output events.jsonl
+      search-sessions simulate --events 100000 --rate 500 --output kafka://localhost:9092/events
     """
     from .simulate import SimSpec, write
 
@@ -390,7 +403,7 @@ def simulate(
         raise click.BadParameter(f"not an ISO 8601 time: {start!r}", param_hint="--start") from None
     if begin.tzinfo is None:
         begin = begin.replace(tzinfo=UTC)
-    parent = os.path.dirname(output) if output != "-" else ""
+    parent = os.path.dirname(output) if output != "-" and "://" not in output else ""
     if parent:
         os.makedirs(parent, exist_ok=True)
     n = write(
@@ -405,6 +418,7 @@ def simulate(
             bad=bad,
         ),
         output,
+        rate,
     )
     if output != "-":
         click.echo(f"wrote {n:,} events to {output}", err=True)

@@ -22,7 +22,7 @@ import heapq
 import math
 import random
 from bisect import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -278,19 +278,29 @@ def generate(spec: SimSpec) -> Iterator[bytes]:
         yield heapq.heappop(pending)[2]
 
 
-def write(spec: SimSpec, out: str) -> int:
-    """Write the simulated log to ``out`` (``-`` for standard output); returns lines written."""
+def write(spec: SimSpec, out: str, rate: float | None = None) -> int:
+    """Write the simulated log to ``out``: a file, ``-`` for standard output, or
+    ``kafka://HOST:PORT/TOPIC`` (one message per event, keyed by user). With
+    ``rate``, at most that many events per second (live traffic). Returns lines written."""
     import sys
+    import time
 
+    lines = generate(spec)
+    if rate is not None:
+        lines = _paced(lines, rate, time.monotonic, time.sleep)
+    if out.startswith("kafka://"):
+        return _to_kafka(lines, out)
     n = 0
     f = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
+    flush_every = 10_000 if rate is None else max(1, int(rate // 10))
     try:
         buf: list[bytes] = []
-        for line in generate(spec):
+        for line in lines:
             buf.append(line)
             n += 1
-            if len(buf) >= 10_000:
+            if len(buf) >= flush_every:
                 f.write(b"\n".join(buf) + b"\n")
+                f.flush()
                 buf.clear()
         if buf:
             f.write(b"\n".join(buf) + b"\n")
@@ -299,4 +309,41 @@ def write(spec: SimSpec, out: str) -> int:
             f.close()
         else:
             f.flush()
+    return n
+
+
+def _paced(
+    lines: Iterator[bytes], rate: float, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> Iterator[bytes]:
+    """At most ``rate`` lines per second of ``clock``."""
+    start = clock()
+    for i, line in enumerate(lines):
+        ahead = i / rate - (clock() - start)
+        if ahead > 0:
+            sleep(ahead)
+        yield line
+
+
+def _to_kafka(lines: Iterator[bytes], url: str) -> int:
+    from .kafka import KafkaUrl, Producer
+
+    k = KafkaUrl.parse(url)
+    producer = Producer({"bootstrap.servers": k.brokers, "linger.ms": 5})
+    decode = msgspec.json.Decoder().decode
+    n = 0
+    for line in lines:
+        try:
+            key = str(decode(line).get("user", "")).encode()
+        except (msgspec.DecodeError, AttributeError):
+            key = b""
+        while True:
+            try:
+                producer.produce(k.topic, value=line, key=key)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+        n += 1
+    if producer.flush(30) != 0:
+        raise RuntimeError(f"{url}: not every event was delivered")
     return n
