@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -230,3 +231,32 @@ def test_alignment_holds_back_partitions_far_ahead() -> None:
     assert a.should_wait(1, 1_200)
     a.leave(0)
     assert not a.should_wait(1, 1_200), "a finished file holds nothing back"
+
+
+def test_flow_runs_under_bytewax_run(noisy_log: Path, tmp_path: Path, run_flow: RunFlow) -> None:
+    want, _ = run_flow([noisy_log])
+    job = tmp_path / "job.json"
+    out = tmp_path / "bw"
+    out.mkdir()
+    printed = run_cli(
+        "run",
+        str(noisy_log),
+        "--searches",
+        str(out / "s.jsonl"),
+        "--sessions",
+        str(out / "ss.jsonl"),
+        "--workers",
+        "2",
+        "--print-config",
+    )
+    assert printed.returncode == 0
+    job.write_bytes(printed.stdout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "search_sessions.flow:flow", "-w", "2"],
+        env={**os.environ, "SEARCH_SESSIONS_CONFIG": str(job)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = [json.loads(x) for x in (out / "s.jsonl").read_bytes().splitlines()]
+    assert canon(got) == canon(want["searches"])

@@ -146,6 +146,11 @@ def main() -> None:
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port."
 )
 @click.option("--quiet", is_flag=True, help="No progress and no summary on standard error.")
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the job as JSON and exit (for python -m bytewax.run search_sessions.flow:flow).",
+)
 def run(
     inputs: tuple[str, ...],
     gap: timedelta,
@@ -168,6 +173,7 @@ def run(
     metrics_port: int | None,
     metrics_host: str,
     quiet: bool,
+    print_config: bool,
 ) -> None:
     """Sessionize INPUT... (JSON Lines files, .gz, directories, or - for stdin).
 
@@ -221,6 +227,13 @@ def run(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if print_config:
+        import json
+
+        from .execute import config_to_json
+
+        click.echo(json.dumps(config_to_json(cfg), indent=2))
+        return
     if (process_id is None) != (addresses is None):
         raise click.UsageError("--process-id and --addresses go together")
     if process_id is not None and processes != 1:

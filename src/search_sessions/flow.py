@@ -10,9 +10,10 @@
 (one shard per worker), many users per shard, whole batches in and blocks of
 encoded lines out. Step ids are stable: recovery keys on them.
 
-The flow is importable for ``python -m bytewax.run``: set
-``SEARCH_SESSIONS_CONFIG`` to a config JSON file (see ``execute.save_config``)
-and run ``python -m bytewax.run search_sessions.flow:flow``.
+The flow is importable for ``python -m bytewax.run``: write the job's config
+with ``search-sessions run ... --print-config > job.json``, then::
+
+    SEARCH_SESSIONS_CONFIG=job.json python -m bytewax.run search_sessions.flow:flow -w 2
 """
 
 from __future__ import annotations
@@ -184,3 +185,21 @@ def build_flow(cfg: Config) -> Dataflow:
         stats = op.filter("only_stats", merged, _is_kind("stats"))
         op.output("write_stats", stats, StatsSink(cfg.stats_file))
     return flow
+
+
+def __getattr__(name: str) -> Dataflow:
+    """``search_sessions.flow:flow`` for ``python -m bytewax.run``, from $SEARCH_SESSIONS_CONFIG."""
+    if name != "flow":
+        raise AttributeError(name)
+    import json
+    import os
+
+    from .execute import config_from_json
+
+    path = os.environ.get("SEARCH_SESSIONS_CONFIG")
+    if not path:
+        raise RuntimeError(
+            "set SEARCH_SESSIONS_CONFIG to a file from `search-sessions run --print-config`"
+        )
+    with open(path) as f:
+        return build_flow(config_from_json(json.load(f)))
