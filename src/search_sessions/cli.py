@@ -121,9 +121,10 @@ def main() -> None:
 @click.option(
     "--snapshot-interval",
     type=DURATION,
-    default="10s",
+    default="1s",
     show_default=True,
-    help="How often state is snapshotted (with --recovery-dir).",
+    help="Epoch length: outputs are written and (with --recovery-dir) state is "
+    "snapshotted this often.",
 )
 @click.option(
     "--process-id",

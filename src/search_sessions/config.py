@@ -63,7 +63,7 @@ class Config:
     metrics_host: str = "127.0.0.1"
     tail: bool = False
     stop_at_end: bool = False
-    snapshot_interval: timedelta = timedelta(seconds=10)
+    snapshot_interval: timedelta = timedelta(seconds=1)
     partitions: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
