@@ -197,26 +197,26 @@ def decode_block(
     maybe_late: list[list[tuple[Event, int]]] = [[] for _ in range(n_shards)]
     bad: list[tuple[int, bytes, str]] = []
     decode = decoder.decode
-    size = 0
     positions = range(seq + 1, seq + 1 + len(lines)) if seqs is None else seqs
+    only = per_shard[0] if n_shards == 1 else None
     for line, seq in zip(lines, positions, strict=True):
-        size += len(line)
-        if line.isspace():
-            continue
         ev = decode(line, seq)
         if isinstance(ev, str):
-            bad.append((seq, line, ev))
+            # Blank lines fail to decode too; they are skipped, not invalid.
+            if not line.isspace():
+                bad.append((seq, line, ev))
             continue
         t = ev[0]
-        user = ev[4]
-        shard = crc32(user.encode()) % n_shards
         if t < newest - lateness_us:
-            maybe_late[shard].append((ev, newest))
+            maybe_late[crc32(ev[4].encode()) % n_shards].append((ev, newest))
+            continue
+        if only is not None:
+            only.append(ev)
         else:
-            per_shard[shard].append(ev)
-            if t > newest:
-                newest = t
-    return per_shard, maybe_late, bad, newest, size
+            per_shard[crc32(ev[4].encode()) % n_shards].append(ev)
+        if t > newest:
+            newest = t
+    return per_shard, maybe_late, bad, newest, sum(map(len, lines))
 
 
 def _reason(exc: Exception, raw: bytes) -> str:
