@@ -100,6 +100,13 @@ def main() -> None:
 @click.option("--sessions", default=None, help="Session records (JSON Lines).")
 @click.option("--dead-letter", default=None, help="Invalid records, with source and reason.")
 @click.option("--late", default=None, help="Events that came after the watermark passed them.")
+@click.option(
+    "--rollup",
+    "rollup",
+    multiple=True,
+    help="Window length for rollups (1m, 1h, 1d; repeat for several).",
+)
+@click.option("--rollups", default=None, help="Rollup rows per window and per window and query.")
 @click.option("--strict", is_flag=True, help="Stop with an error at the first invalid record.")
 @click.option("--tail", is_flag=True, help="Kafka inputs: only messages from now on.")
 @click.option(
@@ -163,6 +170,8 @@ def run(
     sessions: str | None,
     dead_letter: str | None,
     late: str | None,
+    rollup: tuple[str, ...],
+    rollups: str | None,
     strict: bool,
     tail: bool,
     idle_timeout: timedelta | None,
@@ -198,7 +207,7 @@ def run(
         # A failed step is reported below in one line; Rust's backtrace is noise.
         os.environ["RUST_BACKTRACE"] = "0"
 
-    paths = [searches, sessions, dead_letter, late]
+    paths = [searches, sessions, dead_letter, late, rollups]
     for p in paths:
         if p not in (None, "-", "none") and not p.startswith("kafka://"):
             parent = os.path.dirname(p)
@@ -217,6 +226,8 @@ def run(
             workers=workers,
             processes=processes,
             strict=strict,
+            rollups=None if rollups == "none" else rollups,
+            rollup_windows=tuple(_window(w) for w in rollup),
             recovery_dir=recovery_dir,
             snapshot_interval=snapshot_interval,
             tail=tail,
@@ -248,6 +259,15 @@ def run(
         raise click.ClickException(str(exc)) from None
     if not quiet:
         click.echo(summary.text(), err=True)
+
+
+def _window(text: str) -> tuple[str, int]:
+    seconds = parse_duration(text).total_seconds()
+    if seconds < 1 or seconds != int(seconds) or (86_400 % seconds and seconds % 86_400):
+        raise ValueError(
+            f"rollup window {text!r}: use whole seconds that divide a day (1m, 1h, 1d)"
+        )
+    return text, int(seconds)
 
 
 TUTORIAL_EVENTS: list[tuple[str, int, dict[str, Any]]] = [

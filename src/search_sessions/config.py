@@ -56,6 +56,8 @@ class Config:
     processes: int = 1
     strict: bool = False
     batch_lines: int = 4096
+    rollups: str | None = None
+    rollup_windows: tuple[tuple[str, int], ...] = ()
     recovery_dir: str | None = None
     idle_timeout: timedelta | None = None
     progress: bool = True
@@ -76,6 +78,8 @@ class Config:
             raise ValueError(f"lateness must not be negative, got {self.lateness}")
         if self.workers < 1 or self.processes < 1:
             raise ValueError("workers and processes must be at least 1")
+        if self.rollups is not None and not self.rollup_windows:
+            raise ValueError("--rollups needs at least one --rollup window length")
         if self.snapshot_interval <= timedelta(0):
             raise ValueError("snapshot_interval must be positive")
         if self.batch_lines < 1:

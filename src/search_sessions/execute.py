@@ -90,6 +90,7 @@ def config_from_json(data: dict[str, Any]) -> Config:
             kw[name] = timedelta(seconds=kw[name])
     for name in ("inputs", "partitions"):
         kw[name] = tuple(kw[name])
+    kw["rollup_windows"] = tuple(tuple(w) for w in kw.get("rollup_windows", ()))
     return Config(**kw)
 
 
@@ -233,7 +234,7 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
 
 def _start_outputs(cfg: Config) -> None:
     """Start every file output empty: Bytewax only opens a sink once it has a record."""
-    for path in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late):
+    for path in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
         if path is not None and path != "-" and not path.startswith("kafka://"):
             open(path, "wb").close()
 

@@ -18,6 +18,7 @@ with ``search-sessions run ... --print-config > job.json``, then::
 
 from __future__ import annotations
 
+import copy
 import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,8 +31,9 @@ from bytewax.outputs import FixedPartitionedSink
 
 from ._routes import ROUTED_SHARDS
 from .config import Config
-from .events import Event, event_to_json, format_time
+from .events import Event, event_to_json, format_time, parse_time
 from .progress import METRICS
+from .rollups import WindowAgg, aggregate, window_records
 from .searches import render
 from .sessions import EmittedSession, Sessionizer
 from .sinks import JsonLinesSink, StatsSink
@@ -119,6 +121,11 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
             session_list, search_list = render(emitted, cfg.long_click_us, self.core.counters)
             if search_list and cfg.searches is not None:
                 out.append(("searches", _encode_lines(search_list)))
+            if search_list and cfg.rollups is not None:
+                lengths = dict(cfg.rollup_windows)
+                out.extend(
+                    ("rollup", kv) for kv in aggregate(search_list, lengths, parse_time).items()
+                )
             if cfg.sessions is not None:
                 out.append(("sessions", _encode_lines(session_list)))
         if late and cfg.late is not None:
@@ -135,6 +142,32 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
             ]
             out.append(("late", b"\n".join(lines) + b"\n"))
         return out
+
+
+class RollupLogic(StatefulBatchLogic[WindowAgg, bytes, WindowAgg]):
+    """One window: merges the shards' partial sums and emits the window's rows again
+    whenever they change (the last row per key is exact; an upserting sink keeps it)."""
+
+    def __init__(self, lengths: dict[str, int], resume: WindowAgg | None) -> None:
+        self.lengths = lengths
+        self.agg = resume if resume is not None else WindowAgg()
+        self.key = ""
+
+    def on_batch(self, values: list[WindowAgg]) -> tuple[Iterable[bytes], bool]:
+        touched: set[str] = set()
+        for part in values:
+            self.agg.merge(part)
+            touched.update(part.queries)
+            self.key = part.key
+        window, rows = window_records(
+            self.key, self.agg, self.lengths[self.key.split("|", 1)[0]], touched
+        )
+        lines = [_encode({"level": "window", **window})]
+        lines += [_encode({"level": "query", **row}) for row in rows]
+        return [b"\n".join(lines) + b"\n"], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> WindowAgg:
+        return copy.deepcopy(self.agg)
 
 
 def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
@@ -181,6 +214,21 @@ def build_flow(cfg: Config) -> Dataflow:
             continue
         chosen = op.filter(f"only_{kind}", merged, _is_kind(kind))
         op.output(f"write_{kind}", chosen, output_sink(path, kind))
+    if cfg.rollups is not None:
+        partials = op.map(
+            "to_windows", op.filter("only_rollup", merged, _is_kind("rollup")), lambda kv: kv[1]
+        )
+        lengths = dict(cfg.rollup_windows)
+
+        def build_rollup(resume: WindowAgg | None) -> RollupLogic:
+            return RollupLogic(lengths, resume)
+
+        rolled = op.stateful_batch("rollup", partials, build_rollup)
+        op.output(
+            "write_rollups",
+            op.map("rollup_lines", rolled, lambda kv: ("rollups", kv[1])),
+            output_sink(cfg.rollups, "rollups"),
+        )
     if cfg.stats_file is not None:
         stats = op.filter("only_stats", merged, _is_kind("stats"))
         op.output("write_stats", stats, StatsSink(cfg.stats_file))
