@@ -235,8 +235,14 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
 def _start_outputs(cfg: Config) -> None:
     """Start every file output empty: Bytewax only opens a sink once it has a record."""
     for path in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
-        if path is not None and path != "-" and not path.startswith("kafka://"):
-            open(path, "wb").close()
+        if path is None or path == "-" or path.startswith("kafka://"):
+            continue
+        if path.startswith("sqlite:///"):
+            from .sql import connect, sqlite_path
+
+            connect(sqlite_path(path)).close()  # tables exist (and stay: rows are upserted)
+            continue
+        open(path, "wb").close()
 
 
 def _run_cluster(cfg: Config, tmp: str) -> bool:

@@ -171,11 +171,15 @@ class RollupLogic(StatefulBatchLogic[WindowAgg, bytes, WindowAgg]):
 
 
 def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
-    """A file (or ``-``), or a Kafka topic for ``kafka://...``."""
+    """A file (or ``-``), a Kafka topic for ``kafka://...``, a SQLite table for ``sqlite:///``."""
     if path.startswith("kafka://"):
         from .kafka import KafkaSink
 
         return KafkaSink(path, kind)
+    if path.startswith("sqlite:///"):
+        from .sql import SqliteSink
+
+        return SqliteSink(path, kind)
     return JsonLinesSink(path)
 
 
