@@ -7,7 +7,7 @@ CLI    := $(BIN)/search-sessions
 RUN_EVENTS ?= 200000
 RUN_USERS  ?= 5000
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,10 +22,19 @@ data/day.jsonl: | setup
 
 run: setup data/day.jsonl
 	$(CLI) run data/day.jsonl --searches out/searches.jsonl --sessions out/sessions.jsonl \
-		--dead-letter out/dead_letter.jsonl --late out/late.jsonl
-	@echo "outputs in out/: searches.jsonl sessions.jsonl dead_letter.jsonl late.jsonl"
+		--dead-letter out/dead_letter.jsonl --late out/late.jsonl \
+		--rollup 1h --rollup 1d --rollups out/rollups.jsonl
+	@echo "outputs in out/: searches.jsonl sessions.jsonl dead_letter.jsonl late.jsonl rollups.jsonl"
+	$(CLI) report out/searches.jsonl out/sessions.jsonl --output out/report.html
 
-test: setup
+# The report test renders in Debian's headless Chromium; install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium missing and cannot be installed here: its test will be skipped"; fi; }
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -458,5 +458,36 @@ def simulate(
         click.echo(f"wrote {n:,} events to {output}", err=True)
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--output", default="report.html", show_default=True, help="The HTML file to write.")
+@click.option(
+    "--min-sample",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Fewest searches for a query to rank among the worst by CTR.",
+)
+def report(inputs: tuple[str, ...], output: str, min_sample: int) -> None:
+    """Write a self-contained HTML report from a run's outputs.
+
+    INPUT is a searches JSONL file (a sessions file may follow) or a SQLite
+    database written by `run`.
+
+    \b
+    Example:
+      search-sessions run events.jsonl --searches out/searches.jsonl --sessions out/sessions.jsonl
+      search-sessions report out/searches.jsonl out/sessions.jsonl --output out/report.html
+    """
+    from .report import write_report
+
+    parent = os.path.dirname(output)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    data = write_report(list(inputs), output, min_sample)
+    click.echo(f"wrote {output} ({len(data.searches):,} searches)", err=True)
+    click.echo(os.path.abspath(output))
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,341 @@
+"""A self-contained HTML report of a run: headline numbers, charts over time, tables.
+
+Reads per-search records (a searches JSONL file, or the ``searches`` table of a
+SQLite database written by ``run``) and, when given, sessions. Everything is
+computed from the per-search records with the rollup arithmetic of
+:mod:`search_sessions.rollups`, so the report agrees with ``--rollups``. The page
+has no scripts and loads nothing: charts are inline SVG, and every query is
+escaped (a query is untrusted text).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .events import format_time, parse_time
+from .rollups import WindowAgg, aggregate, window_records
+
+NICE_WINDOWS = [
+    ("1m", 60),
+    ("5m", 300),
+    ("15m", 900),
+    ("1h", 3600),
+    ("6h", 21600),
+    ("1d", 86400),
+]
+
+
+@dataclass
+class ReportData:
+    searches: list[dict[str, Any]]
+    sessions: list[dict[str, Any]]
+
+
+def load(inputs: list[str]) -> ReportData:
+    """Per-search (and session) records from JSONL files or SQLite databases."""
+    searches: list[dict[str, Any]] = []
+    sessions: list[dict[str, Any]] = []
+    for path in inputs:
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head.startswith(b"SQLite format 3"):
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            conn.row_factory = sqlite3.Row
+            try:
+                for r in conn.execute("SELECT * FROM searches"):
+                    rec = dict(r)
+                    for k in ("zero_results", "clicked", "abandoned", "reformulated", "long_click"):
+                        rec[k] = bool(rec[k])
+                    searches.append(rec)
+                sessions += [dict(r) for r in conn.execute("SELECT * FROM sessions")]
+            finally:
+                conn.close()
+            continue
+        with open(path, "rb") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                if "search_id" in rec and "query" in rec:
+                    searches.append(rec)
+                elif "session_id" in rec and "end_reason" in rec:
+                    sessions.append(rec)
+    return ReportData(searches, sessions)
+
+
+def pick_window(searches: list[dict[str, Any]]) -> tuple[str, int]:
+    """A window length giving at most about 200 points over the data's span."""
+    if not searches:
+        return NICE_WINDOWS[3]
+    times = [parse_time(s["time"]) for s in searches]
+    span = (max(times) - min(times)) / 1e6
+    for name, length in NICE_WINDOWS:
+        if span / length <= 200:
+            return name, length
+    return NICE_WINDOWS[-1]
+
+
+def summarize(data: ReportData, window: tuple[str, int]) -> dict[str, Any]:
+    """Every number the report shows."""
+    name, length = window
+    per_window = aggregate(data.searches, {name: length}, parse_time)
+    total = WindowAgg()
+    for agg in per_window.values():
+        total.merge(agg)
+    headline, queries = window_records("all|0", total, 1)
+    for k in ("window", "window_start", "window_end"):
+        headline.pop(k)
+    headline["sessions"] = (
+        len(data.sessions) if data.sessions else len({s["session_id"] for s in data.searches})
+    )
+    series = []
+    for key in sorted(per_window, key=lambda k: int(k.split("|")[1])):
+        row, _ = window_records(key, per_window[key], length, set())
+        series.append(row)
+    positions = Counter(
+        s["first_click_rank"]
+        for s in data.searches
+        if s["clicked"] and s["first_click_rank"] is not None
+    )
+    return {
+        "headline": headline,
+        "queries": queries,
+        "series": series,
+        "positions": positions,
+        "window": name,
+    }
+
+
+def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
+    if v is None:
+        return "&ndash;"
+    if pct:
+        return f"{100 * v:.1f}%"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return html.escape(str(v))
+
+
+def _line_chart(
+    title: str,
+    series: list[dict[str, Any]],
+    field: str,
+    color: str,
+    low: str | None = None,
+    high: str | None = None,
+) -> str:
+    w, h, pad = 640, 200, 40
+    pts = [(i, r[field]) for i, r in enumerate(series) if r[field] is not None]
+    if not pts:
+        return f"<figure><figcaption>{html.escape(title)}</figcaption><p>No data.</p></figure>"
+    n = max(len(series) - 1, 1)
+    top = max(
+        1e-9, max(v for _, v in pts), *(r[high] for r in series if high and r[high] is not None)
+    )
+
+    def x(i: float) -> float:
+        return pad + (w - 2 * pad) * i / n
+
+    def y(v: float) -> float:
+        return h - pad + -(h - 2 * pad) * v / top
+
+    path = " ".join(
+        f"{'M' if k == 0 else 'L'}{x(i):.1f},{y(v):.1f}" for k, (i, v) in enumerate(pts)
+    )
+    band = ""
+    if low and high:
+        upper = [(i, r[high]) for i, r in enumerate(series) if r[high] is not None]
+        lower = [(i, r[low]) for i, r in enumerate(series) if r[low] is not None]
+        if upper:
+            poly = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in upper + lower[::-1])
+            band = f'<polygon points="{poly}" fill="{color}" fill-opacity="0.15"/>'
+    first, last = series[0]["window_start"], series[-1]["window_start"]
+    ticks = "".join(
+        f'<line x1="{pad}" x2="{w - pad}" y1="{y(top * f):.1f}" y2="{y(top * f):.1f}" '
+        f'stroke="#ddd"/><text x="{pad - 4}" y="{y(top * f) + 4:.1f}" text-anchor="end">'
+        f"{100 * top * f:.0f}%</text>"
+        for f in (0, 0.5, 1)
+    )
+    return (
+        f'<figure class="chart" data-chart="{field}"><figcaption>{html.escape(title)}</figcaption>'
+        f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{html.escape(title)}">{ticks}{band}'
+        f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
+        f'<text x="{pad}" y="{h - 8}">{html.escape(first)}</text>'
+        f'<text x="{w - pad}" y="{h - 8}" text-anchor="end">{html.escape(last)}</text>'
+        "</svg></figure>"
+    )
+
+
+def _bar_chart(title: str, counts: Counter[int]) -> str:
+    w, h, pad = 640, 200, 40
+    buckets = [(str(r), counts.get(r, 0)) for r in range(1, 11)]
+    buckets.append(("11+", sum(v for r, v in counts.items() if r > 10)))
+    top = max([v for _, v in buckets] + [1])
+    bw = (w - 2 * pad) / len(buckets)
+    bars = "".join(
+        f'<rect x="{pad + k * bw + 2:.1f}" y="{h - pad - (h - 2 * pad) * v / top:.1f}" '
+        f'width="{bw - 4:.1f}" height="{(h - 2 * pad) * v / top:.1f}" fill="#4c78a8">'
+        f"<title>position {label}: {v}</title></rect>"
+        f'<text x="{pad + k * bw + bw / 2:.1f}" y="{h - pad + 14}" '
+        f'text-anchor="middle">{label}</text>'
+        for k, (label, v) in enumerate(buckets)
+    )
+    return (
+        f'<figure class="chart" data-chart="click_position"><figcaption>{html.escape(title)}'
+        f'</figcaption><svg viewBox="0 0 {w} {h}" role="img" aria-label="{html.escape(title)}">'
+        f"{bars}</svg></figure>"
+    )
+
+
+def _table(
+    title: str, rows: list[dict[str, Any]], cols: list[tuple[str, str, bool]], kind: str
+) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols)
+    body = (
+        "".join(
+            "<tr>"
+            + "".join(
+                f'<td data-field="{field}">{_fmt(r.get(field), pct)}</td>' for field, _, pct in cols
+            )
+            + "</tr>"
+            for r in rows
+        )
+        or f'<tr><td colspan="{len(cols)}">None.</td></tr>'
+    )
+    return (
+        f'<section><h2>{html.escape(title)}</h2><table data-table="{kind}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
+    )
+
+
+CSS = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
+max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:10px}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 10px}
+.card .label{color:#666;font-size:12px}.card .value{font-size:20px;font-weight:600}
+.card .sub{color:#666;font-size:11px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:16px}
+figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}
+svg{width:100%;height:auto;font-size:11px;fill:#555}
+table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #eee;padding:4px 6px;
+text-align:right}th:first-child,td:first-child{text-align:left;word-break:break-all}
+"""
+
+
+def render_html(
+    data: ReportData, title: str = "Search quality report", min_sample: int = 20
+) -> str:
+    """The report page."""
+    s = summarize(data, pick_window(data.searches))
+    h = s["headline"]
+    cards = [
+        ("Searches", _fmt(h["searches"]), "", "searches"),
+        ("Sessions", _fmt(h["sessions"]), "", "sessions"),
+        (
+            "CTR",
+            _fmt(h["ctr"], True),
+            f"95% CI {_fmt(h['ctr_low'], True)} &ndash; {_fmt(h['ctr_high'], True)}",
+            "ctr",
+        ),
+        ("Zero-result rate", _fmt(h["zero_result_rate"], True), "", "zero_result_rate"),
+        ("Abandonment", _fmt(h["abandonment_rate"], True), "", "abandonment_rate"),
+        ("Reformulation", _fmt(h["reformulation_rate"], True), "", "reformulation_rate"),
+        ("MRR", _fmt(h["mrr"]), "", "mrr"),
+        (
+            "Avg click position",
+            _fmt(h["avg_click_position"], digits=2),
+            "first clicks",
+            "avg_click_position",
+        ),
+        (
+            "Median time to first click",
+            f"{_fmt(h['median_time_to_first_click'], digits=1)} s",
+            "",
+            "median_time_to_first_click",
+        ),
+        ("Long-click rate", _fmt(h["long_click_rate"], True), "", "long_click_rate"),
+        ("Clicks per search", _fmt(h["clicks_per_search"], digits=2), "", "clicks_per_search"),
+    ]
+    card_html = "".join(
+        f'<div class="card" data-metric="{key}"><div class="label">{label}</div>'
+        f'<div class="value">{value}</div><div class="sub">{sub}</div></div>'
+        for label, value, sub, key in cards
+    )
+    series = s["series"]
+    charts = (
+        _line_chart(
+            f"CTR per {s['window']} (95% interval shaded)",
+            series,
+            "ctr",
+            "#4c78a8",
+            "ctr_low",
+            "ctr_high",
+        )
+        + _line_chart(f"Zero-result rate per {s['window']}", series, "zero_result_rate", "#e45756")
+        + _line_chart(f"Abandonment per {s['window']}", series, "abandonment_rate", "#f58518")
+        + _bar_chart("Position of the first click", s["positions"])
+    )
+    queries = s["queries"]
+    top = sorted(queries, key=lambda q: (-q["searches"], q["query"]))[:20]
+    worst = sorted(
+        (q for q in queries if q["searches"] >= min_sample),
+        key=lambda q: (q["ctr"], q["ctr_high"], q["query"]),
+    )[:20]
+    zero = sorted(
+        (q for q in queries if q["zero_result_rate"]),
+        key=lambda q: (-q["zero_result_rate"] * q["searches"], q["query"]),
+    )[:20]
+    for q in zero:
+        q["zero_searches"] = round(q["zero_result_rate"] * q["searches"])
+    cols = [
+        ("query", "Query", False),
+        ("searches", "Searches", False),
+        ("ctr", "CTR", True),
+        ("ctr_low", "CTR low", True),
+        ("ctr_high", "CTR high", True),
+        ("zero_result_rate", "Zero results", True),
+        ("avg_click_position", "Avg position", False),
+    ]
+    span = ""
+    if data.searches:
+        times = [parse_time(x["time"]) for x in data.searches]
+        span = f"{format_time(min(times))} &ndash; {format_time(max(times))}"
+    tables = (
+        _table("Top queries by volume", top, cols, "top")
+        + _table(f"Worst queries by CTR (at least {min_sample} searches)", worst, cols, "worst")
+        + _table(
+            "Zero-result queries",
+            zero,
+            [
+                ("query", "Query", False),
+                ("searches", "Searches", False),
+                ("zero_searches", "Zero-result searches", False),
+                ("zero_result_rate", "Zero-result rate", True),
+            ],
+            "zero",
+        )
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{span}</p>"
+        f'<div class="cards">{card_html}</div><h2>Over time</h2><div class="charts">{charts}'
+        f"</div>{tables}</body></html>"
+    )
+
+
+def write_report(inputs: list[str], output: str, min_sample: int = 20) -> ReportData:
+    data = load(inputs)
+    Path(output).write_text(render_html(data, min_sample=min_sample), encoding="utf-8")
+    return data
