@@ -7,7 +7,7 @@ CLI    := $(BIN)/search-sessions
 RUN_EVENTS ?= 200000
 RUN_USERS  ?= 5000
 
-.PHONY: setup browser run test lint bench clean
+.PHONY: setup system-deps run test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,14 +27,19 @@ run: setup data/day.jsonl
 	@echo "outputs in out/: searches.jsonl sessions.jsonl dead_letter.jsonl late.jsonl rollups.jsonl"
 	$(CLI) report out/searches.jsonl out/sessions.jsonl --output out/report.html
 
-# The report test renders in Debian's headless Chromium; install it when missing.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-		else echo "chromium missing and cannot be installed here: its test will be skipped"; fi; }
+# Tests render the report in Debian's headless Chromium and write to a private
+# PostgreSQL server started from Debian's postgresql; install them when missing.
+SYSTEM_PACKAGES := $(if $(shell command -v chromium),,chromium) \
+	$(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql)
 
-test: setup browser
+system-deps:
+	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \
+		echo "installing Debian packages: $(strip $(SYSTEM_PACKAGES))"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+test: setup system-deps
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -209,7 +209,7 @@ def run(
 
     paths = [searches, sessions, dead_letter, late, rollups]
     for p in paths:
-        if p not in (None, "-", "none") and not p.startswith("kafka://"):
+        if p not in (None, "-", "none") and not p.startswith(("kafka://", "postgres")):
             parent = os.path.dirname(p.removeprefix("sqlite:///"))
             if parent:
                 os.makedirs(parent, exist_ok=True)

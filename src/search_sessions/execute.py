@@ -237,10 +237,10 @@ def _start_outputs(cfg: Config) -> None:
     for path in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
         if path is None or path == "-" or path.startswith("kafka://"):
             continue
-        if path.startswith("sqlite:///"):
-            from .sql import connect, sqlite_path
+        if path.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            from .sql import Database
 
-            connect(sqlite_path(path)).close()  # tables exist (and stay: rows are upserted)
+            Database(path).close()  # the tables exist (and stay: rows are upserted)
             continue
         open(path, "wb").close()
 

@@ -171,15 +171,16 @@ class RollupLogic(StatefulBatchLogic[WindowAgg, bytes, WindowAgg]):
 
 
 def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
-    """A file (or ``-``), a Kafka topic for ``kafka://...``, a SQLite table for ``sqlite:///``."""
+    """A file (or ``-``), a Kafka topic (``kafka://``), a SQL table (``sqlite:///``,
+    ``postgresql://``)."""
     if path.startswith("kafka://"):
         from .kafka import KafkaSink
 
         return KafkaSink(path, kind)
-    if path.startswith("sqlite:///"):
-        from .sql import SqliteSink
+    if path.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        from .sql import SqlSink
 
-        return SqliteSink(path, kind)
+        return SqlSink(path, kind)
     return JsonLinesSink(path)
 
 

@@ -1,10 +1,13 @@
-"""SQLite output (``sqlite:///PATH.db``): one table per record kind, upserts on the key.
+"""SQL outputs: SQLite (``sqlite:///PATH.db``) and PostgreSQL (``postgresql://...``).
+
+One table per record kind, upserts on the key, the same schema in both.
 
 Every output flag can name the same database; each kind gets its table
 (``searches``, ``sessions``, ``rollup_windows`` and ``rollup_queries``,
 ``dead_letter``, ``late``). Rows are upserted on the record's key, so the
 replays after a recovery, and rollup rows re-emitted as windows fill, leave the
-table exact. The database is in WAL mode: readers work while the flow writes.
+table exact. SQLite runs in WAL mode so readers work while the flow writes;
+PostgreSQL readers see each committed batch.
 
 Schema (``schema_sql()`` prints it): booleans are 0/1 integers, times RFC 3339
 text, ``record`` columns JSON text.
@@ -114,11 +117,14 @@ KIND_TABLES = {
 }
 
 
-def schema_sql() -> str:
-    """CREATE TABLE statements for every table."""
+def schema_sql(postgres: bool = False) -> str:
+    """CREATE TABLE statements for every table (``REAL`` is ``DOUBLE PRECISION`` in PostgreSQL)."""
     out = []
     for table, (columns, key) in TABLES.items():
-        cols = ",\n    ".join(f'"{name}" {kind}' for name, kind in columns)
+        cols = ",\n    ".join(
+            f'"{name}" {kind.replace("REAL", "DOUBLE PRECISION") if postgres else kind}'
+            for name, kind in columns
+        )
         keys = ", ".join(f'"{k}"' for k in key)
         out.append(
             f'CREATE TABLE IF NOT EXISTS "{table}" (\n    {cols},\n    PRIMARY KEY ({keys})\n);'
@@ -126,11 +132,11 @@ def schema_sql() -> str:
     return "\n".join(out)
 
 
-def _upsert_sql(table: str) -> str:
+def _upsert_sql(table: str, mark: str = "?") -> str:
     columns, key = TABLES[table]
     names = [n for n, _ in columns]
     cols = ", ".join(f'"{n}"' for n in names)
-    marks = ", ".join("?" for _ in names)
+    marks = ", ".join(mark for _ in names)
     updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in key)
     keys = ", ".join(f'"{k}"' for k in key)
     return (
@@ -148,6 +154,55 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def is_sql_url(url: str) -> bool:
+    return url.startswith(("sqlite:///", "postgresql://", "postgres://"))
+
+
+class Database:
+    """A connection to either database, with the schema created."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        if self.postgres:
+            try:
+                import psycopg
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise ImportError(
+                    "PostgreSQL output needs psycopg: pip install 'search-sessions[postgres]'"
+                ) from exc
+            self.conn: Any = psycopg.connect(url, autocommit=True)
+            with self.conn.transaction():
+                for statement in schema_sql(postgres=True).split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+            self.mark = "%s"
+        else:
+            self.conn = connect(sqlite_path(url))
+            self.mark = "?"
+
+    def upsert(self, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Write every table's rows in one transaction."""
+        if self.postgres:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                for table, batch in rows.items():
+                    if batch:
+                        cur.executemany(_upsert_sql(table, self.mark), batch)
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, batch in rows.items():
+                if batch:
+                    self.conn.executemany(_upsert_sql(table), batch)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///out/x.db`` is ``out/x.db``; ``sqlite:////abs/x.db`` is ``/abs/x.db``."""
     if not url.startswith("sqlite:///"):
@@ -162,13 +217,15 @@ def _row(table: str, rec: dict[str, Any]) -> tuple[Any, ...]:
         value = rec.get(name)
         if name == "record" and not isinstance(value, str):
             value = json.dumps(value, ensure_ascii=False)
+        elif isinstance(value, bool):
+            value = int(value)
         out.append(value)
     return tuple(out)
 
 
-class _SqlitePartition(StatefulSinkPartition[bytes, None]):
-    def __init__(self, path: str, kind: str) -> None:
-        self.conn = connect(path)
+class _SqlPartition(StatefulSinkPartition[bytes, None]):
+    def __init__(self, url: str, kind: str) -> None:
+        self.db = Database(url)
         self.kind = kind
         self.decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -182,35 +239,27 @@ class _SqlitePartition(StatefulSinkPartition[bytes, None]):
                 else:
                     table = KIND_TABLES[self.kind][0]
                 rows[table].append(_row(table, rec))
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            for table, batch in rows.items():
-                if batch:
-                    self.conn.executemany(_upsert_sql(table), batch)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self.db.upsert(rows)
 
     def snapshot(self) -> None:
         return None
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
 
 
-class SqliteSink(FixedPartitionedSink[bytes, None]):
-    """Upserts one record kind into its table(s) of a SQLite database."""
+class SqlSink(FixedPartitionedSink[bytes, None]):
+    """Upserts one record kind into its table(s) of a SQLite or PostgreSQL database."""
 
     def __init__(self, url: str, kind: str) -> None:
-        self.path = sqlite_path(url)
+        self.url = url
         self.kind = kind
 
     def list_parts(self) -> list[str]:
-        return [f"{self.path}#{self.kind}"]
+        return [f"{self.url}#{self.kind}"]
 
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _SqlitePartition:
-        return _SqlitePartition(self.path, self.kind)
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _SqlPartition:
+        return _SqlPartition(self.url, self.kind)
