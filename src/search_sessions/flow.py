@@ -59,7 +59,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
 
     def __init__(self, cfg: Config, resume: bytes | None) -> None:
         self.cfg = cfg
-        if resume is not None:
+        if resume:
             self.core: Sessionizer = pickle.loads(resume)
         else:
             self.core = Sessionizer(
@@ -98,6 +98,9 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         return out, StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> bytes:
+        # Bytewax asks at every epoch even without a recovery store; only pay for it then.
+        if self.cfg.recovery_dir is None:
+            return b""
         return pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _stats(self) -> dict[str, int]:
@@ -144,14 +147,15 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         return out
 
 
-class RollupLogic(StatefulBatchLogic[WindowAgg, bytes, WindowAgg]):
+class RollupLogic(StatefulBatchLogic[WindowAgg, bytes, WindowAgg | None]):
     """One window: merges the shards' partial sums and emits the window's rows again
     whenever they change (the last row per key is exact; an upserting sink keeps it)."""
 
-    def __init__(self, lengths: dict[str, int], resume: WindowAgg | None) -> None:
+    def __init__(self, lengths: dict[str, int], resume: WindowAgg | None, keep: bool) -> None:
         self.lengths = lengths
         self.agg = resume if resume is not None else WindowAgg()
-        self.key = ""
+        self.key = self.agg.key
+        self.keep = keep
 
     def on_batch(self, values: list[WindowAgg]) -> tuple[Iterable[bytes], bool]:
         touched: set[str] = set()
@@ -166,8 +170,8 @@ class RollupLogic(StatefulBatchLogic[WindowAgg, bytes, WindowAgg]):
         lines += [_encode({"level": "query", **row}) for row in rows]
         return [b"\n".join(lines) + b"\n"], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> WindowAgg:
-        return copy.deepcopy(self.agg)
+    def snapshot(self) -> WindowAgg | None:
+        return copy.deepcopy(self.agg) if self.keep else None
 
 
 def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
@@ -226,7 +230,7 @@ def build_flow(cfg: Config) -> Dataflow:
         lengths = dict(cfg.rollup_windows)
 
         def build_rollup(resume: WindowAgg | None) -> RollupLogic:
-            return RollupLogic(lengths, resume)
+            return RollupLogic(lengths, resume, cfg.recovery_dir is not None)
 
         rolled = op.stateful_batch("rollup", partials, build_rollup)
         op.output(
