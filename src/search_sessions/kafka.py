@@ -156,6 +156,7 @@ class _KafkaSinkPartition(StatefulSinkPartition[bytes, None]):
         self.key_field = key_field
         self.producer = Producer({"bootstrap.servers": url.brokers, "linger.ms": 20})
         self.decode = msgspec.json.Decoder(dict[str, Any]).decode
+        self.failed: list[str] = []
 
     def write_batch(self, values: list[bytes]) -> None:
         produce = self.producer.produce
@@ -163,20 +164,44 @@ class _KafkaSinkPartition(StatefulSinkPartition[bytes, None]):
             for line in blob.splitlines():
                 rec = self.decode(line)
                 key = rec.get(self.key_field)
-                produce(
-                    self.topic,
-                    value=line,
-                    key=str(rec.get("user", "")).encode(),
-                    headers=[("record_key", str(key).encode())] if key is not None else None,
-                )
+                while True:
+                    try:
+                        produce(
+                            self.topic,
+                            value=line,
+                            key=str(rec.get("user", "")).encode(),
+                            headers=[("record_key", str(key).encode())]
+                            if key is not None
+                            else None,
+                            on_delivery=self._delivered,
+                        )
+                        break
+                    except BufferError:  # the local queue is full: let it drain
+                        self.producer.poll(0.1)
             self.producer.poll(0)
+        self._check()
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+
+    def _check(self) -> None:
+        if self.failed:
+            raise RuntimeError(f"Kafka output {self.topic}: delivery failed: {self.failed[0]}")
+
+    def _flush(self) -> None:
+        left = self.producer.flush(TIMEOUT_S)
+        self._check()
+        if left:
+            raise RuntimeError(f"Kafka output {self.topic}: {left} records not delivered")
 
     def snapshot(self) -> None:
-        self.producer.flush(TIMEOUT_S)
+        # A snapshot must not claim records that are still only in our queue.
+        self._flush()
         return None
 
     def close(self) -> None:
-        self.producer.flush(TIMEOUT_S)
+        self._flush()
 
 
 RECORD_KEYS = {"searches": "search_id", "sessions": "session_id"}
