@@ -55,7 +55,6 @@ class Config:
     workers: int = 1
     processes: int = 1
     strict: bool = False
-    batch_lines: int = 4096
     rollups: str | None = None
     rollup_windows: tuple[tuple[str, int], ...] = ()
     recovery_dir: str | None = None
@@ -82,8 +81,6 @@ class Config:
             raise ValueError("--rollups needs at least one --rollup window length")
         if self.snapshot_interval <= timedelta(0):
             raise ValueError("snapshot_interval must be positive")
-        if self.batch_lines < 1:
-            raise ValueError("batch_lines must be at least 1")
         if not self.partitions:
             object.__setattr__(self, "partitions", expand_inputs(self.inputs))
 

@@ -25,11 +25,6 @@ from .records import SearchRecord, SessionRecord
 LONG_CLICK_US: Final = 30_000_000
 
 
-def stable_id(*parts: object) -> str:
-    """A short id that depends only on its parts (same input, same id, any run)."""
-    return blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).hexdigest()
-
-
 def session_id_for(user: str, start_us: int, ordinal: int) -> str:
     """``ordinal`` tells apart sessions of one user that start at the same instant."""
     return blake2b(f"s\x1f{user}\x1f{start_us}\x1f{ordinal}".encode(), digest_size=8).hexdigest()

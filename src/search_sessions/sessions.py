@@ -285,7 +285,3 @@ class Sessionizer:
             self.pending[user] = evs[keep_from:]
             self.deadline[user] = next_due
             heapq.heappush(self.heap, (next_due, user))
-
-    def open_sessions(self) -> int:
-        """Users with pending events (an upper bound on open sessions)."""
-        return len(self.pending)
