@@ -120,3 +120,37 @@ def test_flow_rollups_equal_aggregating_the_searches(
         assert got[key] == json.loads(json.dumps(row)), key
     hours = [r for k, r in got.items() if k[0] == "window" and k[1] == "1h"]
     assert sum(r["searches"] for r in hours) == len(out["searches"])
+
+
+def test_windows_are_forgotten_once_every_shard_is_past_them() -> None:
+    from search_sessions.flow import RollupLogic
+
+    hour = 3600 * 1_000_000
+    agg = aggregate(
+        [
+            {
+                "time": "1970-01-01T00:30:00Z",
+                "query": "q",
+                "clicked": True,
+                "clicks": 1,
+                "first_click_rank": 1,
+                "zero_results": False,
+                "abandoned": False,
+                "reformulated": False,
+                "long_click": False,
+                "reciprocal_rank": 1.0,
+                "time_to_first_click": 1.0,
+            }
+        ],
+        {"1h": 3600},
+        parse_time,
+    )["1h|0"]
+    logic = RollupLogic({"1h": 3600}, n_shards=2, resume=None, keep=False)
+    out, _ = logic.on_batch([("1h", 0, 0, {0: agg})])
+    assert len(list(out)) == 1 and set(logic.windows) == {0}
+    logic.on_batch([("1h", 0, 2 * hour, {})])
+    assert set(logic.windows) == {0}, "shard 1 has not reported: the window may still change"
+    logic.on_batch([("1h", 1, hour - 1, {})])
+    assert set(logic.windows) == {0}, "shard 1 is not past the window's end yet"
+    out, _ = logic.on_batch([("1h", 1, hour, {})])
+    assert logic.windows == {} and list(out) == []

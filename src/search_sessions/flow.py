@@ -33,9 +33,10 @@ from ._routes import ROUTED_SHARDS
 from .config import Config
 from .events import Event, event_to_json, format_time, parse_time
 from .progress import METRICS
+from .records import SearchRecord
 from .rollups import WindowAgg, aggregate, window_records
 from .searches import render
-from .sessions import EmittedSession, Sessionizer
+from .sessions import FOREVER, NEVER, EmittedSession, Sessionizer
 from .sinks import JsonLinesSink, StatsSink
 from .sources import STOP, JsonLinesSource, ShardBatch, source_name
 
@@ -59,6 +60,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
 
     def __init__(self, cfg: Config, resume: bytes | None) -> None:
         self.cfg = cfg
+        self.shard = -1
         if resume:
             self.core: Sessionizer = pickle.loads(resume)
         else:
@@ -69,16 +71,38 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
         core = self.core
         late: list[tuple[Event, int]] = []
-        for part, newest, closed, events, maybe_late, idle_us in values:
+        for part, newest, closed, events, maybe_late, idle_us, shard in values:
             late.extend(core.ingest(part, newest, closed, events, maybe_late, idle_us))
+            self.shard = shard
         emitted = core.advance()
         before = list(core.counters)
-        out = self._render(emitted, late)
+        out, searches = self._render(emitted, late)
         self._report(before, len(late))
-        if core.all_closed:
+        done = core.all_closed
+        out += self._rollup_items(searches, FOREVER if done else core.watermark)
+        if done:
             out.append(("stats", self._stats()))
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
+
+    def _rollup_items(self, searches: list[SearchRecord], watermark: int) -> list[OutItem]:
+        """Per rollup length, this shard's partial sums and how far it has got: no search
+        it emits later can be older than its watermark minus ``max_session`` (a pending
+        session ends by ``start + max_session``, and newer events are not late)."""
+        cfg = self.cfg
+        if cfg.rollups is None:
+            return []
+        low = watermark if watermark in (NEVER, FOREVER) else watermark - cfg.max_session_us
+        partials = aggregate(searches, dict(cfg.rollup_windows), parse_time) if searches else {}
+        out: list[OutItem] = []
+        for name, _length in cfg.rollup_windows:
+            mine = {
+                int(key.split("|", 1)[1]): agg
+                for key, agg in partials.items()
+                if key.split("|", 1)[0] == name
+            }
+            out.append(("rollup", (name, (name, self.shard, low, mine))))
+        return out
 
     def _report(self, before: list[int], late: int) -> None:
         core = self.core
@@ -93,7 +117,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     def on_eof(self) -> tuple[Iterable[OutItem], bool]:
         if STOP.is_set():
             return [], StatefulBatchLogic.RETAIN
-        out = self._render(self.core.flush(), [])
+        out, searches = self._render(self.core.flush(), [])
+        out += self._rollup_items(searches, FOREVER)
         out.append(("stats", self._stats()))
         return out, StatefulBatchLogic.DISCARD
 
@@ -117,18 +142,14 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
 
     def _render(
         self, emitted: list[EmittedSession], late: list[tuple[Event, int]]
-    ) -> list[OutItem]:
+    ) -> tuple[list[OutItem], list[SearchRecord]]:
         cfg = self.cfg
         out: list[OutItem] = []
+        search_list: list[SearchRecord] = []
         if emitted:
             session_list, search_list = render(emitted, cfg.long_click_us, self.core.counters)
             if search_list and cfg.searches is not None:
                 out.append(("searches", _encode_lines(search_list)))
-            if search_list and cfg.rollups is not None:
-                lengths = dict(cfg.rollup_windows)
-                out.extend(
-                    ("rollup", kv) for kv in aggregate(search_list, lengths, parse_time).items()
-                )
             if cfg.sessions is not None:
                 out.append(("sessions", _encode_lines(session_list)))
         if late and cfg.late is not None:
@@ -144,34 +165,58 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
                 for ev, wm in late
             ]
             out.append(("late", b"\n".join(lines) + b"\n"))
-        return out
+        return out, search_list
 
 
-class RollupLogic(StatefulBatchLogic[WindowAgg, bytes, WindowAgg | None]):
-    """One window: merges the shards' partial sums and emits the window's rows again
-    whenever they change (the last row per key is exact; an upserting sink keeps it)."""
+RollupPartial = tuple[str, int, int, dict[int, WindowAgg]]
+"""``(length name, shard, low_us, {window_start_us: partial sums})`` from one shard batch."""
+RollupState = tuple[str, dict[int, WindowAgg], dict[int, int]]
 
-    def __init__(self, lengths: dict[str, int], resume: WindowAgg | None, keep: bool) -> None:
+
+class RollupLogic(StatefulBatchLogic[RollupPartial, bytes, RollupState | None]):
+    """All windows of one length: merges the shards' partial sums and emits a window's
+    rows again whenever they change (the last row per key is exact; an upserting sink
+    keeps it). A window is forgotten once every shard is past its end, so memory
+    follows the open windows."""
+
+    def __init__(
+        self, lengths: dict[str, int], n_shards: int, resume: RollupState | None, keep: bool
+    ) -> None:
         self.lengths = lengths
-        self.agg = resume if resume is not None else WindowAgg()
-        self.key = self.agg.key
+        self.n_shards = n_shards
+        self.name, self.windows, self.lows = resume if resume is not None else ("", {}, {})
         self.keep = keep
 
-    def on_batch(self, values: list[WindowAgg]) -> tuple[Iterable[bytes], bool]:
-        touched: set[str] = set()
-        for part in values:
-            self.agg.merge(part)
-            touched.update(part.queries)
-            self.key = part.key
-        window, rows = window_records(
-            self.key, self.agg, self.lengths[self.key.split("|", 1)[0]], touched
-        )
-        lines = [_encode({"level": "window", **window})]
-        lines += [_encode({"level": "query", **row}) for row in rows]
-        return [b"\n".join(lines) + b"\n"], StatefulBatchLogic.RETAIN
+    def on_batch(self, values: list[RollupPartial]) -> tuple[Iterable[bytes], bool]:
+        touched: dict[int, set[str]] = {}
+        self.name = values[0][0]
+        self.length_s = self.lengths[self.name]
+        for _name, shard, low, partials in values:
+            for start, part in partials.items():
+                agg = self.windows.get(start)
+                if agg is None:
+                    agg = self.windows[start] = WindowAgg()
+                agg.merge(part)
+                touched.setdefault(start, set()).update(part.queries)
+            if low > self.lows.get(shard, NEVER):
+                self.lows[shard] = low
+        lines = []
+        for start in sorted(touched):
+            window, rows = window_records(
+                f"{self.name}|{start}", self.windows[start], self.length_s, touched[start]
+            )
+            lines.append(_encode({"level": "window", **window}))
+            lines += [_encode({"level": "query", **row}) for row in rows]
+        if len(self.lows) == self.n_shards:
+            done_before = min(self.lows.values())
+            size = self.length_s * 1_000_000
+            for start in [s for s in self.windows if s + size <= done_before]:
+                del self.windows[start]
+        out = [b"\n".join(lines) + b"\n"] if lines else []
+        return out, StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> WindowAgg | None:
-        return copy.deepcopy(self.agg) if self.keep else None
+    def snapshot(self) -> RollupState | None:
+        return copy.deepcopy((self.name, self.windows, self.lows)) if self.keep else None
 
 
 def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
@@ -228,9 +273,10 @@ def build_flow(cfg: Config) -> Dataflow:
             "to_windows", op.filter("only_rollup", merged, _is_kind("rollup")), lambda kv: kv[1]
         )
         lengths = dict(cfg.rollup_windows)
+        n_shards = len(keys)
 
-        def build_rollup(resume: WindowAgg | None) -> RollupLogic:
-            return RollupLogic(lengths, resume, cfg.recovery_dir is not None)
+        def build_rollup(resume: RollupState | None) -> RollupLogic:
+            return RollupLogic(lengths, n_shards, resume, cfg.recovery_dir is not None)
 
         rolled = op.stateful_batch("rollup", partials, build_rollup)
         op.output(

@@ -31,8 +31,8 @@ from .events import Event, EventDecoder, decode_block
 from .progress import METRICS
 from .sessions import NEVER
 
-ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]], int]
-"""``(part, newest_us, closed, events, maybe_late, idle_us)``; see ``Sessionizer.ingest``."""
+ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]], int, int]
+"""``(part, newest_us, closed, events, maybe_late, idle_us, shard)``; see ``Sessionizer.ingest``."""
 
 SourceItem = tuple[str, Any]
 PartState = tuple[int, int, int, int, int, int, bool]
@@ -165,7 +165,7 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         METRICS.invalid += len(dead)
         part = self.part
         out: list[SourceItem] = [
-            (key, (part, newest, at_end, per_shard[i], maybe_late[i], idle_us))
+            (key, (part, newest, at_end, per_shard[i], maybe_late[i], idle_us, i))
             for i, key in enumerate(self.shard_keys)
         ]
         if dead:
