@@ -100,6 +100,9 @@ def test_kafka_round_trip_equals_file_run(kafka: str, log: Path, run_flow: RunFl
     assert topic == "events" and part in {"0", "1", "2"} and offset.isdigit()
     for k in ("lines", "events", "invalid", "duplicates", "sessions", "searches"):
         assert s_kafka.counts[k] == s_file.counts[k], k
+    two, _ = run_flow([f"kafka://{kafka}/events"], stop_at_end=True, processes=2)
+    assert canon(two["searches"]) == canon(from_file["searches"])
+    assert canon(two["sessions"]) == canon(from_file["sessions"])
 
 
 def test_kafka_outputs(kafka: str, log: Path, tmp_path: Path, run_flow: RunFlow) -> None:
