@@ -8,12 +8,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from search_sessions.simulate import SimSpec, write
 from search_sessions.sql import connect
 
-from .conftest import RunFlow
+from .conftest import Records, RunFlow
 from .oracle import canon
 
 
@@ -41,6 +42,25 @@ def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
+def sql_run(log: Path, url: str, *extra: str) -> None:
+    """Every record kind into one database."""
+    kinds = ["--searches", url, "--sessions", url, "--dead-letter", url]
+    proc = cli(str(log), *kinds, "--rollup", "1h", "--rollups", url, "--quiet", *extra)
+    assert proc.returncode == 0, proc.stderr
+
+
+def check_tables(fetch: Callable[[str], list[dict[str, object]]], files: Records) -> None:
+    """The tables hold exactly what the file outputs hold."""
+    assert canon(as_json_bools(fetch("searches"), SEARCH_BOOLS)) == canon(files["searches"])
+    assert canon(fetch("sessions")) == canon(files["sessions"])
+    assert sorted(r["source"] for r in fetch("dead_letter")) == sorted(
+        d["source"] for d in files["dead"]
+    )
+    hours = fetch("rollup_windows")
+    assert sum(int(str(r["searches"])) for r in hours) == len(files["searches"])
+    assert fetch("rollup_queries")
+
+
 def test_sqlite_outputs_match_files_and_replays_are_idempotent(
     tmp_path: Path, run_flow: RunFlow
 ) -> None:
@@ -48,36 +68,9 @@ def test_sqlite_outputs_match_files_and_replays_are_idempotent(
     write(SimSpec(events=10_000, users=150, seed=9, days=0.2, bad=0.01), str(log))
     files, _ = run_flow([log])
     db = tmp_path / "out" / "results.db"
-    url = f"sqlite:///{db}"
-    args = [
-        str(log),
-        "--searches",
-        url,
-        "--sessions",
-        url,
-        "--dead-letter",
-        url,
-        "--rollup",
-        "1h",
-        "--rollups",
-        url,
-        "--quiet",
-    ]
-    assert cli(*args).returncode == 0
-    searches = as_json_bools(rows(db, "searches"), SEARCH_BOOLS)
-    assert canon(searches) == canon(files["searches"])
-    assert canon(rows(db, "sessions")) == canon(files["sessions"])
-    assert sorted(r["source"] for r in rows(db, "dead_letter")) == sorted(
-        d["source"] for d in files["dead"]
-    )
-    hours = rows(db, "rollup_windows")
-    assert sum(r["searches"] for r in hours) == len(files["searches"])
-    assert rows(db, "rollup_queries")
-    # the same job again (as after a crash and replay): nothing doubles
-    assert cli(*args).returncode == 0
-    assert len(rows(db, "searches")) == len(files["searches"])
-    assert len(rows(db, "sessions")) == len(files["sessions"])
-    assert rows(db, "rollup_windows") == hours
+    for _ in range(2):  # the second run is a replay: upserts leave the tables exact
+        sql_run(log, f"sqlite:///{db}")
+        check_tables(lambda table: rows(db, table), files)
 
 
 def test_sqlite_can_be_read_while_the_flow_writes(tmp_path: Path) -> None:
@@ -123,31 +116,11 @@ def test_postgresql_outputs_match_files_and_replays_are_idempotent(
     write(SimSpec(events=8_000, users=120, seed=19, days=0.2, bad=0.01), str(log))
     files, _ = run_flow([log])
     with postgres_server() as url:
-        args = [
-            str(log),
-            "--searches",
-            url,
-            "--sessions",
-            url,
-            "--dead-letter",
-            url,
-            "--rollup",
-            "1h",
-            "--rollups",
-            url,
-            "--quiet",
-            "--workers",
-            "2",
-        ]
-        for _ in range(2):  # the second run is a replay: upserts leave the tables exact
-            proc = cli(*args)
-            assert proc.returncode == 0, proc.stderr
+
+        def fetch(table: str) -> list[dict[str, object]]:
             with psycopg.connect(url, row_factory=dict_row) as conn:
-                searches = conn.execute("SELECT * FROM searches").fetchall()
-                sessions = conn.execute("SELECT * FROM sessions").fetchall()
-                dead = conn.execute("SELECT source FROM dead_letter").fetchall()
-                hours = conn.execute("SELECT * FROM rollup_windows").fetchall()
-            assert canon(as_json_bools(searches, SEARCH_BOOLS)) == canon(files["searches"])
-            assert canon(sessions) == canon(files["sessions"])
-            assert sorted(d["source"] for d in dead) == sorted(d["source"] for d in files["dead"])
-            assert sum(r["searches"] for r in hours) == len(files["searches"])
+                return conn.execute(f'SELECT * FROM "{table}"').fetchall()
+
+        for _ in range(2):  # the second run is a replay: upserts leave the tables exact
+            sql_run(log, url, "--workers", "2")
+            check_tables(fetch, files)
