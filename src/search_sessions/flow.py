@@ -93,16 +93,12 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         if cfg.rollups is None:
             return []
         low = watermark if watermark in (NEVER, FOREVER) else watermark - cfg.max_session_us
-        partials = aggregate(searches, dict(cfg.rollup_windows), parse_time) if searches else {}
-        out: list[OutItem] = []
-        for name, _length in cfg.rollup_windows:
-            mine = {
-                int(key.split("|", 1)[1]): agg
-                for key, agg in partials.items()
-                if key.split("|", 1)[0] == name
-            }
-            out.append(("rollup", (name, (name, self.shard, low, mine))))
-        return out
+        by_name: dict[str, dict[int, WindowAgg]] = {name: {} for name, _ in cfg.rollup_windows}
+        if searches:
+            for key, agg in aggregate(searches, dict(cfg.rollup_windows), parse_time).items():
+                name, start = key.split("|", 1)
+                by_name[name][int(start)] = agg
+        return [("rollup", (name, (name, self.shard, low, mine))) for name, mine in by_name.items()]
 
     def _report(self, before: list[int], late: int) -> None:
         core = self.core

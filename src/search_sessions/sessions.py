@@ -131,7 +131,6 @@ class Sessionizer:
         self.heap: list[tuple[int, str]] = []
         self.duplicates = 0
         self.late = 0
-        self.events = 0
         self.counters = [0, 0, 0, 0]
         """Sessions, searches, clicked searches and clicks emitted (kept by the flow)."""
 
@@ -164,7 +163,6 @@ class Sessionizer:
         deadline = self.deadline
         heap = self.heap
         gap = min(self.gap_us, self.max_session_us)
-        n = 0
         late: list[tuple[Event, int]] = []
         for ev, newest_before in maybe_late:
             wm = self._watermark_for(part, newest_before)
@@ -173,7 +171,6 @@ class Sessionizer:
             else:
                 events = [*events, ev]
         for ev in events:
-            n += 1
             t = ev[0]
             user = ev[4]
             evs = pending.get(user)
@@ -187,7 +184,6 @@ class Sessionizer:
                 if due < deadline[user]:
                     deadline[user] = due
                     heapq.heappush(heap, (due, user))
-        self.events += n + len(late)
         self.late += len(late)
         if newest > self.newest[part]:
             self.newest[part] = newest

@@ -217,10 +217,13 @@ class _FilePartition(_LinePartition):
         if self.elements is not None:
             # A JSON array: positions are element numbers (1-based), not lines.
             block = self.elements[self.seq : self.seq + 4096]
-            self.offset -= sum(map(len, block))  # offsets are not used for arrays
             return block, not block
         lines = self.file.readlines(self.block_bytes)
         return lines, not lines
+
+    def positions(self, n: int) -> list[int] | None:
+        # A JSON array resumes by element count (seq), not by byte offset.
+        return None if self.elements is None else list(range(self.seq + 1, self.seq + 1 + n))
 
     def close(self) -> None:
         self.file.close()
