@@ -99,8 +99,9 @@ def parse_time(value: str | int | float) -> int:
 
 
 _MINUTE_TEXT: dict[int, str] = {}
-_SECOND_Z = [f"{i:02d}Z" for i in range(60)]
-_SECOND_FRAC = [f"{i:02d}." for i in range(60)]
+_SECOND_TEXT: dict[int, str] = {}
+_SECONDS = [f"{i:02d}" for i in range(60)]
+_MILLIS = [f".{i:03d}000Z" for i in range(1000)]
 
 
 def format_time(us: int) -> str:
@@ -110,15 +111,27 @@ def format_time(us: int) -> str:
     ('1970-01-01T00:00:01.500000Z', '1970-01-01T00:00:00Z', '1969-12-31T23:59:59.999999Z')
     """
     seconds, frac = divmod(us, 1_000_000)
+    prefix = _SECOND_TEXT.get(seconds)
+    if prefix is None:
+        prefix = _second_text(seconds)
+    if frac:
+        if frac % 1000:
+            return prefix + "." + str(frac + 1_000_000)[1:] + "Z"
+        return prefix + _MILLIS[frac // 1000]
+    return prefix + "Z"
+
+
+def _second_text(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` for epoch seconds, from caches of minutes and seconds."""
+    if len(_SECOND_TEXT) > 200_000:
+        _SECOND_TEXT.clear()
+        _MINUTE_TEXT.clear()
     minute, second = divmod(seconds, 60)
     prefix = _MINUTE_TEXT.get(minute)
     if prefix is None:
-        if len(_MINUTE_TEXT) > 100_000:
-            _MINUTE_TEXT.clear()
         prefix = _MINUTE_TEXT[minute] = (EPOCH + timedelta(minutes=minute)).isoformat()[:17]
-    if frac:
-        return prefix + _SECOND_FRAC[second] + str(frac + 1_000_000)[1:] + "Z"
-    return prefix + _SECOND_Z[second]
+    text = _SECOND_TEXT[seconds] = prefix + _SECONDS[second]
+    return text
 
 
 class EventDecoder:

@@ -123,8 +123,13 @@ def run_process(
     cfg: Config,
     process_id: int | None = None,
     addresses: list[str] | None = None,
+    wait_port: int | None = None,
 ) -> None:
-    """Run this process's share of the dataflow (all of it when alone)."""
+    """Run this process's share of the dataflow (all of it when alone).
+
+    ``wait_port``: a local cluster's later processes start with the first one and
+    wait, ready to run, until it listens on this loopback port.
+    """
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
@@ -142,6 +147,10 @@ def run_process(
     if cfg.metrics_port is not None:
         server = serve_metrics(METRICS, cfg.metrics_port + (process_id or 0), cfg.metrics_host)
     prefix = f"[process {process_id}] " if process_id is not None else ""
+    if wait_port is not None:
+        # Dialling process 0 before it listens makes Bytewax print "retrying" lines
+        # and back off for a second.
+        _wait_listening(wait_port)
     reporter = Reporter(METRICS, prefix=prefix).start() if cfg.progress else None
     try:
         cli_main(
@@ -268,13 +277,10 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
                     str(i),
                     addresses,
                     err_path,
+                    *([] if i == 0 else ["--wait-port", str(ports[0])]),
                 ],
             )
         )
-        if i == 0:
-            # Later processes dial process 0; starting them before it listens
-            # makes Bytewax print "retrying" lines on standard output.
-            _wait_listening(ports[0], procs[0])
     stopped = False
 
     def forward(signum: int, _frame: object) -> None:
@@ -286,7 +292,7 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        codes = [p.wait() for p in procs]
+        codes = _wait_all(procs)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -305,17 +311,36 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
     return stopped
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def _wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Exit codes of all processes; once one fails, the others (which would wait for
+    it forever) are stopped."""
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes):
+            return [c or 0 for c in codes]
+        if any(codes):
+            time.sleep(1.0)  # the others may be failing for the same reason: let them say it
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                    p.returncode = 0  # stopped by us: not the failure to report
+            return [p.returncode for p in procs]
+        time.sleep(0.01)
+
+
+def _wait_listening(port: int, timeout: float = 10.0) -> None:
+    """Until something listens on loopback ``port`` (Linux), at most ``timeout`` seconds."""
     want = f":{port:04X} "
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline:
         try:
             with open("/proc/net/tcp") as f:
                 if any(want in line and line.split()[3] == "0A" for line in f):
                     return
         except OSError:
             return
-        time.sleep(0.02)
+        time.sleep(0.005)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,11 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("process_id", type=int)
     parser.add_argument("addresses")
     parser.add_argument("error_file", nargs="?")
+    parser.add_argument("--wait-port", type=int)
     args = parser.parse_args(argv)
     with open(args.config) as f:
         cfg = config_from_json(json.load(f))
     try:
-        run_process(cfg, args.process_id, args.addresses.split(";"))
+        run_process(cfg, args.process_id, args.addresses.split(";"), args.wait_port)
     except RunError as exc:
         if args.error_file:
             with open(args.error_file, "w") as f:
