@@ -21,7 +21,7 @@ unique, so sorting never compares payloads.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Union
 from zlib import crc32
 
 import msgspec
@@ -43,7 +43,9 @@ __all__ = [
     "EventDecoder",
     "event_to_json",
     "format_time",
+    "pack_events",
     "parse_time",
+    "unpack_events",
 ]
 
 Event = tuple[int, int, int, int, str, Any, int | None, str | None]
@@ -230,6 +232,29 @@ def decode_block(
         if t > newest:
             newest = t
     return per_shard, maybe_late, bad, newest, sum(map(len, lines))
+
+
+_PackedEvent = tuple[
+    int, int, int, int, str, Union[str, tuple[str, ...], None], Union[int, None], Union[str, None]
+]
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder(list[_PackedEvent]).decode
+
+
+def pack_events(events: list[Event]) -> bytes:
+    """Events as one msgpack blob, for a shard in another process: about twice as
+    cheap to send and rebuild as pickling the tuples.
+
+    >>> evs = [(0, 0, 1, 2, "u", ("a", "b"), None, "s1"), (1, 0, 2, 3, "u", "a", 1, None)]
+    >>> unpack_events(pack_events(evs)) == evs
+    True
+    """
+    return _pack(events)
+
+
+def unpack_events(data: bytes) -> list[Event]:
+    """The events :func:`pack_events` packed, equal to the originals."""
+    return _unpack(data)
 
 
 def _reason(exc: Exception, raw: bytes) -> str:

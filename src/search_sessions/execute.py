@@ -135,7 +135,7 @@ def run_process(
 
     from .flow import build_flow
 
-    flow = build_flow(cfg)
+    flow = build_flow(cfg, process_id)
     # The hot path allocates millions of small, mostly long-lived objects; the
     # default thresholds make the cyclic GC rescan them all the time (measured:
     # decoding alone ran 2.5x slower). Nothing here builds reference cycles.

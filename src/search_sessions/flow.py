@@ -31,7 +31,7 @@ from bytewax.outputs import FixedPartitionedSink
 
 from ._routes import ROUTED_SHARDS
 from .config import Config
-from .events import Event, event_to_json, format_time, parse_time
+from .events import Event, event_to_json, format_time, parse_time, unpack_events
 from .progress import METRICS
 from .records import SearchRecord
 from .rollups import WindowAgg, aggregate, window_records
@@ -72,7 +72,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         core = self.core
         late: list[tuple[Event, int]] = []
         for part, newest, closed, events, maybe_late, idle_us, shard in values:
-            late.extend(core.ingest(part, newest, closed, events, maybe_late, idle_us))
+            evs = unpack_events(events) if isinstance(events, bytes) else events
+            late.extend(core.ingest(part, newest, closed, evs, maybe_late, idle_us))
             self.shard = shard
         emitted = core.advance()
         before = list(core.counters)
@@ -240,11 +241,24 @@ def _is_shard_item(item: tuple[str, Any]) -> bool:
     return item[0].startswith("shard-")
 
 
-def build_flow(cfg: Config) -> Dataflow:
-    """The whole job for one config; the same flow runs on 1 worker or a cluster."""
+def build_flow(cfg: Config, process_id: int | None = None) -> Dataflow:
+    """The whole job for one config; the same flow runs on 1 worker or a cluster.
+
+    ``process_id`` (in a cluster) tells which shards live in other processes:
+    events for those are packed, which is cheaper to send than pickled tuples.
+    """
     flow = Dataflow("search_sessions")
     keys = shard_keys(cfg.workers * cfg.processes)
-    raw = op.input("read_events", flow, JsonLinesSource(cfg, keys))
+    remote: frozenset[int] = frozenset()
+    if cfg.processes > 1:
+        # Shard i runs on worker i (see shard_keys); a process holds `workers` in a row.
+        mine = (
+            range(0, 0)
+            if process_id is None
+            else range(process_id * cfg.workers, (process_id + 1) * cfg.workers)
+        )
+        remote = frozenset(i for i in range(len(keys)) if i not in mine)
+    raw = op.input("read_events", flow, JsonLinesSource(cfg, keys, remote=remote))
     split = op.branch("split_control", raw, _is_shard_item)
 
     def build_shard(resume: bytes | None) -> ShardLogic:

@@ -27,12 +27,14 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from .config import Config
-from .events import Event, EventDecoder, decode_block
+from .events import Event, EventDecoder, decode_block, pack_events
 from .progress import METRICS
 from .sessions import NEVER
 
-ShardBatch = tuple[int, int, bool, list[Event], list[tuple[Event, int]], int, int]
-"""``(part, newest_us, closed, events, maybe_late, idle_us, shard)``; see ``Sessionizer.ingest``."""
+ShardBatch = tuple[int, int, bool, list[Event] | bytes, list[tuple[Event, int]], int, int]
+"""``(part, newest_us, closed, events, maybe_late, idle_us, shard)``; see ``Sessionizer.ingest``.
+``events`` is packed (:func:`~search_sessions.events.pack_events`) for a shard in another
+process."""
 
 SourceItem = tuple[str, Any]
 PartState = tuple[int, int, int, int, int, int, bool]
@@ -117,6 +119,7 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         self.lateness = cfg.lateness_us
         self.ended = ended
         self.alignment: Alignment | None = None
+        self.remote: frozenset[int] = frozenset()
         self.clock = clock
         self.last_data = clock()
         self.idle_after = cfg.idle_timeout.total_seconds() if cfg.idle_timeout is not None else None
@@ -164,8 +167,20 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         METRICS.events_in += n_events
         METRICS.invalid += len(dead)
         part = self.part
+        remote = self.remote
         out: list[SourceItem] = [
-            (key, (part, newest, at_end, per_shard[i], maybe_late[i], idle_us, i))
+            (
+                key,
+                (
+                    part,
+                    newest,
+                    at_end,
+                    pack_events(per_shard[i]) if i in remote and per_shard[i] else per_shard[i],
+                    maybe_late[i],
+                    idle_us,
+                    i,
+                ),
+            )
             for i, key in enumerate(self.shard_keys)
         ]
         if dead:
@@ -276,9 +291,17 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
     ['-']
     """
 
-    def __init__(self, cfg: Config, shard_keys: list[str], block_bytes: int = 1 << 19) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        shard_keys: list[str],
+        block_bytes: int = 1 << 19,
+        remote: frozenset[int] = frozenset(),
+    ) -> None:
+        """``remote``: the shards in other processes; their events travel packed."""
         self.cfg = cfg
         self.shard_keys = shard_keys
+        self.remote = remote
         self.block_bytes = block_bytes
         self.alignment = Alignment(cfg.gap_us + cfg.lateness_us)
 
@@ -291,12 +314,17 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
         part = self.cfg.partitions.index(for_part)
         args = (self.cfg, part, self.shard_keys, resume_state)
         if for_part == "-":
-            return _StdinPartition(self.block_bytes, *args)
+            partition: _LinePartition = _StdinPartition(self.block_bytes, *args)
+            partition.remote = self.remote
+            return partition
         if for_part.startswith("kafka://"):
             from .kafka import KafkaPartition
 
-            return KafkaPartition(for_part, self.cfg.tail, self.cfg.stop_at_end, 4096, *args)
+            partition = KafkaPartition(for_part, self.cfg.tail, self.cfg.stop_at_end, 4096, *args)
+            partition.remote = self.remote
+            return partition
         partition = _FilePartition(for_part, self.block_bytes, *args)
+        partition.remote = self.remote
         partition.alignment = self.alignment
         self.alignment.join(part, partition.newest)
         return partition
