@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from .events import Event
-from .kinds import APP_CLOSE, APP_OPEN
+from .kinds import APP_CLOSE, APP_OPEN, KIND_NAMES
 
 NEVER: Final = -(1 << 62)
 """A time before every event: a partition that has reported nothing yet."""
@@ -73,14 +73,23 @@ def dedup_sorted(events: list[Event]) -> tuple[list[Event], int]:
 
 def cut_sessions(events: list[Event], gap_us: int, max_session_us: int) -> list[Cut]:
     """Split one user's sorted, de-duplicated events into sessions."""
+    return _cut(events, gap_us, max_session_us)[0]
+
+
+def _cut(events: list[Event], gap_us: int, max_session_us: int) -> tuple[list[Cut], bool]:
+    """:func:`cut_sessions`, and whether two events share a time (so may be duplicates):
+    one pass instead of a separate duplicate check."""
     cuts: list[Cut] = []
     start = 0
     start_t = events[0][0]
     prev = events[0]
+    ties = False
     for i in range(1, len(events)):
         ev = events[i]
         t = ev[0]
         prev_t = prev[0]
+        if t == prev_t:
+            ties = True
         if prev[3] == APP_CLOSE:
             reason = "app_close"
         elif t - prev_t > gap_us or t - start_t > max_session_us:
@@ -100,7 +109,7 @@ def cut_sessions(events: list[Event], gap_us: int, max_session_us: int) -> list[
         start_t = t
         prev = ev
     cuts.append((start, len(events), None))
-    return cuts
+    return cuts, ties
 
 
 def _open_end(last_t: int, start_t: int, gap_us: int, max_session_us: int) -> tuple[int, str]:
@@ -170,20 +179,23 @@ class Sessionizer:
                 late.append((ev, wm))
             else:
                 events = [*events, ev]
+        # How long after an event of each kind its user may have a session to emit.
+        wait = [gap] * len(KIND_NAMES)
+        wait[APP_OPEN] = wait[APP_CLOSE] = 0
+        push = heapq.heappush
         for ev in events:
-            t = ev[0]
             user = ev[4]
             evs = pending.get(user)
-            due = t if ev[3] == APP_CLOSE or ev[3] == APP_OPEN else t + gap
+            due = ev[0] + wait[ev[3]]
             if evs is None:
                 pending[user] = [ev]
                 deadline[user] = due
-                heapq.heappush(heap, (due, user))
+                push(heap, (due, user))
             else:
                 evs.append(ev)
                 if due < deadline[user]:
                     deadline[user] = due
-                    heapq.heappush(heap, (due, user))
+                    push(heap, (due, user))
         self.late += len(late)
         if newest > self.newest[part]:
             self.newest[part] = newest
@@ -245,12 +257,15 @@ class Sessionizer:
     def _emit_user(self, user: str, wm: int, out: list[EmittedSession], final: bool) -> None:
         evs = self.pending[user]
         evs.sort()
-        evs, dups = dedup_sorted(evs)
-        self.duplicates += dups
         gap_us = self.gap_us
         max_us = self.max_session_us
+        cuts, ties = _cut(evs, gap_us, max_us)
+        if ties:
+            evs, dups = dedup_sorted(evs)
+            if dups:
+                self.duplicates += dups
+                cuts = cut_sessions(evs, gap_us, max_us)
         end_of_input = self.newest_time - self.lateness_us
-        cuts = cut_sessions(evs, gap_us, max_us)
         keep_from = len(evs)
         next_due = FOREVER
         for start, stop, reason in cuts:
@@ -269,7 +284,7 @@ class Sessionizer:
                 else:
                     reason = open_reason
             if due < wm:
-                out.append((user, evs[start:stop], reason))
+                out.append((user, evs if stop - start == len(evs) else evs[start:stop], reason))
             else:
                 keep_from = start
                 next_due = due
