@@ -30,11 +30,6 @@ def session_id_for(user: str, start_us: int, ordinal: int) -> str:
     return blake2b(f"s\x1f{user}\x1f{start_us}\x1f{ordinal}".encode(), digest_size=8).hexdigest()
 
 
-def search_id_for(session_id: str, position: int) -> str:
-    """A search without its own ``search_id``: its session (user and start) and position."""
-    return f"{session_id}-{position}"
-
-
 # Per-search working state, a list for speed:
 _T, _QUERY, _SID, _ITEMS, _CLICKS, _FIRST_T, _FIRST_RANK, _LONG, _INDEX = range(9)
 
@@ -120,7 +115,7 @@ def session_records(
         given: str | None = s[_SID]
         records.append(
             SearchRecord(
-                given if given is not None else search_id_for(session_id, pos),
+                given if given is not None else f"{session_id}-{pos}",
                 session_id,
                 user,
                 s[_QUERY],
@@ -169,17 +164,6 @@ def _later(
     return None
 
 
-def session_ordinals(starts: list[tuple[str, int]]) -> list[int]:
-    """For each (user, start), how many earlier entries share it (0 for the first)."""
-    seen: dict[tuple[str, int], int] = {}
-    out = []
-    for key in starts:
-        k = seen.get(key, 0)
-        out.append(k)
-        seen[key] = k + 1
-    return out
-
-
 def render(
     emitted: list[tuple[str, list[Event], str]], long_click_us: int, counts: list[int]
 ) -> tuple[list[SessionRecord], list[SearchRecord]]:
@@ -187,10 +171,17 @@ def render(
     searches, clicked searches, clicks)."""
     sessions: list[SessionRecord] = []
     searches: list[SearchRecord] = []
-    ordinals = session_ordinals([(user, evs[0][0]) for user, evs, _ in emitted])
+    starts: set[tuple[str, int]] = set()
     n_searches = clicked = clicks = 0
-    for i, (user, evs, reason) in enumerate(emitted):
-        session, records = session_records(user, evs, reason, ordinals[i], long_click_us)
+    for user, evs, reason in emitted:
+        key = (user, evs[0][0])
+        if key in starts:
+            # Another session of this user starts at the same instant (rare).
+            ordinal = [(u, e[0][0]) for u, e, _ in emitted[: len(sessions)]].count(key)
+        else:
+            starts.add(key)
+            ordinal = 0
+        session, records = session_records(user, evs, reason, ordinal, long_click_us)
         n_searches += session.searches
         clicked += session.clicked_searches
         clicks += session.clicks
