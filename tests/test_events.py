@@ -16,10 +16,16 @@ from search_sessions.events import (
     SEARCH,
     EventDecoder,
     format_time,
+    pack_events,
     parse_time,
+    unpack_events,
 )
 
 T0 = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
+
+
+def format_time_s(seconds: int) -> str:
+    return format_time(seconds * 1_000_000 + 123_456)
 
 
 def dec(obj: object) -> object:
@@ -168,3 +174,33 @@ json_values = st.recursive(
 def test_random_json_never_crashes(obj: dict[str, object]) -> None:
     out = dec(obj)
     assert isinstance(out, (tuple, str))
+
+
+texts = st.text(max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(["search", "results", "click", "app_open", "app_close"]),
+                "user": texts | st.integers(),
+                "time": st.integers(-(10**9), 10**10).map(format_time_s),
+                "query": texts,
+                "items": st.lists(texts, max_size=4),
+                "item": texts,
+            },
+            optional={"rank": st.integers(1, 50), "search_id": texts},
+        ),
+        max_size=20,
+    )
+)
+def test_packed_events_come_back_equal(records: list[dict[str, object]]) -> None:
+    """Events sent to a shard in another process are packed; unpacked, they must be the
+    very same tuples (same types too: results' items stay a tuple)."""
+    events = [dec(r) for r in records]
+    assert all(isinstance(e, tuple) for e in events)
+    back = unpack_events(pack_events(events))  # type: ignore[arg-type]
+    assert back == events
+    assert [tuple(map(type, e)) for e in back] == [tuple(map(type, e)) for e in events]

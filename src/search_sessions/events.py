@@ -125,7 +125,7 @@ def format_time(us: int) -> str:
 
 def _second_text(seconds: int) -> str:
     """``YYYY-MM-DDTHH:MM:SS`` for epoch seconds, from caches of minutes and seconds."""
-    if len(_SECOND_TEXT) > 200_000:
+    if len(_SECOND_TEXT) > 8192:
         _SECOND_TEXT.clear()
         _MINUTE_TEXT.clear()
     minute, second = divmod(seconds, 60)
