@@ -320,12 +320,14 @@ def _wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
             return [c or 0 for c in codes]
         if any(codes):
             time.sleep(1.0)  # the others may be failing for the same reason: let them say it
-            for p in procs:
+            killed = set()
+            for i, p in enumerate(procs):
                 if p.poll() is None:
                     p.kill()
                     p.wait()
-                    p.returncode = 0  # stopped by us: not the failure to report
-            return [p.returncode for p in procs]
+                    killed.add(i)
+            # A process we stopped is not the failure to report.
+            return [0 if i in killed else p.returncode for i, p in enumerate(procs)]
         time.sleep(0.01)
 
 

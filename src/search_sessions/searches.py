@@ -171,16 +171,12 @@ def render(
     searches, clicked searches, clicks)."""
     sessions: list[SessionRecord] = []
     searches: list[SearchRecord] = []
-    starts: set[tuple[str, int]] = set()
+    seen: dict[tuple[str, int], int] = {}  # (user, start) -> sessions so far
     n_searches = clicked = clicks = 0
     for user, evs, reason in emitted:
         key = (user, evs[0][0])
-        if key in starts:
-            # Another session of this user starts at the same instant (rare).
-            ordinal = [(u, e[0][0]) for u, e, _ in emitted[: len(sessions)]].count(key)
-        else:
-            starts.add(key)
-            ordinal = 0
+        ordinal = seen.get(key, 0)
+        seen[key] = ordinal + 1
         session, records = session_records(user, evs, reason, ordinal, long_click_us)
         n_searches += session.searches
         clicked += session.clicked_searches

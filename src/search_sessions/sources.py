@@ -313,18 +313,16 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
     ) -> _LinePartition:
         part = self.cfg.partitions.index(for_part)
         args = (self.cfg, part, self.shard_keys, resume_state)
+        partition: _LinePartition
         if for_part == "-":
-            partition: _LinePartition = _StdinPartition(self.block_bytes, *args)
-            partition.remote = self.remote
-            return partition
-        if for_part.startswith("kafka://"):
+            partition = _StdinPartition(self.block_bytes, *args)
+        elif for_part.startswith("kafka://"):
             from .kafka import KafkaPartition
 
             partition = KafkaPartition(for_part, self.cfg.tail, self.cfg.stop_at_end, 4096, *args)
-            partition.remote = self.remote
-            return partition
-        partition = _FilePartition(for_part, self.block_bytes, *args)
+        else:
+            partition = _FilePartition(for_part, self.block_bytes, *args)
+            partition.alignment = self.alignment
+            self.alignment.join(part, partition.newest)
         partition.remote = self.remote
-        partition.alignment = self.alignment
-        self.alignment.join(part, partition.newest)
         return partition
