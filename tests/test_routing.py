@@ -35,3 +35,51 @@ def test_each_worker_owns_one_shard(tmp_path: Path, workers: int) -> None:
     )
     seen = dict(re.findall(r"W(\d+) @\d+: \('([^']+)'", proc.stdout))
     assert sorted(seen) == [str(i) for i in range(workers)], proc.stdout + proc.stderr
+
+
+SINK_PROBE = """
+import os
+import threading
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import StatefulSinkPartition
+from bytewax.testing import TestingSource
+from search_sessions.flow import shard_keys
+from search_sessions.sinks import JsonLinesSink
+
+class Part(StatefulSinkPartition):
+    def write_batch(self, values):
+        for key, ident in values:
+            where = "same" if ident == threading.get_ident() else "other"
+            print(f"WROTE {key} {where}", flush=True)
+
+    def snapshot(self):
+        return None
+
+class Probe(JsonLinesSink):
+    def build_part(self, step_id, for_part, resume_state):
+        return Part()
+
+keys = shard_keys(int(os.environ["NW"]))
+flow = Dataflow("probe")
+keyed = op.key_on("k", op.input("in", flow, TestingSource(keys)), str)
+made = op.stateful_map("st", keyed, lambda s, v: (None, (v, threading.get_ident())))
+op.output("out", made, Probe("unused", keys))
+"""
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_each_worker_writes_its_own_shards_lines(tmp_path: Path, workers: int) -> None:
+    """With every worker appending to a file, a shard's lines never leave its worker."""
+    (tmp_path / "probe.py").write_text(SINK_PROBE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "probe:flow", "-w", str(workers)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"NW": str(workers), "PATH": "/usr/bin:/bin"},
+    )
+    wrote = re.findall(r"WROTE (\S+) (\w+)", proc.stdout)
+    assert len(wrote) == workers, proc.stdout + proc.stderr
+    assert {where for _, where in wrote} == {"same"}, proc.stdout

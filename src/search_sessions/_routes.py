@@ -4,7 +4,7 @@ Bytewax sends a keyed item to worker `seahash(key) % workers`. With a
 handful of shard keys that hash lands unevenly (16 keys split 6/10 on two
 workers), so a run with W workers uses the W keys below, found by probing
 Bytewax 0.21.1 with `python -m bytewax.run -w W` (see
-`tests/flow/test_routing.py`, which checks them).
+`tests/test_routing.py`, which checks them).
 """
 
 ROUTED_SHARDS: dict[int, tuple[int, ...]] = {

@@ -40,6 +40,11 @@ class Config:
     ``inputs`` are paths (files or directories) or ``-`` for standard input.
     Output fields are paths, or ``None`` for no such output (``searches`` is
     written to standard output when it is ``-``).
+
+    ``parallel_writes``: every worker appends to the file outputs of the shards
+    (searches, sessions, late); :func:`~search_sessions.execute.run` sets it for
+    a run on one host without a recovery store; otherwise one
+    worker writes each file.
     """
 
     inputs: tuple[str, ...]
@@ -65,6 +70,7 @@ class Config:
     tail: bool = False
     stop_at_end: bool = False
     snapshot_interval: timedelta = timedelta(seconds=1)
+    parallel_writes: bool = False
     partitions: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:

@@ -216,6 +216,10 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
     if process_id is not None and addresses is not None:
         # Shards are laid out over every worker of the cluster.
         cfg = dataclasses.replace(cfg, processes=len(addresses))
+    elif cfg.recovery_dir is None and cfg.workers * cfg.processes > 1:
+        # All workers are on this host: each appends its own lines to the files
+        # (a resumable file needs one writer, which can cut it back to a snapshot).
+        cfg = dataclasses.replace(cfg, parallel_writes=True)
     with tempfile.TemporaryDirectory(prefix="search-sessions-") as tmp:
         stats_path = os.path.join(tmp, "stats.json")
         if cfg.recovery_dir is not None:

@@ -216,9 +216,12 @@ class RollupLogic(StatefulBatchLogic[RollupPartial, bytes, RollupState | None]):
         return copy.deepcopy((self.name, self.windows, self.lows)) if self.keep else None
 
 
-def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
+def output_sink(
+    path: str, kind: str, keys: list[str] | None = None
+) -> FixedPartitionedSink[bytes, Any]:
     """A file (or ``-``), a Kafka topic (``kafka://``), a SQL table (``sqlite:///``,
-    ``postgresql://``)."""
+    ``postgresql://``). With ``keys`` (the shard keys, one per worker) every worker
+    appends to a file itself (see :class:`~search_sessions.sinks.JsonLinesSink`)."""
     if path.startswith("kafka://"):
         from .kafka import KafkaSink
 
@@ -227,7 +230,11 @@ def output_sink(path: str, kind: str) -> FixedPartitionedSink[bytes, Any]:
         from .sql import SqlSink
 
         return SqlSink(path, kind)
-    return JsonLinesSink(path)
+    return JsonLinesSink(path, keys)
+
+
+def _value(item: tuple[str, Any]) -> Any:
+    return item[1]
 
 
 def _is_kind(kind: str) -> Callable[[OutItem], bool]:
@@ -265,8 +272,11 @@ def build_flow(cfg: Config, process_id: int | None = None) -> Dataflow:
         return ShardLogic(cfg, resume)
 
     shards = op.stateful_batch("sessionize", split.trues, build_shard)
-    rendered = op.map("to_outputs", shards, lambda kv: kv[1])
-    merged = op.merge("merge_outputs", rendered, split.falses)
+    # Every item from here on is (kind, (key, payload)): the key is the shard that
+    # made it, so a file written by every worker takes it on that shard's worker.
+    rendered = op.map("to_outputs", shards, lambda kv: (kv[1][0], (kv[0], kv[1][1])))
+    control = op.map("control_outputs", split.falses, lambda kv: (kv[0], kv))
+    merged = op.merge("merge_outputs", rendered, control)
     outputs = {
         "searches": cfg.searches,
         "sessions": cfg.sessions,
@@ -276,11 +286,15 @@ def build_flow(cfg: Config, process_id: int | None = None) -> Dataflow:
     for kind, path in outputs.items():
         if path is None:
             continue
-        chosen = op.filter(f"only_{kind}", merged, _is_kind(kind))
-        op.output(f"write_{kind}", chosen, output_sink(path, kind))
+        chosen = op.map(f"keyed_{kind}", op.filter(f"only_{kind}", merged, _is_kind(kind)), _value)
+        op.output(
+            f"write_{kind}", chosen, output_sink(path, kind, keys if cfg.parallel_writes else None)
+        )
     if cfg.rollups is not None:
         partials = op.map(
-            "to_windows", op.filter("only_rollup", merged, _is_kind("rollup")), lambda kv: kv[1]
+            "to_windows",
+            op.filter("only_rollup", merged, _is_kind("rollup")),
+            lambda kv: kv[1][1],
         )
         lengths = dict(cfg.rollup_windows)
         n_shards = len(keys)
@@ -295,7 +309,7 @@ def build_flow(cfg: Config, process_id: int | None = None) -> Dataflow:
             output_sink(cfg.rollups, "rollups"),
         )
     if cfg.stats_file is not None:
-        stats = op.filter("only_stats", merged, _is_kind("stats"))
+        stats = op.map("stats_values", op.filter("only_stats", merged, _is_kind("stats")), _value)
         op.output("write_stats", stats, StatsSink(cfg.stats_file))
     return flow
 
