@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,6 +113,30 @@ def test_workers_processes_and_splits_agree(
             "clicked_searches",
         ):
             assert s.counts[k] == s1.counts[k], k
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_two_processes_forked_or_started_fresh_agree(
+    noisy_log: Path, run_flow: RunFlow, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    """Cluster processes are forked, or started as new interpreters when this process
+    runs other threads; both give the one-process answer."""
+    import search_sessions.execute as ex
+
+    assert ex.can_fork(), "the test process runs other threads"
+    forked: list[int] = []
+    real_fork = ex._fork
+
+    def counting_fork(*args: Any) -> Any:
+        forked.append(1)
+        return real_fork(*args)
+
+    monkeypatch.setattr(ex, "_fork", counting_fork)
+    monkeypatch.setattr(ex, "can_fork", lambda: fork)
+    base, _ = run_flow([noisy_log])
+    two, _ = run_flow([noisy_log], processes=2)
+    assert len(forked) == (2 if fork else 0)
+    assert _all(two) == _all(base)
 
 
 def test_gzip_and_directory_inputs(noisy_log: Path, tmp_path: Path, run_flow: RunFlow) -> None:

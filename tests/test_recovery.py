@@ -131,9 +131,17 @@ def test_rerun_of_a_finished_run_changes_nothing(log: Path, tmp_path: Path) -> N
     assert outputs(tmp_path / "out") == before
 
 
-@pytest.mark.parametrize("extra", [(), ("--processes", "2")])
-def test_sigterm_stops_cleanly_and_resumes(
-    log: Path, tmp_path: Path, extra: tuple[str, ...]
+@pytest.mark.parametrize(
+    ("extra", "signum", "to_group"),
+    [
+        ((), signal.SIGTERM, False),
+        (("--processes", "2"), signal.SIGTERM, False),
+        # Ctrl-C in a terminal: every process hears it, and the parent forwards it too.
+        (("--processes", "2"), signal.SIGINT, True),
+    ],
+)
+def test_a_signal_stops_cleanly_and_resumes(
+    log: Path, tmp_path: Path, extra: tuple[str, ...], signum: int, to_group: bool
 ) -> None:
     clean = subprocess.run(
         command(log, tmp_path / "clean", tmp_path / "rec-clean", *extra), capture_output=True
@@ -144,11 +152,16 @@ def test_sigterm_stops_cleanly_and_resumes(
 
     out = tmp_path / "stop"
     cmd = command(log, out, tmp_path / "rec-stop", *extra)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     searches = out / "searches.jsonl"
     while proc.poll() is None:
         if searches.exists() and searches.stat().st_size >= 0.3 * final_size:
-            proc.send_signal(signal.SIGTERM)
+            if to_group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
             break
         time.sleep(0.005)
     _, err = proc.communicate(timeout=120)

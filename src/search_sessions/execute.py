@@ -1,10 +1,12 @@
 """Running the dataflow: in this process, or as a cluster of local processes.
 
 ``run(cfg)`` is what the CLI calls. With ``processes > 1`` it starts that many
-copies of this module (``python -m search_sessions.execute``) on loopback
-addresses, each running one process of the same Bytewax cluster, and waits
-for them; the counters every process contributes end up in one stats file,
-read back into a :class:`Summary`.
+processes on loopback addresses, each running one process of the same Bytewax
+cluster, and waits for them; the counters every process contributes end up in
+one stats file, read back into a :class:`Summary`. The processes are forked
+once everything is imported (so they start at once), or, when this process
+already runs other threads (which a fork would not copy), started as copies
+of this module (``python -m search_sessions.execute``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import importlib
 import json
 import os
 import signal
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -176,6 +180,12 @@ def run_process(
             server.shutdown()
 
 
+SECOND_SIGNAL_AFTER = 1.0
+"""Seconds after which another SIGINT/SIGTERM is a second one, which is fatal. Sooner it is
+the same stop: Ctrl-C reaches a local cluster's processes from the terminal and again
+from the parent, which forwards it for the case it alone was signalled."""
+
+
 def _stop_on_signals() -> None:
     """SIGINT/SIGTERM end the run cleanly (see ``sources.STOP``); a second one is fatal."""
     from .sources import STOP
@@ -183,11 +193,15 @@ def _stop_on_signals() -> None:
     STOP.clear()
     if threading.current_thread() is not threading.main_thread():
         return
+    first = [0.0]
 
     def handle(signum: int, _frame: object) -> None:
-        if STOP.is_set():
+        now = time.monotonic()
+        if not STOP.is_set():
+            first[0] = now
+            STOP.set()
+        elif now - first[0] >= SECOND_SIGNAL_AFTER:
             raise KeyboardInterrupt
-        STOP.set()
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
@@ -259,19 +273,22 @@ def _start_outputs(cfg: Config) -> None:
 
 
 def _run_cluster(cfg: Config, tmp: str) -> bool:
-    config_path = os.path.join(tmp, "config.json")
-    with open(config_path, "w") as f:
-        json.dump(config_to_json(cfg), f)
     ports = free_ports(cfg.processes)
-    addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
-    procs = []
-    errs = []
-    for i in range(cfg.processes):
-        err_path = os.path.join(tmp, f"error-{i}")
-        errs.append(err_path)
+    addresses = [f"127.0.0.1:{p}" for p in ports]
+    errs = [os.path.join(tmp, f"error-{i}") for i in range(cfg.processes)]
+    # Later processes start with process 0 and wait, ready, until it listens.
+    waits = [None] + [ports[0]] * (cfg.processes - 1)
+    procs: list[_Process]
+    if can_fork():
+        _import_process_code()
+        procs = [_fork(cfg, i, addresses, errs[i], waits[i]) for i in range(cfg.processes)]
+    else:
+        config_path = os.path.join(tmp, "config.json")
+        with open(config_path, "w") as f:
+            json.dump(config_to_json(cfg), f)
         # Children share our standard error (progress lines); a failure's one-line
-        # reason also goes to err_path for the message below.
-        procs.append(
+        # reason also goes to its error file for the message below.
+        procs = [
             subprocess.Popen(
                 [
                     sys.executable,
@@ -279,12 +296,13 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
                     "search_sessions.execute",
                     config_path,
                     str(i),
-                    addresses,
-                    err_path,
-                    *([] if i == 0 else ["--wait-port", str(ports[0])]),
+                    ";".join(addresses),
+                    errs[i],
+                    *([] if waits[i] is None else ["--wait-port", str(waits[i])]),
                 ],
             )
-        )
+            for i in range(cfg.processes)
+        ]
     stopped = False
 
     def forward(signum: int, _frame: object) -> None:
@@ -315,7 +333,102 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
     return stopped
 
 
-def _wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+def can_fork() -> bool:
+    """Whether a local cluster's processes can be forked from this one: a fork copies
+    only the calling thread, so not while other threads (Python's or native) run."""
+    try:
+        return hasattr(os, "fork") and len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _import_process_code() -> None:
+    """Import what a cluster process runs, so forked processes start with it loaded."""
+    for module in (
+        "bytewax.recovery",
+        "bytewax.run",
+        f"{__package__}.flow",
+        f"{__package__}.progress",
+    ):
+        importlib.import_module(module)
+
+
+class _Forked:
+    """A forked cluster process, with the part of ``subprocess.Popen`` we use."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+_Process = subprocess.Popen[bytes] | _Forked
+
+
+def _fork(
+    cfg: Config, process_id: int, addresses: list[str], error_file: str, wait_port: int | None
+) -> _Forked:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:
+        code = _process_main(cfg, process_id, addresses, error_file, wait_port)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        # Never return into the caller's stack (its cleanup belongs to the parent).
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _process_main(
+    cfg: Config,
+    process_id: int,
+    addresses: list[str],
+    error_file: str | None,
+    wait_port: int | None,
+) -> int:
+    """One process of a local cluster; a failure's reason goes to ``error_file``."""
+    try:
+        run_process(cfg, process_id, addresses, wait_port)
+    except RunError as exc:
+        if error_file:
+            with open(error_file, "w") as f:
+                f.write(str(exc))
+        else:
+            print(f"search-sessions: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _wait_all(procs: list[_Process]) -> list[int]:
     """Exit codes of all processes; once one fails, the others (which would wait for
     it forever) are stopped."""
     while True:
@@ -331,7 +444,7 @@ def _wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
                     p.wait()
                     killed.add(i)
             # A process we stopped is not the failure to report.
-            return [0 if i in killed else p.returncode for i, p in enumerate(procs)]
+            return [0 if i in killed else (p.returncode or 0) for i, p in enumerate(procs)]
         time.sleep(0.01)
 
 
@@ -360,16 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.config) as f:
         cfg = config_from_json(json.load(f))
-    try:
-        run_process(cfg, args.process_id, args.addresses.split(";"), args.wait_port)
-    except RunError as exc:
-        if args.error_file:
-            with open(args.error_file, "w") as f:
-                f.write(str(exc))
-        else:
-            print(f"search-sessions: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _process_main(
+        cfg, args.process_id, args.addresses.split(";"), args.error_file, args.wait_port
+    )
 
 
 if __name__ == "__main__":
