@@ -18,6 +18,7 @@ RSS (the largest process of the run) are written to ``bench/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -155,7 +156,9 @@ def main() -> None:
     duck_script = (
         "import duckdb, sys\n"
         "sql = open(sys.argv[1]).read().format(path=sys.argv[2])\n"
-        "print(duckdb.sql(sql).fetchall())\n"
+        "con = duckdb.connect()\n"
+        "con.execute('SET enable_progress_bar = false')\n"
+        "print(con.sql(sql).fetchall())\n"
     )
     duck_cmd = [sys.executable, "-c", duck_script, str(HERE / "duckdb_ctr.sql"), str(data)]
     timed = [
@@ -188,6 +191,9 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
+    ((duck_searches, duck_ctr),) = ast.literal_eval(duck)
+    if duck_searches != len(recs) or abs(duck_ctr - ours_ctr) > 1e-9:
+        sys.exit(f"DuckDB disagrees: {duck} against {len(recs)} searches, CTR {ours_ctr}")
     if not args.no_tutorial:
         rows.append(
             measure(
