@@ -100,6 +100,9 @@ def test_workers_processes_and_splits_agree(
     want = _all(base)
     assert _all(two_workers) == want
     assert _all(two_procs) == want
+    # One file read in lanes by two workers: dead letters keep the file's line numbers.
+    assert base["dead"] and canon(two_workers["dead"]) == canon(base["dead"])
+    assert canon(two_procs["dead"]) == canon(base["dead"])
     assert _all(three_files) == want
     assert _all(three_chunks) == want
     for s in (s2, s3, s4, s5):

@@ -58,15 +58,14 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     batches cannot change a snapshot Bytewax has not written yet.
     """
 
-    def __init__(self, cfg: Config, resume: bytes | None) -> None:
+    def __init__(self, cfg: Config, resume: bytes | None, n_parts: int) -> None:
+        """``n_parts``: how many partitions the source has (each reports its progress)."""
         self.cfg = cfg
         self.shard = -1
         if resume:
             self.core: Sessionizer = pickle.loads(resume)
         else:
-            self.core = Sessionizer(
-                len(cfg.partitions), cfg.gap_us, cfg.lateness_us, cfg.max_session_us
-            )
+            self.core = Sessionizer(n_parts, cfg.gap_us, cfg.lateness_us, cfg.max_session_us)
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
         core = self.core
@@ -265,11 +264,13 @@ def build_flow(cfg: Config, process_id: int | None = None) -> Dataflow:
             else range(process_id * cfg.workers, (process_id + 1) * cfg.workers)
         )
         remote = frozenset(i for i in range(len(keys)) if i not in mine)
-    raw = op.input("read_events", flow, JsonLinesSource(cfg, keys, remote=remote))
+    source = JsonLinesSource(cfg, keys, remote=remote)
+    n_parts = len(source.parts)
+    raw = op.input("read_events", flow, source)
     split = op.branch("split_control", raw, _is_shard_item)
 
     def build_shard(resume: bytes | None) -> ShardLogic:
-        return ShardLogic(cfg, resume)
+        return ShardLogic(cfg, resume, n_parts)
 
     shards = op.stateful_batch("sessionize", split.trues, build_shard)
     # Every item from here on is (kind, (key, payload)): the key is the shard that

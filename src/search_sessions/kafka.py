@@ -100,8 +100,10 @@ def list_partitions(url: str) -> list[str]:
 class KafkaPartition(_LinePartition):
     """One topic partition; ``offset`` in the snapshot is the next offset to read."""
 
-    def __init__(self, name: str, tail: bool, stop_at_end: bool, batch: int, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(
+        self, name: str, tail: bool, stop_at_end: bool, batch: int, *args: Any, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
         k = KafkaPartitionName.parse(name)
         self.tp = TopicPartition(k.topic, k.partition)
         self.consumer = _consumer(k.url.brokers)

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -109,11 +109,17 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         shard_keys: list[str],
         resume: PartState | None,
         clock: Callable[[], float] = time.monotonic,
+        input_index: int | None = None,
     ):
+        """``part`` numbers this partition among the source's (its progress is reported
+        under it); ``input_index`` is its input in ``cfg.partitions`` (the same unless
+        an input is read in lanes), which events carry and sources are named by."""
         self.cfg = cfg
         self.part = part
+        self.input_index = part if input_index is None else input_index
+        self.counts_as_input = True
         self.shard_keys = shard_keys
-        self.decoder = EventDecoder(part)
+        self.decoder = EventDecoder(self.input_index)
         offset, seq, newest, lines, events, invalid, ended = resume or (0, 0, NEVER, 0, 0, 0, False)
         self.offset, self.seq, self.newest = offset, seq, newest
         self.lateness = cfg.lateness_us
@@ -158,7 +164,7 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         n_lines = len(lines)
         self.seq += n_lines
         if positions is None:
-            self.offset += size
+            self._consumed(size)
         self.newest = newest
         self.stats["lines"] += n_lines
         n_events = sum(map(len, per_shard)) + sum(map(len, maybe_late))
@@ -189,11 +195,15 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
             self.ended = True
             if self.alignment is not None:
                 self.alignment.leave(part)
-            out.append(("stats", dict(self.stats, partitions=1)))
+            out.append(("stats", dict(self.stats, partitions=int(self.counts_as_input))))
         return out
 
+    def _consumed(self, size: int) -> None:
+        """The lines just decoded took ``size`` bytes from ``offset`` on."""
+        self.offset += size
+
     def _dead_letter(self, line: bytes, seq: int, reason: str) -> bytes:
-        where = source_name(self.cfg, self.part, seq)
+        where = source_name(self.cfg, self.input_index, seq)
         if self.cfg.strict:
             FAILURE.append(f"invalid record at {where}: {reason}")
             raise StrictError(FAILURE[-1])
@@ -214,8 +224,8 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
 
 
 class _FilePartition(_LinePartition):
-    def __init__(self, path: str, block_bytes: int, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, path: str, block_bytes: int, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         raw = io.BufferedReader(io.FileIO(path, "rb"), buffer_size=1 << 20)
         self.file: BinaryIO
         if raw.peek(2)[:2] == b"\x1f\x8b":
@@ -245,6 +255,76 @@ class _FilePartition(_LinePartition):
         self._raw.close()
 
 
+class _LanePartition(_LinePartition):
+    """One lane of a plain JSON Lines file that several workers read at once.
+
+    The file is cut into blocks of ``block_bytes``; a line belongs to the block its
+    first byte is in, and lane ``w`` of ``n`` reads blocks ``w``, ``w + n``,
+    ``w + 2n``, ... So all workers move through the file, and through its event
+    time, together: one big file, or files split by time, keep every process busy
+    without one running hours of event time ahead of another. Lines keep the
+    file's own numbers: the lines of the blocks in between are counted, not decoded.
+    ``offset`` (in the snapshot) is always the start of a line.
+    """
+
+    def __init__(self, path: str, block_bytes: int, lane: int, lanes: int, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size  # read up to the size it had at the start
+        self.block_bytes = block_bytes
+        self.lane = lane
+        self.lanes = lanes
+        self.counts_as_input = lane == 0
+
+    def _read(self) -> tuple[list[bytes], bool]:
+        size = self.size
+        block = self.block_bytes
+        while self.offset < size:
+            pos = self.offset
+            k = pos // block  # the first block whose range ends after pos
+            k += (self.lane - k) % self.lanes  # ... that is this lane's
+            start = max(pos, self._line_start(k * block))
+            if start > pos:
+                self.seq += self._count_lines(pos, start)
+                self.offset = start
+            end = self._line_start((k + 1) * block)
+            if end <= start:
+                continue  # no line starts in block k: on to the next one of this lane
+            self.offset = end
+            data = os.pread(self.fd, end - start, start)
+            return io.BytesIO(data).readlines(), end >= size
+        return [], True
+
+    def _consumed(self, size: int) -> None:
+        pass  # _read has moved offset past the block
+
+    def _line_start(self, at: int) -> int:
+        """Where the first line that starts at or after byte ``at`` starts (the file's
+        size when none does)."""
+        if at <= 0:
+            return 0
+        pos = at - 1
+        while pos < self.size:
+            chunk = os.pread(self.fd, 1 << 16, pos)
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                return pos + nl + 1
+            pos += len(chunk)
+        return self.size
+
+    def _count_lines(self, start: int, stop: int) -> int:
+        """Lines in ``[start, stop)``, both line starts."""
+        n = 0
+        while start < stop:
+            chunk = os.pread(self.fd, min(1 << 22, stop - start), start)
+            n += chunk.count(b"\n")
+            start += len(chunk)
+        return n
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def _json_array(file: BinaryIO) -> list[bytes] | None:
     """The elements of a file holding one JSON array, or None for JSON Lines."""
     head = file.read(64).lstrip()
@@ -262,8 +342,8 @@ def _json_array(file: BinaryIO) -> list[bytes] | None:
 class _StdinPartition(_LinePartition):
     """Reads what standard input has, without blocking the worker for long."""
 
-    def __init__(self, block_bytes: int, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, block_bytes: int, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.fd = sys.stdin.buffer.fileno()
         self.block_bytes = block_bytes
         self.rest = b""
@@ -283,12 +363,64 @@ class _StdinPartition(_LinePartition):
         return data[:cut].splitlines(keepends=True), False
 
 
+class ReadPart(NamedTuple):
+    """One partition of the source: an input, or one lane of it."""
+
+    name: str
+    """Bytewax's name for it; names sort in list order (see :func:`read_partitions`)."""
+    input_index: int
+    """The input in ``cfg.partitions``."""
+    lane: int
+    lanes: int
+
+
+def read_partitions(cfg: Config, n_workers: int, block_bytes: int) -> list[ReadPart]:
+    """The source's partitions: a plain JSON Lines file bigger than one block is read
+    in one lane per worker (see :class:`_LanePartition`); any other input (gzip, a
+    JSON array, standard input, a Kafka partition) is one partition.
+
+    Bytewax sorts partition names and deals them out to workers in turn, so the names
+    start with their place in this list, and the lanes of each file come first, in
+    worker order: lane *w* is read by worker *w*.
+
+    >>> from search_sessions.config import Config
+    >>> read_partitions(Config(inputs=("-",)), 2, 1 << 19)
+    [ReadPart(name='00000 -', input_index=0, lane=0, lanes=1)]
+    """
+    laned: list[tuple[int, int, int]] = []
+    whole: list[tuple[int, int, int]] = []
+    for i, name in enumerate(cfg.partitions):
+        if n_workers > 1 and _plain_file(name, block_bytes):
+            laned += [(i, w, n_workers) for w in range(n_workers)]
+        else:
+            whole.append((i, 0, 1))
+    parts = []
+    for place, (i, lane, lanes) in enumerate(laned + whole):
+        label = cfg.partitions[i] if lanes == 1 else f"{cfg.partitions[i]} lane {lane}/{lanes}"
+        parts.append(ReadPart(f"{place:05d} {label}", i, lane, lanes))
+    return parts
+
+
+def _plain_file(name: str, block_bytes: int) -> bool:
+    """A JSON Lines file (not gzip, not a JSON array) of more than one block."""
+    if name == "-" or name.startswith("kafka://") or name.endswith((".json", ".json.gz")):
+        return False
+    try:
+        with open(name, "rb") as f:
+            if f.read(2) == b"\x1f\x8b":
+                return False
+            return os.fstat(f.fileno()).st_size > block_bytes
+    except OSError:
+        return False
+
+
 class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
-    """Every input file (and ``-``) of the config as one partition.
+    """Every input file (and ``-``, and Kafka partition) of the config, a plain file
+    in lanes when there are several workers (see :func:`read_partitions`).
 
     >>> from search_sessions.config import Config
     >>> JsonLinesSource(Config(inputs=("-",)), ["shard-0"]).list_parts()
-    ['-']
+    ['00000 -']
     """
 
     def __init__(
@@ -304,25 +436,36 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
         self.remote = remote
         self.block_bytes = block_bytes
         self.alignment = Alignment(cfg.gap_us + cfg.lateness_us)
+        self.parts = read_partitions(cfg, len(shard_keys), block_bytes)
+        self.by_name = {p.name: (place, p) for place, p in enumerate(self.parts)}
 
     def list_parts(self) -> list[str]:
-        return list(self.cfg.partitions)
+        return [p.name for p in self.parts]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: PartState | None
     ) -> _LinePartition:
-        part = self.cfg.partitions.index(for_part)
-        args = (self.cfg, part, self.shard_keys, resume_state)
+        place, rp = self.by_name[for_part]
+        name = self.cfg.partitions[rp.input_index]
+        args = (self.cfg, place, self.shard_keys, resume_state)
+        where = {"input_index": rp.input_index}
         partition: _LinePartition
-        if for_part == "-":
-            partition = _StdinPartition(self.block_bytes, *args)
-        elif for_part.startswith("kafka://"):
+        if name == "-":
+            partition = _StdinPartition(self.block_bytes, *args, **where)
+        elif name.startswith("kafka://"):
             from .kafka import KafkaPartition
 
-            partition = KafkaPartition(for_part, self.cfg.tail, self.cfg.stop_at_end, 4096, *args)
+            partition = KafkaPartition(
+                name, self.cfg.tail, self.cfg.stop_at_end, 4096, *args, **where
+            )
         else:
-            partition = _FilePartition(for_part, self.block_bytes, *args)
+            if rp.lanes > 1:
+                partition = _LanePartition(
+                    name, self.block_bytes, rp.lane, rp.lanes, *args, **where
+                )
+            else:
+                partition = _FilePartition(name, self.block_bytes, *args, **where)
             partition.alignment = self.alignment
-            self.alignment.join(part, partition.newest)
+            self.alignment.join(place, partition.newest)
         partition.remote = self.remote
         return partition
