@@ -3,8 +3,8 @@
 Times, in one run on the same simulated data:
 
 - ``search-sessions run`` with one process (one JSONL file in, searches and
-  sessions JSONL out) and with two processes (the same events split by user
-  into two files);
+  sessions JSONL out) and with two processes: on the same events split by user
+  into two files, cut in the middle (by time) into two files, and on the one file;
 - the tutorial's flow (``examples/tutorial_dataflow.py``);
 - DuckDB computing the same per-search CTR in SQL (``bench/duckdb_ctr.sql``);
 
@@ -71,7 +71,7 @@ def measure(
     if code != 0:
         raise SystemExit(f"{name}: exit {code}: {out.stderr[-2000:]}")
     m = Measure(name, events, wall, rss_kb / 1024, note)
-    print(f"{name:40s} {wall:8.2f} s {m.rate:12,.0f} ev/s {m.peak_rss_mb:8.0f} MB", flush=True)
+    print(f"{name:50s} {wall:8.2f} s {m.rate:12,.0f} ev/s {m.peak_rss_mb:8.0f} MB", flush=True)
     return m
 
 
@@ -118,6 +118,22 @@ def split_by_user(path: Path, n: int) -> Path:
     return d
 
 
+def split_in_middle(path: Path, n: int) -> Path:
+    """The same lines cut into n consecutive files (so, here, by time), as ``split -n l/N``."""
+    d = path.with_suffix(f".cut{n}")
+    if not d.exists():
+        tmp = path.with_suffix(f".cut{n}.tmp")
+        tmp.mkdir(exist_ok=True)
+        data = path.read_bytes()
+        start = 0
+        for i in range(n):
+            stop = len(data) if i == n - 1 else data.index(b"\n", len(data) * (i + 1) // n) + 1
+            (tmp / f"part-{i}.jsonl").write_bytes(data[start:stop])
+            start = stop
+        tmp.rename(d)
+    return d
+
+
 def run_cmd(inputs: Path, out: Path, processes: int = 1) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     return [
@@ -152,6 +168,7 @@ def main() -> None:
     n = args.events
     data = simulate(n, args.users, 1.0, args.seed)
     split = split_by_user(data, 2)
+    cut = split_in_middle(data, 2)
     out = DATA / "out"
     duck_script = (
         "import duckdb, sys\n"
@@ -167,6 +184,16 @@ def main() -> None:
             "search-sessions run, 2 processes",
             run_cmd(split, out / "p2", 2),
             "input split by user into 2 files",
+        ),
+        (
+            "search-sessions run, 2 processes, split by time",
+            run_cmd(cut, out / "p2t", 2),
+            "input cut in the middle into 2 files",
+        ),
+        (
+            "search-sessions run, 2 processes, one file",
+            run_cmd(data, out / "p2f", 2),
+            "the 1-process input file",
         ),
         ("DuckDB per-search CTR (SQL)", duck_cmd, ""),
     ]
@@ -244,7 +271,7 @@ def write_results(
         f"msgspec {version('msgspec')}, duckdb {version('duckdb')}",
         f"- data: `search-sessions simulate --events {args.events} --users {args.users} "
         f"--seed {args.seed}` (one day)",
-        f"- method: {args.repeat} interleaved rounds of the first three rows, the fastest run "
+        f"- method: {args.repeat} interleaved rounds of the first five rows, the fastest run "
         "of each kept (peak RSS: the largest); the tutorial flow and the memory runs once",
         "",
         "| what | events | wall (s) | events/s | peak RSS (MB) | vs 1 process |",
@@ -257,11 +284,13 @@ def write_results(
             f"{one.wall / r.wall:.2f}x |"
         )
     lines += ["", "Ratios (throughput):", ""]
-    if "search-sessions run, 2 processes" in by:
-        lines.append(
-            f"- 2 processes / 1 process: "
-            f"{by['search-sessions run, 2 processes'].rate / one.rate:.2f}x"
-        )
+    for name, what in (
+        ("search-sessions run, 2 processes", "split by user"),
+        ("search-sessions run, 2 processes, split by time", "cut in the middle"),
+        ("search-sessions run, 2 processes, one file", "one file"),
+    ):
+        if name in by:
+            lines.append(f"- 2 processes ({what}) / 1 process: {by[name].rate / one.rate:.2f}x")
     lines.append(f"- 1 process / DuckDB: {one.rate / by['DuckDB per-search CTR (SQL)'].rate:.2f}x")
     if "tutorial flow (SessionWindower)" in by:
         lines.append(

@@ -275,6 +275,7 @@ class _LanePartition(_LinePartition):
         self.lane = lane
         self.lanes = lanes
         self.counts_as_input = lane == 0
+        self.scratch = bytearray(block_bytes)  # reused for counting the other lanes' lines
 
     def _read(self) -> tuple[list[bytes], bool]:
         size = self.size
@@ -304,21 +305,26 @@ class _LanePartition(_LinePartition):
         if at <= 0:
             return 0
         pos = at - 1
+        step = 1 << 10  # most lines are short; a long one grows the reads
         while pos < self.size:
-            chunk = os.pread(self.fd, 1 << 16, pos)
+            chunk = os.pread(self.fd, step, pos)
             nl = chunk.find(b"\n")
             if nl >= 0:
                 return pos + nl + 1
             pos += len(chunk)
+            step = min(step * 4, 1 << 20)
         return self.size
 
     def _count_lines(self, start: int, stop: int) -> int:
         """Lines in ``[start, stop)``, both line starts."""
         n = 0
+        buf = self.scratch
         while start < stop:
-            chunk = os.pread(self.fd, min(1 << 22, stop - start), start)
-            n += chunk.count(b"\n")
-            start += len(chunk)
+            got = os.preadv(self.fd, [memoryview(buf)[: stop - start]], start)
+            if got <= 0:
+                break
+            n += buf.count(b"\n", 0, got)
+            start += got
         return n
 
     def close(self) -> None:
