@@ -97,7 +97,11 @@ def test_workers_processes_and_splits_agree(
     (tmp_path / "c").mkdir()
     chunks = split_contiguous(noisy_log, tmp_path / "c", 3)
     three_chunks, s5 = run_flow(chunks, processes=2)
+    (tmp_path / "u2").mkdir()
+    two_files = split_by_user(noisy_log, tmp_path / "u2", 2)  # read whole, one per process
+    two_by_user, s6 = run_flow(two_files, processes=2)
     want = _all(base)
+    assert _all(two_by_user) == want
     assert _all(two_workers) == want
     assert _all(two_procs) == want
     # One file read in lanes by two workers: dead letters keep the file's line numbers.
@@ -105,7 +109,7 @@ def test_workers_processes_and_splits_agree(
     assert canon(two_procs["dead"]) == canon(base["dead"])
     assert _all(three_files) == want
     assert _all(three_chunks) == want
-    for s in (s2, s3, s4, s5):
+    for s in (s2, s3, s4, s5, s6):
         for k in (
             "events",
             "invalid",

@@ -103,3 +103,50 @@ def test_lane_w_of_every_file_goes_to_worker_w(tmp_path: Path) -> None:
     assert laned == [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1), (2, 2)]
     assert all(place % 3 == lane for place, (_, lane) in enumerate(laned))
     assert [(p.input_index, p.lanes) for p in parts if p.lanes == 1] == [(1, 1)]
+
+
+def _events_file(path: Path, start: int, n: int) -> Path:
+    lines = [
+        json.dumps({"type": "search", "user": f"u{i}", "time": start + i, "query": "q"})
+        for i in range(n)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_files_read_whole_only_when_they_keep_workers_in_step(tmp_path: Path) -> None:
+    """Balanced files over the same stretch of time (split by user): whole, one per
+    worker. Files split by time, uneven files, or fewer files than workers: lanes."""
+
+    def lanes(*paths: Path) -> set[int]:
+        cfg = Config(inputs=tuple(str(p) for p in paths))
+        return {p.lanes for p in read_partitions(cfg, 2, BLOCK)}
+
+    a = _events_file(tmp_path / "a.jsonl", 0, 50)
+    b = _events_file(tmp_path / "b.jsonl", 60, 50)  # a minute later: same stretch
+    assert lanes(a, b) == {1}
+    later = _events_file(tmp_path / "later.jsonl", 3 * 3600, 50)  # hours later
+    assert lanes(a, later) == {2}
+    small = _events_file(tmp_path / "small.jsonl", 0, 10)  # a third of the bytes
+    assert lanes(a, small) == {2}
+    assert lanes(a) == {2}
+    assert lanes(a, b, small) == {2}  # 3 files on 2 workers
+
+
+def test_a_file_ahead_in_time_waits_and_says_where_it_starts(tmp_path: Path) -> None:
+    """Files split by time: the later one reads nothing until the earlier one has caught
+    up to within gap + lateness, but reports its first event time at once, so the
+    watermark (the minimum over files) can follow the earlier file meanwhile."""
+    early = _events_file(tmp_path / "early.jsonl", 0, 300)
+    late = _events_file(tmp_path / "late.jsonl", 10 * 3600, 300)
+    cfg = Config(inputs=(str(early), str(late)))
+    src = JsonLinesSource(cfg, ["shard-0"], block_bytes=BLOCK * 16)
+    p_early, p_late = (src.build_part("read", rp.name, None) for rp in src.parts)
+    said = p_late.next_batch()
+    assert [(v[1], v[3]) for _, v in said] == [(10 * 3600 * 1_000_000, [])]
+    assert p_late.next_batch() == []
+    out: dict[str, Any] = {"events": [], "dead": [], "stats": {}}
+    drain(p_early, out)
+    assert len(out["events"]) == 300
+    drain(p_late, out)
+    assert len(out["events"]) == 600

@@ -125,6 +125,7 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         self.lateness = cfg.lateness_us
         self.ended = ended
         self.alignment: Alignment | None = None
+        self.first_us = NEVER  # before reading: the time of its first event, when known
         self.remote: frozenset[int] = frozenset()
         self.clock = clock
         self.last_data = clock()
@@ -135,6 +136,24 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         """Next lines (each with its newline) and whether the input has ended."""
         raise NotImplementedError
 
+    @property
+    def aligned_at(self) -> int:
+        """Where this partition is in event time, for :class:`Alignment`: before it has
+        read anything, the time of its first event, so it need not read a block (and
+        hold its events) just to find out whether it should wait."""
+        return self.newest if self.newest != NEVER else self.first_us
+
+    def find_first_time(self) -> None:
+        """Set ``first_us`` before reading, where that is cheap (files)."""
+
+    def _first_event_time(self, head: bytes) -> int:
+        """The time of the first valid event in ``head`` (whole lines), else NEVER."""
+        for line in head.splitlines()[:100]:
+            ev = self.decoder.decode(line, 0)
+            if not isinstance(ev, str):
+                return ev[0]
+        return NEVER
+
     def positions(self, n: int) -> list[int] | None:
         """Positions of the lines just read, when they are not line numbers."""
         return None
@@ -143,8 +162,16 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
         if self.ended or STOP.is_set():
             # A stop keeps the position: the snapshot resumes from here.
             raise StopIteration()
-        if self.alignment is not None and self.alignment.should_wait(self.part, self.newest):
+        if self.alignment is not None and self.alignment.should_wait(self.part, self.aligned_at):
             # Polled again at once: other partitions on this worker go on meanwhile.
+            if self.newest == NEVER and self.first_us != NEVER:
+                # Say once where it starts, or the watermark would wait for it (as if
+                # it had read its first event: its events are not late against that).
+                self.newest = self.first_us
+                return [
+                    (key, (self.part, self.newest, False, [], [], -1, i))
+                    for i, key in enumerate(self.shard_keys)
+                ]
             return []
         lines, at_end = self._read()
         now = self.clock()
@@ -246,6 +273,10 @@ class _FilePartition(_LinePartition):
         lines = self.file.readlines(self.block_bytes)
         return lines, not lines
 
+    def find_first_time(self) -> None:
+        if self.newest == NEVER and self.elements is None and self.file is self._raw:
+            self.first_us = self._first_event_time(self._raw.peek(1 << 16))
+
     def positions(self, n: int) -> list[int] | None:
         # A JSON array resumes by element count (seq), not by byte offset.
         return None if self.elements is None else list(range(self.seq + 1, self.seq + 1 + n))
@@ -298,6 +329,16 @@ class _LanePartition(_LinePartition):
 
     def _consumed(self, size: int) -> None:
         pass  # _read has moved offset past the block
+
+    def find_first_time(self) -> None:
+        if self.newest != NEVER or self.offset >= self.size:
+            return
+        block = self.block_bytes
+        k = self.offset // block
+        k += (self.lane - k) % self.lanes
+        start = max(self.offset, self._line_start(k * block))
+        head = os.pread(self.fd, 1 << 16, start)
+        self.first_us = self._first_event_time(head[: head.rfind(b"\n") + 1] or head)
 
     def _line_start(self, at: int) -> int:
         """Where the first line that starts at or after byte ``at`` starts (the file's
@@ -381,43 +422,85 @@ class ReadPart(NamedTuple):
 
 
 def read_partitions(cfg: Config, n_workers: int, block_bytes: int) -> list[ReadPart]:
-    """The source's partitions: a plain JSON Lines file bigger than one block is read
-    in one lane per worker (see :class:`_LanePartition`); any other input (gzip, a
-    JSON array, standard input, a Kafka partition) is one partition.
+    """The source's partitions, one per input, except that with several workers the
+    plain JSON Lines files (not gzip, not a JSON array) bigger than one block are read
+    in lanes, one per worker (see :class:`_LanePartition`), unless reading them whole
+    already keeps every worker equally busy over the same stretch of event time (see
+    :func:`_whole_files_fit`: files split by user, say). Lanes cost a few percent; a
+    big file, or files split by time, read whole would leave workers idle or hours of
+    event time apart.
 
     Bytewax sorts partition names and deals them out to workers in turn, so the names
-    start with their place in this list, and the lanes of each file come first, in
-    worker order: lane *w* is read by worker *w*.
+    start with their place in this list: plain files first, a file's lanes in worker
+    order, so lane *w* (or the *w*-th file of each round) is read by worker *w*.
 
     >>> from search_sessions.config import Config
     >>> read_partitions(Config(inputs=("-",)), 2, 1 << 19)
     [ReadPart(name='00000 -', input_index=0, lane=0, lanes=1)]
     """
-    laned: list[tuple[int, int, int]] = []
-    whole: list[tuple[int, int, int]] = []
+    plain: list[int] = []
+    other: list[int] = []
+    sizes: dict[int, int] = {}
     for i, name in enumerate(cfg.partitions):
-        if n_workers > 1 and _plain_file(name, block_bytes):
-            laned += [(i, w, n_workers) for w in range(n_workers)]
+        size = _plain_file_size(name) if n_workers > 1 else None
+        if size is not None and size > block_bytes:
+            plain.append(i)
+            sizes[i] = size
         else:
-            whole.append((i, 0, 1))
+            other.append(i)
+    lanes = 1 if _whole_files_fit(cfg, plain, sizes, n_workers) else n_workers
+    order = [(i, lane, lanes) for i in plain for lane in range(lanes)]
+    order += [(i, 0, 1) for i in other]
     parts = []
-    for place, (i, lane, lanes) in enumerate(laned + whole):
-        label = cfg.partitions[i] if lanes == 1 else f"{cfg.partitions[i]} lane {lane}/{lanes}"
-        parts.append(ReadPart(f"{place:05d} {label}", i, lane, lanes))
+    for place, (i, lane, n) in enumerate(order):
+        label = cfg.partitions[i] if n == 1 else f"{cfg.partitions[i]} lane {lane}/{n}"
+        parts.append(ReadPart(f"{place:05d} {label}", i, lane, n))
     return parts
 
 
-def _plain_file(name: str, block_bytes: int) -> bool:
-    """A JSON Lines file (not gzip, not a JSON array) of more than one block."""
-    if name == "-" or name.startswith("kafka://") or name.endswith((".json", ".json.gz")):
+def _whole_files_fit(cfg: Config, plain: list[int], sizes: dict[int, int], n_workers: int) -> bool:
+    """Whether the plain files, read whole and dealt out to the workers in turn, give
+    every worker the same number of files and bytes within 20%, all starting within
+    ``gap + lateness`` of event time of each other (judged by each file's first event)."""
+    if not plain or len(plain) % n_workers:
         return False
+    load = [0] * n_workers
+    for place, i in enumerate(plain):
+        load[place % n_workers] += sizes[i]
+    if max(load) > 1.2 * min(load):
+        return False
+    firsts = [_first_time(cfg.partitions[i]) for i in plain]
+    if any(t is None for t in firsts):
+        return False
+    known = [t for t in firsts if t is not None]
+    return max(known) - min(known) <= cfg.gap_us + cfg.lateness_us
+
+
+def _first_time(path: str, lines: int = 100) -> int | None:
+    """The event time of a file's first valid event among its first ``lines``."""
+    decoder = EventDecoder(0)
+    with open(path, "rb") as f:
+        for seq in range(1, lines + 1):
+            line = f.readline(1 << 20)
+            if not line:
+                return None
+            ev = decoder.decode(line, seq)
+            if not isinstance(ev, str):
+                return ev[0]
+    return None
+
+
+def _plain_file_size(name: str) -> int | None:
+    """The size of a JSON Lines file (not gzip, not a JSON array), else None."""
+    if name == "-" or name.startswith("kafka://") or name.endswith((".json", ".json.gz")):
+        return None
     try:
         with open(name, "rb") as f:
             if f.read(2) == b"\x1f\x8b":
-                return False
-            return os.fstat(f.fileno()).st_size > block_bytes
+                return None
+            return os.fstat(f.fileno()).st_size
     except OSError:
-        return False
+        return None
 
 
 class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
@@ -472,6 +555,7 @@ class JsonLinesSource(FixedPartitionedSource[SourceItem, PartState]):
             else:
                 partition = _FilePartition(name, self.block_bytes, *args, **where)
             partition.alignment = self.alignment
-            self.alignment.join(place, partition.newest)
+            partition.find_first_time()
+            self.alignment.join(place, partition.aligned_at)
         partition.remote = self.remote
         return partition
