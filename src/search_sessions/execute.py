@@ -281,7 +281,13 @@ def _run_cluster(cfg: Config, tmp: str) -> bool:
     procs: list[_Process]
     if can_fork():
         _import_process_code()
-        procs = [_fork(cfg, i, addresses, errs[i], waits[i]) for i in range(cfg.processes)]
+        # What is imported now stays put: the children's collector need not scan (and
+        # copy, page by page) the objects they share with this process.
+        gc.freeze()
+        try:
+            procs = [_fork(cfg, i, addresses, errs[i], waits[i]) for i in range(cfg.processes)]
+        finally:
+            gc.unfreeze()
     else:
         config_path = os.path.join(tmp, "config.json")
         with open(config_path, "w") as f:
