@@ -1,8 +1,9 @@
 """Bytewax input: JSON Lines files, directories and standard input.
 
-Each file (or ``-``) is one input partition. A partition reads a block of
-lines, decodes them (:mod:`search_sessions.events`), and emits for every
-shard one :data:`ShardBatch`: that shard's events plus the partition's
+Each file (or ``-``) is one input partition, or, with several workers, a plain
+file is read in lanes, one partition per worker (see :func:`read_partitions`).
+A partition reads a block of lines, decodes them (:mod:`search_sessions.events`),
+and emits for every shard one :data:`ShardBatch`: that shard's events plus the partition's
 progress (its newest event time, whether it has ended). Every shard hears
 from every partition, which is how each one computes the global watermark
 without a separate broadcast. Invalid records leave as dead-letter lines.
