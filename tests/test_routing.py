@@ -22,10 +22,10 @@ op.inspect_debug("seen", op.stateful_map("st", keys, lambda s, v: (None, v)))
 """
 
 
-@pytest.mark.parametrize("workers", [2, 3, 5])
-def test_each_worker_owns_one_shard(tmp_path: Path, workers: int) -> None:
-    (tmp_path / "probe.py").write_text(PROBE)
-    proc = subprocess.run(
+def run_probe(tmp_path: Path, source: str, workers: int) -> subprocess.CompletedProcess[str]:
+    """Run the flow in ``source`` with ``python -m bytewax.run -w workers``."""
+    (tmp_path / "probe.py").write_text(source)
+    return subprocess.run(
         [sys.executable, "-m", "bytewax.run", "probe:flow", "-w", str(workers)],
         cwd=tmp_path,
         capture_output=True,
@@ -33,6 +33,11 @@ def test_each_worker_owns_one_shard(tmp_path: Path, workers: int) -> None:
         timeout=60,
         env={"NW": str(workers), "PATH": "/usr/bin:/bin"},
     )
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_each_worker_owns_one_shard(tmp_path: Path, workers: int) -> None:
+    proc = run_probe(tmp_path, PROBE, workers)
     seen = dict(re.findall(r"W(\d+) @\d+: \('([^']+)'", proc.stdout))
     assert sorted(seen) == [str(i) for i in range(workers)], proc.stdout + proc.stderr
 
@@ -71,15 +76,7 @@ op.output("out", made, Probe("unused", keys))
 @pytest.mark.parametrize("workers", [2, 3, 5])
 def test_each_worker_writes_its_own_shards_lines(tmp_path: Path, workers: int) -> None:
     """With every worker appending to a file, a shard's lines never leave its worker."""
-    (tmp_path / "probe.py").write_text(SINK_PROBE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "probe:flow", "-w", str(workers)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"NW": str(workers), "PATH": "/usr/bin:/bin"},
-    )
+    proc = run_probe(tmp_path, SINK_PROBE, workers)
     wrote = re.findall(r"WROTE (\S+) (\w+)", proc.stdout)
     assert len(wrote) == workers, proc.stdout + proc.stderr
     assert {where for _, where in wrote} == {"same"}, proc.stdout

@@ -12,6 +12,8 @@ import pytest
 from search_sessions.config import Config
 from search_sessions.sources import JsonLinesSource, _LinePartition, read_partitions
 
+from .conftest import write_events
+
 BLOCK = 64  # bytes: small blocks, so lines longer than a block and empty blocks happen
 
 
@@ -106,12 +108,10 @@ def test_lane_w_of_every_file_goes_to_worker_w(tmp_path: Path) -> None:
 
 
 def _events_file(path: Path, start: int, n: int) -> Path:
-    lines = [
-        json.dumps({"type": "search", "user": f"u{i}", "time": start + i, "query": "q"})
-        for i in range(n)
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_events(
+        path,
+        [{"type": "search", "user": f"u{i}", "time": start + i, "query": "q"} for i in range(n)],
+    )
 
 
 def test_files_read_whole_only_when_they_keep_workers_in_step(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ writes. Two ways to share a file between workers:
   single partition, so one worker owns the file; its snapshot is the byte
   offset, and a resumed partition truncates the file back to it (so a restart
   neither loses nor repeats a line);
-- every worker appends (``writers`` > 1: a run on one host without a recovery
-  store): one partition per worker, each an ``O_APPEND`` descriptor that takes
+- every worker appends (``JsonLinesSink`` given the shard keys: a run on one host
+  without a recovery store): one partition per worker, each an ``O_APPEND`` descriptor that takes
   whole blocks of lines in one ``write``, so blocks never interleave inside a
   line and no worker ships its lines to another process.
 """

@@ -147,14 +147,6 @@ class _LinePartition(StatefulSourcePartition[SourceItem, PartState]):
     def find_first_time(self) -> None:
         """Set ``first_us`` before reading, where that is cheap (files)."""
 
-    def _first_event_time(self, head: bytes) -> int:
-        """The time of the first valid event in ``head`` (whole lines), else NEVER."""
-        for line in head.splitlines()[:100]:
-            ev = self.decoder.decode(line, 0)
-            if not isinstance(ev, str):
-                return ev[0]
-        return NEVER
-
     def positions(self, n: int) -> list[int] | None:
         """Positions of the lines just read, when they are not line numbers."""
         return None
@@ -276,7 +268,7 @@ class _FilePartition(_LinePartition):
 
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.elements is None and self.file is self._raw:
-            self.first_us = self._first_event_time(self._raw.peek(1 << 16))
+            self.first_us = first_event_time(self._raw.peek(1 << 16))
 
     def positions(self, n: int) -> list[int] | None:
         # A JSON array resumes by element count (seq), not by byte offset.
@@ -314,9 +306,7 @@ class _LanePartition(_LinePartition):
         block = self.block_bytes
         while self.offset < size:
             pos = self.offset
-            k = pos // block  # the first block whose range ends after pos
-            k += (self.lane - k) % self.lanes  # ... that is this lane's
-            start = max(pos, self._line_start(k * block))
+            k, start = self._next_block()
             if start > pos:
                 self.seq += self._count_lines(pos, start)
                 self.offset = start
@@ -332,14 +322,15 @@ class _LanePartition(_LinePartition):
         pass  # _read has moved offset past the block
 
     def find_first_time(self) -> None:
-        if self.newest != NEVER or self.offset >= self.size:
-            return
-        block = self.block_bytes
-        k = self.offset // block
+        if self.newest == NEVER and self.offset < self.size:
+            self.first_us = first_event_time(os.pread(self.fd, 1 << 16, self._next_block()[1]))
+
+    def _next_block(self) -> tuple[int, int]:
+        """This lane's next block (the first of its blocks whose range ends after
+        ``offset``) and where its first line to read starts."""
+        k = self.offset // self.block_bytes
         k += (self.lane - k) % self.lanes
-        start = max(self.offset, self._line_start(k * block))
-        head = os.pread(self.fd, 1 << 16, start)
-        self.first_us = self._first_event_time(head[: head.rfind(b"\n") + 1] or head)
+        return k, max(self.offset, self._line_start(k * self.block_bytes))
 
     def _line_start(self, at: int) -> int:
         """Where the first line that starts at or after byte ``at`` starts (the file's
@@ -470,25 +461,24 @@ def _whole_files_fit(cfg: Config, plain: list[int], sizes: dict[int, int], n_wor
         load[place % n_workers] += sizes[i]
     if max(load) > 1.2 * min(load):
         return False
-    firsts = [_first_time(cfg.partitions[i]) for i in plain]
-    if any(t is None for t in firsts):
+    firsts = []
+    for i in plain:
+        with open(cfg.partitions[i], "rb") as f:
+            firsts.append(first_event_time(f.read(1 << 16)))
+    if NEVER in firsts:
         return False
-    known = [t for t in firsts if t is not None]
-    return max(known) - min(known) <= cfg.gap_us + cfg.lateness_us
+    return max(firsts) - min(firsts) <= cfg.gap_us + cfg.lateness_us
 
 
-def _first_time(path: str, lines: int = 100) -> int | None:
-    """The event time of a file's first valid event among its first ``lines``."""
+def first_event_time(head: bytes) -> int:
+    """The time of the first valid event among the whole lines of ``head`` (the start
+    of an input), else NEVER."""
     decoder = EventDecoder(0)
-    with open(path, "rb") as f:
-        for seq in range(1, lines + 1):
-            line = f.readline(1 << 20)
-            if not line:
-                return None
-            ev = decoder.decode(line, seq)
-            if not isinstance(ev, str):
-                return ev[0]
-    return None
+    for line in (head[: head.rfind(b"\n") + 1] or head).splitlines()[:100]:
+        ev = decoder.decode(line, 0)
+        if not isinstance(ev, str):
+            return ev[0]
+    return NEVER
 
 
 def _plain_file_size(name: str) -> int | None:
