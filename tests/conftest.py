@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from search_sessions import Summary, run
 from search_sessions.config import Config
-from search_sessions.execute import Summary, run
 
 Records = dict[str, list[dict[str, Any]]]
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
 
-from .config import Config, parse_duration
-from .events import UTC
+from .config import Config, config_to_json, parse_duration, parse_rollup_window
+from .connectors.registry import prepare_output, resolve_inputs
+from .demo import run_demo
+from .errors import ConfigError, SearchSessionsError
+from .report import write_report
+from .runtime.run import run as run_job
+from .simulate import SimSpec, write
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,34 +162,10 @@ def main() -> None:
 @click.option(
     "--print-config",
     is_flag=True,
-    help="Print the job as JSON and exit (for python -m bytewax.run search_sessions.flow:flow).",
+    help="Print the job as JSON and exit (for python -m bytewax.run "
+    "search_sessions.dataflow.flow:flow).",
 )
-def run(
-    inputs: tuple[str, ...],
-    gap: timedelta,
-    lateness: timedelta,
-    max_session: timedelta,
-    workers: int,
-    processes: int,
-    searches: str,
-    sessions: str | None,
-    dead_letter: str | None,
-    late: str | None,
-    rollup: tuple[str, ...],
-    rollups: str | None,
-    strict: bool,
-    tail: bool,
-    idle_timeout: timedelta | None,
-    stop_at_end: bool,
-    recovery_dir: str | None,
-    snapshot_interval: timedelta,
-    process_id: int | None,
-    addresses: str | None,
-    metrics_port: int | None,
-    metrics_host: str,
-    quiet: bool,
-    print_config: bool,
-) -> None:
+def run(inputs: tuple[str, ...], **opts: Any) -> None:
     """Sessionize INPUT... (JSON Lines files, .gz, directories, or - for stdin).
 
     \b
@@ -200,108 +181,73 @@ def run(
       search-sessions run /data/host-a/ --process-id 0 \\
           --addresses "10.0.0.1:2101;10.0.0.2:2101" --searches /out/searches.jsonl
     """
-    from .execute import RunError
-    from .execute import run as run_job
-
     if not os.environ.get("SEARCH_SESSIONS_DEBUG"):
         # A failed step is reported below in one line; Rust's backtrace is noise.
         os.environ["RUST_BACKTRACE"] = "0"
-
-    paths = [searches, sessions, dead_letter, late, rollups]
-    for p in paths:
-        if p not in (None, "-", "none") and not p.startswith(("kafka://", "postgres")):
-            parent = os.path.dirname(p.removeprefix("sqlite:///"))
-            if parent:
-                os.makedirs(parent, exist_ok=True)
+    cfg = _run_config(inputs, opts)
     try:
-        cfg = Config(
-            inputs=inputs,
-            gap=gap,
-            lateness=lateness,
-            max_session=max_session,
-            searches=None if searches == "none" else searches,
-            sessions=sessions,
-            dead_letter=dead_letter,
-            late=late,
-            workers=workers,
-            processes=processes,
-            strict=strict,
-            rollups=None if rollups == "none" else rollups,
-            rollup_windows=tuple(_window(w) for w in rollup),
-            recovery_dir=recovery_dir,
-            snapshot_interval=snapshot_interval,
-            tail=tail,
-            idle_timeout=idle_timeout,
-            progress=not quiet,
-            metrics_port=metrics_port,
-            metrics_host=metrics_host,
-            stop_at_end=stop_at_end,
-        )
-    except ValueError as exc:
+        cfg = resolve_inputs(cfg)
+    except SearchSessionsError as exc:
         raise click.UsageError(str(exc)) from None
-    if print_config:
-        import json
-
-        from .execute import config_to_json
-
+    if opts["print_config"]:
         click.echo(json.dumps(config_to_json(cfg), indent=2))
         return
+    process_id, members = _cluster_member(opts)
+    for spec in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
+        if spec is not None:
+            prepare_output(spec)
+    try:
+        summary = run_job(cfg, process_id, members)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    except SearchSessionsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not opts["quiet"]:
+        click.echo(summary.text(), err=True)
+
+
+def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:
+    """The run's :class:`Config` from the command's options (a usage error if invalid)."""
+    searches, rollups = opts["searches"], opts["rollups"]
+    try:
+        return Config(
+            inputs=inputs,
+            gap=opts["gap"],
+            lateness=opts["lateness"],
+            max_session=opts["max_session"],
+            searches=None if searches == "none" else searches,
+            sessions=opts["sessions"],
+            dead_letter=opts["dead_letter"],
+            late=opts["late"],
+            workers=opts["workers"],
+            processes=opts["processes"],
+            strict=opts["strict"],
+            rollups=None if rollups == "none" else rollups,
+            rollup_windows=tuple(parse_rollup_window(w) for w in opts["rollup"]),
+            recovery_dir=opts["recovery_dir"],
+            snapshot_interval=opts["snapshot_interval"],
+            tail=opts["tail"],
+            idle_timeout=opts["idle_timeout"],
+            progress=not opts["quiet"],
+            metrics_port=opts["metrics_port"],
+            metrics_host=opts["metrics_host"],
+            stop_at_end=opts["stop_at_end"],
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _cluster_member(opts: dict[str, Any]) -> tuple[int | None, list[str] | None]:
+    """``--process-id`` and ``--addresses``, checked against each other."""
+    process_id, addresses = opts["process_id"], opts["addresses"]
     if (process_id is None) != (addresses is None):
         raise click.UsageError("--process-id and --addresses go together")
-    if process_id is not None and processes != 1:
+    if process_id is not None and opts["processes"] != 1:
         raise click.UsageError("--processes starts a local cluster; not with --process-id")
     members = addresses.split(";") if addresses else None
     if members is not None and process_id is not None and process_id >= len(members):
         raise click.UsageError(f"--process-id {process_id} is not in --addresses ({len(members)})")
-    try:
-        summary = run_job(cfg, process_id, members)
-    except RunError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not quiet:
-        click.echo(summary.text(), err=True)
-
-
-def _window(text: str) -> tuple[str, int]:
-    seconds = parse_duration(text).total_seconds()
-    if seconds < 1 or seconds != int(seconds) or (86_400 % seconds and seconds % 86_400):
-        raise ValueError(
-            f"rollup window {text!r}: use whole seconds that divide a day (1m, 1h, 1d)"
-        )
-    return text, int(seconds)
-
-
-TUTORIAL_EVENTS: list[tuple[str, int, dict[str, Any]]] = [
-    ("app_open", 1, {}),
-    ("search", 1, {"query": "dogs"}),
-    ("results", 1, {"items": ["fido", "rover", "buddy"]}),
-    ("click", 1, {"item": "rover"}),
-    ("search", 1, {"query": "cats"}),
-    ("results", 1, {"items": ["fluffy", "burrito", "kathy"]}),
-    ("click", 1, {"item": "fluffy"}),
-    ("app_open", 2, {}),
-    ("click", 1, {"item": "kathy"}),
-    ("search", 2, {"query": "fruit"}),
-    ("app_close", 1, {}),
-    ("app_close", 2, {}),
-]
-"""The tutorial's events (SPEC 6), one second apart from 2024-01-01T00:00:00Z."""
-
-
-def tutorial_lines() -> list[bytes]:
-    import msgspec
-
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    return [
-        msgspec.json.encode(
-            {
-                "type": kind,
-                "user": user,
-                "time": (start + timedelta(seconds=i)).isoformat()[:-6] + "Z",
-                **fields,
-            }
-        )
-        for i, (kind, user, fields) in enumerate(TUTORIAL_EVENTS)
-    ]
+    return process_id, members
 
 
 @main.command()
@@ -316,31 +262,15 @@ def demo(
       search-sessions demo
     prints one line per search (query, CTR, clicks), then one per session.
     """
-    import msgspec
-
-    from .execute import run as run_job
-
-    with tempfile.TemporaryDirectory(prefix="search-sessions-demo-") as tmp:
-        events = os.path.join(tmp, "events.jsonl")
-        with open(events, "wb") as f:
-            f.write(b"\n".join(tutorial_lines()) + b"\n")
-        out_searches = os.path.join(tmp, "searches.jsonl")
-        out_sessions = os.path.join(tmp, "sessions.jsonl")
-        cfg = Config(
-            inputs=(events,),
-            gap=gap,
-            lateness=lateness,
-            max_session=max_session,
-            searches=out_searches,
-            sessions=out_sessions,
-            workers=workers,
-            processes=processes,
-        )
-        run_job(cfg)
-        with open(out_searches, "rb") as f:
-            searches = sorted((msgspec.json.decode(line) for line in f), key=lambda r: r["time"])
-        with open(out_sessions, "rb") as f:
-            sessions = sorted((msgspec.json.decode(line) for line in f), key=lambda r: r["start"])
+    cfg = Config(
+        inputs=("-",),
+        gap=gap,
+        lateness=lateness,
+        max_session=max_session,
+        workers=workers,
+        processes=processes,
+    )
+    searches, sessions = run_demo(cfg)
     for s in searches:
         click.echo(
             f"search  user={s['user']} query={s['query']!r} ctr={s['ctr']} "
@@ -429,8 +359,6 @@ def simulate(
           --disorder 30 --duplicates 0.01 --bad 0.001 --output events.jsonl
       search-sessions simulate --events 100000 --rate 500 --output kafka://localhost:9092/events
     """
-    from .simulate import SimSpec, write
-
     try:
         begin = datetime.fromisoformat(start)
     except ValueError:
@@ -479,8 +407,6 @@ def report(inputs: tuple[str, ...], output: str, min_sample: int) -> None:
       search-sessions run events.jsonl --searches out/searches.jsonl --sessions out/sessions.jsonl
       search-sessions report out/searches.jsonl out/sessions.jsonl --output out/report.html
     """
-    from .report import write_report
-
     parent = os.path.dirname(output)
     if parent:
         os.makedirs(parent, exist_ok=True)

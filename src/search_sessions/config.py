@@ -1,16 +1,28 @@
 """Run configuration: one frozen, validated object built by the CLI.
 
+Pure data: building a :class:`Config` checks its values and does no I/O (the
+input partitions are listed by :func:`search_sessions.connectors.registry.resolve_inputs`
+when a run starts). It round-trips through JSON (:func:`config_to_json`,
+:func:`config_from_json`), which is how cluster processes and
+``python -m bytewax.run`` get it.
+
 >>> cfg = Config(inputs=("-",), gap=parse_duration("30m"))
 >>> cfg.gap_us
 1800000000
+>>> config_from_json(config_to_json(cfg)) == cfg
+True
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
+
+from .core.time import to_us
+from .errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -24,25 +36,36 @@ def parse_duration(text: str) -> timedelta:
     """
     m = _DURATION.match(text)
     if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 12h, 1d)")
+        raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 12h, 1d)")
     return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"])
 
 
-def to_us(d: timedelta) -> int:
-    """A timedelta in whole microseconds, the core's unit of time."""
-    return d // timedelta(microseconds=1)
+def parse_rollup_window(text: str) -> tuple[str, int]:
+    """A rollup window length, named as given, in whole seconds that divide a day.
+
+    >>> parse_rollup_window("1h")
+    ('1h', 3600)
+    """
+    seconds = parse_duration(text).total_seconds()
+    if seconds < 1 or seconds != int(seconds) or (86_400 % seconds and seconds % 86_400):
+        raise ConfigError(
+            f"rollup window {text!r}: use whole seconds that divide a day (1m, 1h, 1d)"
+        )
+    return text, int(seconds)
 
 
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs; the CLI builds it, the flow and core read it.
 
-    ``inputs`` are paths (files or directories) or ``-`` for standard input.
+    ``inputs`` are paths (files or directories), ``-`` for standard input, or
+    Kafka topics; ``partitions`` lists what they expand to (a directory's
+    files, a topic's partitions), filled in when a run starts.
     Output fields are paths, or ``None`` for no such output (``searches`` is
     written to standard output when it is ``-``).
 
     ``parallel_writes``: every worker appends to the file outputs of the shards
-    (searches, sessions, late); :func:`~search_sessions.execute.run` sets it for
+    (searches, sessions, late); :func:`~search_sessions.runtime.run.run` sets it for
     a run on one host without a recovery store; otherwise one
     worker writes each file.
     """
@@ -71,24 +94,24 @@ class Config:
     stop_at_end: bool = False
     snapshot_interval: timedelta = timedelta(seconds=1)
     parallel_writes: bool = False
+    block_bytes: int = 1 << 19
+    """How much of a file a partition reads and decodes at a time."""
     partitions: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if not self.inputs:
-            raise ValueError("at least one input is needed")
+            raise ConfigError("at least one input is needed")
         for name, value in (("gap", self.gap), ("max_session", self.max_session)):
             if value <= timedelta(0):
-                raise ValueError(f"{name} must be positive, got {value}")
+                raise ConfigError(f"{name} must be positive, got {value}")
         if self.lateness < timedelta(0):
-            raise ValueError(f"lateness must not be negative, got {self.lateness}")
+            raise ConfigError(f"lateness must not be negative, got {self.lateness}")
         if self.workers < 1 or self.processes < 1:
-            raise ValueError("workers and processes must be at least 1")
+            raise ConfigError("workers and processes must be at least 1")
         if self.rollups is not None and not self.rollup_windows:
-            raise ValueError("--rollups needs at least one --rollup window length")
+            raise ConfigError("--rollups needs at least one --rollup window length")
         if self.snapshot_interval <= timedelta(0):
-            raise ValueError("snapshot_interval must be positive")
-        if not self.partitions:
-            object.__setattr__(self, "partitions", expand_inputs(self.inputs))
+            raise ConfigError("snapshot_interval must be positive")
 
     @property
     def gap_us(self) -> int:
@@ -107,37 +130,26 @@ class Config:
         return to_us(self.long_click)
 
 
-INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", ".gz")
+_DURATIONS = ("gap", "lateness", "max_session", "long_click", "snapshot_interval", "idle_timeout")
 
 
-def expand_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
-    """Input partitions in a fixed order: arguments in order, a directory's files sorted.
+def config_to_json(cfg: Config) -> dict[str, Any]:
+    """The config as JSON data (durations in seconds)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = v.total_seconds() if isinstance(v, timedelta) else v
+    return out
 
-    The order matters: ties in event time are broken by (partition, line),
-    so the same arguments always give the same sessions.
-    """
-    parts: list[str] = []
-    for item in inputs:
-        if item == "-":
-            parts.append("-")
-            continue
-        if item.startswith("kafka://"):
-            from .kafka import list_partitions
 
-            parts.extend(list_partitions(item))
-            continue
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                str(p) for p in path.rglob("*") if p.is_file() and p.name.endswith(INPUT_SUFFIXES)
-            )
-            if not found:
-                raise ValueError(f"{item}: directory holds no .jsonl, .json or .gz files")
-            parts.extend(found)
-        elif path.is_file():
-            parts.append(str(path))
-        else:
-            raise ValueError(f"{item}: no such file or directory")
-    if len(set(parts)) != len(parts):
-        raise ValueError("the same input is named twice")
-    return tuple(parts)
+def config_from_json(data: dict[str, Any]) -> Config:
+    """The config :func:`config_to_json` wrote."""
+    kw = dict(data)
+    for name in _DURATIONS:
+        if kw.get(name) is not None:
+            kw[name] = timedelta(seconds=kw[name])
+    for name in ("inputs", "partitions"):
+        if name in kw:
+            kw[name] = tuple(kw[name])
+    kw["rollup_windows"] = tuple(tuple(w) for w in kw.get("rollup_windows", ()))
+    return Config(**kw)

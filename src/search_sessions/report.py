@@ -3,7 +3,7 @@
 Reads per-search records (a searches JSONL file, or the ``searches`` table of a
 SQLite database written by ``run``) and, when given, sessions. Everything is
 computed from the per-search records with the rollup arithmetic of
-:mod:`search_sessions.rollups`, so the report agrees with ``--rollups``. The page
+:mod:`search_sessions.core.rollups`, so the report agrees with ``--rollups``. The page
 has no scripts and loads nothing: charts are inline SVG, and every query is
 escaped (a query is untrusted text).
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .events import format_time, parse_time
-from .rollups import WindowAgg, aggregate, window_records
+from .core.rollups import WindowAgg, aggregate, window_records
+from .core.time import format_time, parse_time
 
 NICE_WINDOWS = [
     ("1m", 60),

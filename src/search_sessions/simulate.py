@@ -29,7 +29,8 @@ from itertools import accumulate
 
 import msgspec
 
-from .events import EPOCH
+from .connectors.specs import Scheme, scheme_of
+from .core.time import EPOCH
 
 _WORDS = [
     "cheap",
@@ -288,8 +289,10 @@ def write(spec: SimSpec, out: str, rate: float | None = None) -> int:
     lines = generate(spec)
     if rate is not None:
         lines = _paced(lines, rate, time.monotonic, time.sleep)
-    if out.startswith("kafka://"):
-        return _to_kafka(lines, out)
+    if scheme_of(out) is Scheme.KAFKA:
+        from .connectors.kafka import produce_lines
+
+        return produce_lines(lines, out)
     n = 0
     f = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
     flush_every = 10_000 if rate is None else max(1, int(rate // 10))
@@ -322,28 +325,3 @@ def _paced(
         if ahead > 0:
             sleep(ahead)
         yield line
-
-
-def _to_kafka(lines: Iterator[bytes], url: str) -> int:
-    from .kafka import KafkaUrl, Producer
-
-    k = KafkaUrl.parse(url)
-    producer = Producer({"bootstrap.servers": k.brokers, "linger.ms": 5})
-    decode = msgspec.json.Decoder().decode
-    n = 0
-    for line in lines:
-        try:
-            key = str(decode(line).get("user", "")).encode()
-        except (msgspec.DecodeError, AttributeError):
-            key = b""
-        while True:
-            try:
-                producer.produce(k.topic, value=line, key=key)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-        n += 1
-    if producer.flush(30) != 0:
-        raise RuntimeError(f"{url}: not every event was delivered")
-    return n

@@ -1,0 +1,394 @@
+"""Files: JSON Lines (and JSON arrays, gzip) in, JSON Lines out, standard input and output.
+
+Input: each file (or ``-``) is one input partition, or, with several workers,
+a plain file is read in lanes, one partition per worker (see
+:func:`read_partitions`).
+
+Output: one JSON Lines file per output, whatever the parallelism. Upstream
+steps send pre-encoded blocks of lines (``bytes``), so a sink only writes. Two
+ways to share a file between workers:
+
+- one writer (the default, and always with a recovery store): the sink has a
+  single partition, so one worker owns the file; its snapshot is the byte
+  offset, and a resumed partition truncates the file back to it (so a restart
+  neither loses nor repeats a line);
+- every worker appends (``JsonLinesSink`` given the shard keys: a run on one host
+  without a recovery store): one partition per worker, each an ``O_APPEND``
+  descriptor that takes whole blocks of lines in one ``write``, so blocks never
+  interleave inside a line and no worker ships its lines to another process.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import select
+import sys
+from typing import Any, BinaryIO, NamedTuple
+
+import msgspec
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from ..config import Config
+from ..core.events import EventDecoder
+from ..core.time import NEVER
+from .base import LinePartition, PartitionContext
+from .specs import Scheme, scheme_of
+
+INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", ".gz")
+"""The files a directory input reads."""
+
+
+class FilePartition(LinePartition):
+    """A whole file: JSON Lines (plain or gzip, by its first bytes) or one JSON array."""
+
+    def __init__(self, ctx: PartitionContext, path: str, block_bytes: int) -> None:
+        super().__init__(ctx)
+        raw = io.BufferedReader(io.FileIO(path, "rb"), buffer_size=1 << 20)
+        self.file: BinaryIO
+        if raw.peek(2)[:2] == b"\x1f\x8b":
+            self.file = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        else:
+            self.file = raw
+        self._raw = raw
+        self.block_bytes = block_bytes
+        self.elements = _json_array(self.file) if path.endswith((".json", ".json.gz")) else None
+        if self.elements is None and self.offset:
+            self.file.seek(self.offset)
+
+    def read(self) -> tuple[list[bytes], bool]:
+        if self.elements is not None:
+            # A JSON array: positions are element numbers (1-based), not lines.
+            block = self.elements[self.seq : self.seq + 4096]
+            return block, not block
+        lines = self.file.readlines(self.block_bytes)
+        return lines, not lines
+
+    def find_first_time(self) -> None:
+        if self.newest == NEVER and self.elements is None and self.file is self._raw:
+            self.first_us = first_event_time(self._raw.peek(1 << 16))
+
+    def positions(self, n: int) -> list[int] | None:
+        # A JSON array resumes by element count (seq), not by byte offset.
+        return None if self.elements is None else list(range(self.seq + 1, self.seq + 1 + n))
+
+    def close(self) -> None:
+        self.file.close()
+        self._raw.close()
+
+
+class LanePartition(LinePartition):
+    """One lane of a plain JSON Lines file that several workers read at once.
+
+    The file is cut into blocks of ``block_bytes``; a line belongs to the block its
+    first byte is in, and lane ``w`` of ``n`` reads blocks ``w``, ``w + n``,
+    ``w + 2n``, ... So all workers move through the file, and through its event
+    time, together: one big file, or files split by time, keep every process busy
+    without one running hours of event time ahead of another. Lines keep the
+    file's own numbers: the lines of the blocks in between are counted, not decoded.
+    ``offset`` (in the snapshot) is always the start of a line.
+    """
+
+    def __init__(
+        self, ctx: PartitionContext, path: str, block_bytes: int, lane: int, lanes: int
+    ) -> None:
+        super().__init__(ctx)
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size  # read up to the size it had at the start
+        self.block_bytes = block_bytes
+        self.lane = lane
+        self.lanes = lanes
+        self.counts_as_input = lane == 0
+        self.scratch = bytearray(block_bytes)  # reused for counting the other lanes' lines
+
+    def read(self) -> tuple[list[bytes], bool]:
+        size = self.size
+        block = self.block_bytes
+        while self.offset < size:
+            pos = self.offset
+            k, start = self._next_block()
+            if start > pos:
+                self.seq += self._count_lines(pos, start)
+                self.offset = start
+            end = self._line_start((k + 1) * block)
+            if end <= start:
+                continue  # no line starts in block k: on to the next one of this lane
+            self.offset = end
+            data = os.pread(self.fd, end - start, start)
+            return io.BytesIO(data).readlines(), end >= size
+        return [], True
+
+    def _consumed(self, size: int) -> None:
+        pass  # _read has moved offset past the block
+
+    def find_first_time(self) -> None:
+        if self.newest == NEVER and self.offset < self.size:
+            self.first_us = first_event_time(os.pread(self.fd, 1 << 16, self._next_block()[1]))
+
+    def _next_block(self) -> tuple[int, int]:
+        """This lane's next block (the first of its blocks whose range ends after
+        ``offset``) and where its first line to read starts."""
+        k = self.offset // self.block_bytes
+        k += (self.lane - k) % self.lanes
+        return k, max(self.offset, self._line_start(k * self.block_bytes))
+
+    def _line_start(self, at: int) -> int:
+        """Where the first line that starts at or after byte ``at`` starts (the file's
+        size when none does)."""
+        if at <= 0:
+            return 0
+        pos = at - 1
+        step = 1 << 10  # most lines are short; a long one grows the reads
+        while pos < self.size:
+            chunk = os.pread(self.fd, step, pos)
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                return pos + nl + 1
+            pos += len(chunk)
+            step = min(step * 4, 1 << 20)
+        return self.size
+
+    def _count_lines(self, start: int, stop: int) -> int:
+        """Lines in ``[start, stop)``, both line starts."""
+        n = 0
+        buf = self.scratch
+        while start < stop:
+            got = os.preadv(self.fd, [memoryview(buf)[: stop - start]], start)
+            if got <= 0:
+                break
+            n += buf.count(b"\n", 0, got)
+            start += got
+        return n
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _json_array(file: BinaryIO) -> list[bytes] | None:
+    """The elements of a file holding one JSON array, or None for JSON Lines."""
+    head = file.read(64).lstrip()
+    file.seek(0)
+    if not head.startswith(b"["):
+        return None
+    data = file.read()
+    try:
+        return [bytes(r) for r in msgspec.json.decode(data, type=list[msgspec.Raw])]
+    except msgspec.DecodeError:
+        file.seek(0)
+        return None
+
+
+class StdinPartition(LinePartition):
+    """Reads what standard input has, without blocking the worker for long."""
+
+    def __init__(self, ctx: PartitionContext, block_bytes: int) -> None:
+        super().__init__(ctx)
+        self.fd = sys.stdin.buffer.fileno()
+        self.block_bytes = block_bytes
+        self.rest = b""
+
+    def read(self) -> tuple[list[bytes], bool]:
+        ready, _, _ = select.select([self.fd], [], [], 0.05)
+        if not ready:
+            return [], False
+        data = os.read(self.fd, self.block_bytes)
+        if not data:
+            lines = [self.rest] if self.rest else []
+            self.rest = b""
+            return lines, True
+        data = self.rest + data
+        cut = data.rfind(b"\n") + 1
+        self.rest = data[cut:]
+        return data[:cut].splitlines(keepends=True), False
+
+
+class ReadPart(NamedTuple):
+    """One partition of the source: an input, or one lane of it."""
+
+    name: str
+    """Bytewax's name for it; names sort in list order (see :func:`read_partitions`)."""
+    input_index: int
+    """The input in ``cfg.partitions``."""
+    lane: int
+    lanes: int
+
+
+def read_partitions(cfg: Config, n_workers: int, block_bytes: int) -> list[ReadPart]:
+    """The source's partitions, one per input, except that with several workers the
+    plain JSON Lines files (not gzip, not a JSON array) bigger than one block are read
+    in lanes, one per worker (see :class:`LanePartition`), unless reading them whole
+    already keeps every worker equally busy over the same stretch of event time (see
+    :func:`_whole_files_fit`: files split by user, say). Lanes cost a few percent; a
+    big file, or files split by time, read whole would leave workers idle or hours of
+    event time apart.
+
+    Bytewax sorts partition names and deals them out to workers in turn, so the names
+    start with their place in this list: plain files first, a file's lanes in worker
+    order, so lane *w* (or the *w*-th file of each round) is read by worker *w*.
+
+    >>> from search_sessions.config import Config
+    >>> read_partitions(Config(inputs=("-",), partitions=("-",)), 2, 1 << 19)
+    [ReadPart(name='00000 -', input_index=0, lane=0, lanes=1)]
+    """
+    plain: list[int] = []
+    other: list[int] = []
+    sizes: dict[int, int] = {}
+    for i, name in enumerate(cfg.partitions):
+        size = _plain_file_size(name) if n_workers > 1 else None
+        if size is not None and size > block_bytes:
+            plain.append(i)
+            sizes[i] = size
+        else:
+            other.append(i)
+    lanes = 1 if _whole_files_fit(cfg, plain, sizes, n_workers) else n_workers
+    order = [(i, lane, lanes) for i in plain for lane in range(lanes)]
+    order += [(i, 0, 1) for i in other]
+    parts = []
+    for place, (i, lane, n) in enumerate(order):
+        label = cfg.partitions[i] if n == 1 else f"{cfg.partitions[i]} lane {lane}/{n}"
+        parts.append(ReadPart(f"{place:05d} {label}", i, lane, n))
+    return parts
+
+
+def _whole_files_fit(cfg: Config, plain: list[int], sizes: dict[int, int], n_workers: int) -> bool:
+    """Whether the plain files, read whole and dealt out to the workers in turn, give
+    every worker the same number of files and bytes within 20%, all starting within
+    ``gap + lateness`` of event time of each other (judged by each file's first event)."""
+    if not plain or len(plain) % n_workers:
+        return False
+    load = [0] * n_workers
+    for place, i in enumerate(plain):
+        load[place % n_workers] += sizes[i]
+    if max(load) > 1.2 * min(load):
+        return False
+    firsts = []
+    for i in plain:
+        with open(cfg.partitions[i], "rb") as f:
+            firsts.append(first_event_time(f.read(1 << 16)))
+    if NEVER in firsts:
+        return False
+    return max(firsts) - min(firsts) <= cfg.gap_us + cfg.lateness_us
+
+
+def first_event_time(head: bytes) -> int:
+    """The time of the first valid event among the whole lines of ``head`` (the start
+    of an input), else NEVER."""
+    decoder = EventDecoder(0)
+    for line in (head[: head.rfind(b"\n") + 1] or head).splitlines()[:100]:
+        ev = decoder.decode(line, 0)
+        if not isinstance(ev, str):
+            return ev[0]
+    return NEVER
+
+
+def _plain_file_size(name: str) -> int | None:
+    """The size of a JSON Lines file (not gzip, not a JSON array), else None."""
+    if scheme_of(name) is not Scheme.FILE or name.endswith((".json", ".json.gz")):
+        return None
+    try:
+        with open(name, "rb") as f:
+            if f.read(2) == b"\x1f\x8b":
+                return None
+            return os.fstat(f.fileno()).st_size
+    except OSError:
+        return None
+
+
+# Outputs ----------------------------------------------------------------------
+
+
+class _FileSinkPartition(StatefulSinkPartition[bytes, int]):
+    def __init__(self, path: str, resume_offset: int | None) -> None:
+        if resume_offset is None:
+            self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        else:
+            self.file = open(path, "r+b")  # noqa: SIM115
+            self.file.truncate(resume_offset)
+            self.file.seek(resume_offset)
+
+    def write_batch(self, values: list[bytes]) -> None:
+        self.file.write(b"".join(values))
+        self.file.flush()  # readers (and a live tail) see whole lines as they come
+
+    def snapshot(self) -> int:
+        self.file.flush()
+        return self.file.tell()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _AppendPartition(StatefulSinkPartition[bytes, None]):
+    """One of several workers appending blocks of whole lines to the same file."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+
+    def write_batch(self, values: list[bytes]) -> None:
+        data = memoryview(b"".join(values))
+        while data:
+            # One write per block: appends by several processes do not interleave
+            # within it. A short write happens only on errors like a full disk.
+            data = data[os.write(self.fd, data) :]
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _StdoutPartition(StatefulSinkPartition[bytes, None]):
+    def write_batch(self, values: list[bytes]) -> None:
+        out = sys.stdout.buffer
+        out.write(b"".join(values))
+        out.flush()
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        sys.stdout.buffer.flush()
+
+
+def writer_parts(n: int) -> list[str]:
+    """Names for one partition per worker. Bytewax sorts a sink's partition names,
+    deals them out to the workers in turn and reads ``part_fn``'s answer as an
+    index into that order, so partition *i* (in sorted order) is on worker *i*
+    (``tests/test_routing.py`` checks that a shard's lines stay on its worker)."""
+    return [f"worker-{i:04d}" for i in range(n)]
+
+
+class JsonLinesSink(FixedPartitionedSink[bytes, Any]):
+    """Writes blocks of JSON lines to ``path`` (``-`` for standard output).
+
+    With ``keys`` (one shard key per worker, see ``flow.shard_keys``) every
+    worker appends to the file itself: an item keyed by shard *i* goes to the
+    partition on worker *i*, which is where shard *i* runs; other keys go to
+    worker 0. No state is kept, so this is for runs without a recovery store.
+
+    >>> JsonLinesSink("out.jsonl").list_parts()
+    ['out.jsonl']
+    >>> JsonLinesSink("out.jsonl", ["shard-4", "shard-0"]).part_fn("shard-0")
+    1
+    """
+
+    def __init__(self, path: str, keys: list[str] | None = None) -> None:
+        self.path = path
+        self.writers = {} if keys is None or path == "-" else {k: i for i, k in enumerate(keys)}
+
+    def list_parts(self) -> list[str]:
+        return writer_parts(len(self.writers)) if self.writers else [self.path]
+
+    def part_fn(self, item_key: str) -> int:
+        return self.writers.get(item_key, 0)
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Any
+    ) -> StatefulSinkPartition[bytes, Any]:
+        if self.path == "-":
+            return _StdoutPartition()
+        if self.writers:
+            return _AppendPartition(self.path)
+        return _FileSinkPartition(self.path, resume_state)

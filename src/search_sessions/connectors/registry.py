@@ -1,0 +1,151 @@
+"""From specs to Bytewax sources and sinks: the connectors' registry.
+
+The rest of the package names inputs and outputs only through these
+functions: :func:`expand_inputs` turns the inputs given into the list of input
+partitions (a directory's files, a topic's partitions), :func:`open_partition`
+builds the partition that reads one, :func:`output_sink` the sink for an output,
+and :func:`prepare_output` / :func:`start_output` get an output ready before a run.
+Optional back-ends (Kafka, PostgreSQL) are imported only when a spec needs them;
+a missing one raises an ``ImportError`` that names the pip extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import FixedPartitionedSink
+
+from ..config import Config
+from ..core.schema import OutputKind
+from ..errors import ConfigError, InputError
+from .base import LinePartition, PartitionContext
+from .files import (
+    INPUT_SUFFIXES,
+    FilePartition,
+    JsonLinesSink,
+    LanePartition,
+    ReadPart,
+    StdinPartition,
+)
+from .specs import Scheme, scheme_of, source_label, sqlite_path
+
+__all__ = [
+    "expand_inputs",
+    "open_partition",
+    "output_sink",
+    "prepare_output",
+    "resolve_inputs",
+    "source_label",
+    "start_output",
+]
+
+
+def expand_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
+    """Input partitions in a fixed order: arguments in order, a directory's files sorted,
+    a Kafka topic's partitions in partition order (asking the broker).
+
+    The order matters: ties in event time are broken by (partition, line),
+    so the same arguments always give the same sessions.
+    """
+    parts: list[str] = []
+    for item in inputs:
+        scheme = scheme_of(item)
+        if scheme is Scheme.STDIO:
+            parts.append(item)
+        elif scheme is Scheme.KAFKA:
+            from .kafka import list_partitions
+
+            parts.extend(list_partitions(item))
+        elif scheme is Scheme.SQL:
+            raise ConfigError(f"{item}: SQL databases are outputs, not inputs")
+        else:
+            parts.extend(_files(item))
+    if len(set(parts)) != len(parts):
+        raise ConfigError("the same input is named twice")
+    return tuple(parts)
+
+
+def resolve_inputs(cfg: Config) -> Config:
+    """``cfg`` with its input partitions listed (see :func:`expand_inputs`), once."""
+    if cfg.partitions:
+        return cfg
+    return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs))
+
+
+def _files(item: str) -> list[str]:
+    path = Path(item)
+    if path.is_dir():
+        found = sorted(
+            str(p) for p in path.rglob("*") if p.is_file() and p.name.endswith(INPUT_SUFFIXES)
+        )
+        if not found:
+            raise InputError(f"{item}: directory holds no .jsonl, .json or .gz files")
+        return found
+    if path.is_file():
+        return [str(path)]
+    raise InputError(f"{item}: no such file or directory")
+
+
+def open_partition(
+    cfg: Config, rp: ReadPart, place: int, shard_keys: list[str], **ctx: Any
+) -> LinePartition:
+    """The partition that reads ``rp`` (an input, or a lane of one), the ``place``-th of
+    the source; ``ctx`` carries the rest of its :class:`PartitionContext`."""
+    name = cfg.partitions[rp.input_index]
+    context = PartitionContext(cfg, place, rp.input_index, source_label(name), shard_keys, **ctx)
+    scheme = scheme_of(name)
+    if scheme is Scheme.STDIO:
+        return StdinPartition(context, cfg.block_bytes)
+    if scheme is Scheme.KAFKA:
+        from .kafka import KafkaPartition
+
+        return KafkaPartition(context, name, cfg.tail, cfg.stop_at_end)
+    if rp.lanes > 1:
+        return LanePartition(context, name, cfg.block_bytes, rp.lane, rp.lanes)
+    return FilePartition(context, name, cfg.block_bytes)
+
+
+def output_sink(
+    spec: str, kind: OutputKind, keys: list[str] | None = None
+) -> FixedPartitionedSink[bytes, Any]:
+    """A file (or ``-``), a Kafka topic (``kafka://``), a SQL table (``sqlite:///``,
+    ``postgresql://``). With ``keys`` (the shard keys, one per worker) every worker
+    appends to a file itself (see :class:`~search_sessions.connectors.files.JsonLinesSink`)."""
+    scheme = scheme_of(spec)
+    if scheme is Scheme.KAFKA:
+        from .kafka import KafkaSink
+
+        return KafkaSink(spec, kind)
+    if scheme is Scheme.SQL:
+        from .sql import SqlSink
+
+        return SqlSink(spec, kind)
+    return JsonLinesSink(spec, keys)
+
+
+def prepare_output(spec: str) -> None:
+    """Create the directory a file or SQLite output goes into."""
+    scheme = scheme_of(spec)
+    if scheme is Scheme.FILE:
+        parent = os.path.dirname(spec)
+    elif scheme is Scheme.SQL and spec.startswith("sqlite:///"):
+        parent = os.path.dirname(sqlite_path(spec))
+    else:
+        return
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+
+
+def start_output(spec: str) -> None:
+    """Start an output afresh: a file empty (Bytewax only opens a sink once it has a
+    record), a database with its tables (they stay: rows are upserted)."""
+    scheme = scheme_of(spec)
+    if scheme is Scheme.FILE:
+        open(spec, "wb").close()
+    elif scheme is Scheme.SQL:
+        from .sql import Database
+
+        Database(spec).close()

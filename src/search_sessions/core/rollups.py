@@ -1,0 +1,239 @@
+"""Rollups (SPEC 5): per-search records summed into event-time tumbling windows.
+
+Plain Python, no Bytewax. :class:`WindowAgg` holds a window's sums (and the
+times to first click, for the median); partial aggregates from shards merge
+into it, so the result never depends on how searches were split. A window is
+keyed by ``"<length>|<window_start>"``; :func:`window_records` renders the
+window row and one row per query.
+
+>>> agg = WindowAgg()
+>>> agg.add_search("dogs", clicked=True, clicks=2, rank=1, zero=False, abandoned=False,
+...                reformulated=False, long_click=True, rr=1.0, ttfc=2.5)
+>>> agg.add_search("dogs", clicked=False, clicks=0, rank=None, zero=False, abandoned=True,
+...                reformulated=False, long_click=False, rr=0.0, ttfc=None)
+>>> window, (dogs,) = window_records("1h|0", agg, 3600)
+>>> window["ctr"], window["clicks_per_search"], dogs["searches"]
+(0.5, 1.0, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .time import format_time
+
+Z95 = 1.959963984540054
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
+    """The Wilson score interval of a proportion (95% by default); ``None`` for n = 0.
+
+    >>> [round(x, 4) for x in wilson(7, 10)]
+    [0.3968, 0.8922]
+    """
+    if n == 0:
+        return None, None
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def window_start(t_us: int, length_s: int) -> int:
+    """Start (epoch microseconds) of the tumbling window of ``length_s`` holding ``t_us``."""
+    size = length_s * 1_000_000
+    return t_us - t_us % size
+
+
+@dataclass
+class QueryAgg:
+    searches: int = 0
+    clicked: int = 0
+    zero: int = 0
+    rank_sum: int = 0
+    ranks: int = 0
+
+    def merge(self, other: QueryAgg) -> None:
+        self.searches += other.searches
+        self.clicked += other.clicked
+        self.zero += other.zero
+        self.rank_sum += other.rank_sum
+        self.ranks += other.ranks
+
+
+@dataclass
+class WindowAgg:
+    """Mergeable sums of one window's searches."""
+
+    searches: int = 0
+    clicked: int = 0
+    clicks: int = 0
+    rank_sum: int = 0
+    ranks: int = 0
+    zero: int = 0
+    abandoned: int = 0
+    reformulated: int = 0
+    long_click: int = 0
+    rr_ranks: dict[int, int] = field(default_factory=dict)  # rank -> clicked searches
+    rr_n: int = 0
+    ttfc: list[float] = field(default_factory=list)
+    queries: dict[str, QueryAgg] = field(default_factory=dict)
+    key: str = ""
+
+    def add_search(
+        self,
+        query: str,
+        *,
+        clicked: bool,
+        clicks: int,
+        rank: int | None,
+        zero: bool,
+        abandoned: bool,
+        reformulated: bool,
+        long_click: bool,
+        rr: float | None,
+        ttfc: float | None,
+    ) -> None:
+        self.searches += 1
+        self.clicked += clicked
+        self.clicks += clicks
+        self.zero += zero
+        self.abandoned += abandoned
+        self.reformulated += reformulated
+        self.long_click += long_click
+        if rank is not None:
+            self.rank_sum += rank
+            self.ranks += 1
+        if rr is not None:
+            # Kept as counts per rank, not a float sum: any merge order, same MRR.
+            self.rr_n += 1
+            if clicked and rank is not None:
+                self.rr_ranks[rank] = self.rr_ranks.get(rank, 0) + 1
+        if ttfc is not None:
+            self.ttfc.append(ttfc)
+        q = self.queries.get(query)
+        if q is None:
+            q = self.queries[query] = QueryAgg()
+        q.searches += 1
+        q.clicked += clicked
+        q.zero += zero
+        if rank is not None:
+            q.rank_sum += rank
+            q.ranks += 1
+
+    def merge(self, other: WindowAgg) -> None:
+        self.searches += other.searches
+        self.clicked += other.clicked
+        self.clicks += other.clicks
+        self.rank_sum += other.rank_sum
+        self.ranks += other.ranks
+        self.zero += other.zero
+        self.abandoned += other.abandoned
+        self.reformulated += other.reformulated
+        self.long_click += other.long_click
+        for rank, n in other.rr_ranks.items():
+            self.rr_ranks[rank] = self.rr_ranks.get(rank, 0) + n
+        self.rr_n += other.rr_n
+        self.ttfc.extend(other.ttfc)
+        for query, q in other.queries.items():
+            mine = self.queries.get(query)
+            if mine is None:
+                self.queries[query] = QueryAgg(q.searches, q.clicked, q.zero, q.rank_sum, q.ranks)
+            else:
+                mine.merge(q)
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def window_records(
+    key: str, agg: WindowAgg, length_s: int, queries: set[str] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The window row and its per-query rows (only ``queries`` when given)."""
+    start = int(key.split("|", 1)[1])
+    bounds = {
+        "window": key.split("|", 1)[0],
+        "window_start": format_time(start),
+        "window_end": format_time(start + length_s * 1_000_000),
+    }
+    low, high = wilson(agg.clicked, agg.searches)
+    window = {
+        **bounds,
+        "searches": agg.searches,
+        "clicked_searches": agg.clicked,
+        "ctr": _rate(agg.clicked, agg.searches),
+        "ctr_low": low,
+        "ctr_high": high,
+        "clicks": agg.clicks,
+        "clicks_per_search": _rate(agg.clicks, agg.searches),
+        "avg_click_position": agg.rank_sum / agg.ranks if agg.ranks else None,
+        "zero_result_rate": _rate(agg.zero, agg.searches),
+        "abandonment_rate": _rate(agg.abandoned, agg.searches),
+        "reformulation_rate": _rate(agg.reformulated, agg.searches),
+        "long_click_rate": _rate(agg.long_click, agg.searches),
+        "mrr": (
+            math.fsum(n / rank for rank, n in sorted(agg.rr_ranks.items())) / agg.rr_n
+            if agg.rr_n
+            else None
+        ),
+        "median_time_to_first_click": _median(agg.ttfc),
+    }
+    rows = []
+    for query in sorted(agg.queries if queries is None else queries):
+        q = agg.queries[query]
+        qlow, qhigh = wilson(q.clicked, q.searches)
+        rows.append(
+            {
+                **bounds,
+                "query": query,
+                "searches": q.searches,
+                "ctr": _rate(q.clicked, q.searches),
+                "ctr_low": qlow,
+                "ctr_high": qhigh,
+                "zero_result_rate": _rate(q.zero, q.searches),
+                "avg_click_position": q.rank_sum / q.ranks if q.ranks else None,
+            }
+        )
+    return window, rows
+
+
+def aggregate(
+    searches: list[Any], lengths: dict[str, int], parse_time: Any
+) -> dict[str, WindowAgg]:
+    """Partial aggregates of search records (dicts or records with the SPEC fields)
+    for every rollup length, keyed ``"<name>|<window_start_us>"``."""
+    out: dict[str, WindowAgg] = {}
+    for s in searches:
+        get: Any = s.get if isinstance(s, dict) else s.__getattribute__
+        t = parse_time(get("time"))
+        for name, length in lengths.items():
+            key = f"{name}|{window_start(t, length)}"
+            agg = out.get(key)
+            if agg is None:
+                agg = out[key] = WindowAgg(key=key)
+            agg.add_search(
+                get("query"),
+                clicked=get("clicked"),
+                clicks=get("clicks"),
+                rank=get("first_click_rank") if get("clicked") else None,
+                zero=get("zero_results"),
+                abandoned=get("abandoned"),
+                reformulated=get("reformulated"),
+                long_click=get("long_click"),
+                rr=get("reciprocal_rank"),
+                ttfc=get("time_to_first_click"),
+            )
+    return out

@@ -1,0 +1,191 @@
+"""The schema: event kinds, the input structs, and every output record's fields.
+
+One place defines each record: the msgspec structs below fix the fields and
+their order, so the JSON encoding, the SQL tables
+(:func:`search_sessions.connectors.sql.schema_sql`) and the report's columns
+all follow from them. Input events are decoded once, at the edge, into the
+struct their ``type`` tag names (the tutorial's class names are accepted too).
+
+Event kinds are small ints (the ``kind`` slot of an event tuple): comparing
+them is the hot path's dispatch.
+
+>>> OutputKind("searches").record_type.__name__
+'SearchRecord'
+>>> [f for f in field_names(SessionRecord)][:3]
+['session_id', 'user', 'start']
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Final, Union
+
+import msgspec
+
+APP_OPEN: Final = 0
+SEARCH: Final = 1
+RESULTS: Final = 2
+CLICK: Final = 3
+APP_CLOSE: Final = 4
+
+KIND_NAMES: Final = ("app_open", "search", "results", "click", "app_close")
+"""Input ``type`` names, indexed by kind."""
+
+
+# Input events ------------------------------------------------------------------
+
+
+class _Base(msgspec.Struct, tag_field="type", gc=False):
+    user: Union[str, int]
+    time: Union[str, int, float]
+
+
+class AppOpen(_Base, tag="app_open"):
+    pass
+
+
+class Search(_Base, tag="search"):
+    query: str
+    search_id: Union[str, None] = None
+
+
+class Results(_Base, tag="results"):
+    items: list[str]
+    search_id: Union[str, None] = None
+
+
+class Click(_Base, tag="click"):
+    item: str
+    rank: Union[Annotated[int, msgspec.Meta(ge=1)], None] = None
+    search_id: Union[str, None] = None
+
+
+class AppClose(_Base, tag="app_close"):
+    pass
+
+
+# The tutorial's class names, accepted as tags with the same fields.
+class _AppOpenAlias(AppOpen, tag="AppOpen"):
+    pass
+
+
+class _SearchAlias(Search, tag="Search"):
+    pass
+
+
+class _ResultsAlias(Results, tag="Results"):
+    pass
+
+
+class _ClickAlias(Click, tag="ClickResult"):
+    pass
+
+
+class _AppCloseAlias(AppClose, tag="AppClose"):
+    pass
+
+
+KIND_OF: Final[dict[type, int]] = {
+    AppOpen: APP_OPEN,
+    _AppOpenAlias: APP_OPEN,
+    Search: SEARCH,
+    _SearchAlias: SEARCH,
+    Results: RESULTS,
+    _ResultsAlias: RESULTS,
+    Click: CLICK,
+    _ClickAlias: CLICK,
+    AppClose: APP_CLOSE,
+    _AppCloseAlias: APP_CLOSE,
+}
+
+AnyEvent = Union[
+    AppOpen,
+    Search,
+    Results,
+    Click,
+    AppClose,
+    _AppOpenAlias,
+    _SearchAlias,
+    _ResultsAlias,
+    _ClickAlias,
+    _AppCloseAlias,
+]
+
+
+# Output records ----------------------------------------------------------------
+
+
+class SearchRecord(msgspec.Struct):
+    """One search and how it went (SPEC 4); fields in output order."""
+
+    search_id: str
+    session_id: str
+    user: str
+    query: str
+    time: str
+    results: int | None
+    zero_results: bool
+    clicks: int
+    clicked: bool
+    ctr: float
+    first_click_rank: int | None
+    reciprocal_rank: float | None
+    time_to_first_click: float | None
+    abandoned: bool
+    reformulated: bool
+    long_click: bool
+
+
+class SessionRecord(msgspec.Struct):
+    """One session (SPEC 4); ``duration`` in seconds."""
+
+    session_id: str
+    user: str
+    start: str
+    end: str
+    duration: float
+    events: int
+    searches: int
+    clicked_searches: int
+    clicks: int
+    ctr: float | None
+    end_reason: str
+
+
+class Problem(msgspec.Struct):
+    """A record that did not make it: an invalid input line (dead letter) or a late event.
+
+    ``source`` is ``FILE:LINE`` (or ``TOPIC:PARTITION:OFFSET``); ``record`` is the
+    line as text (dead letter) or the normalised event (late).
+    """
+
+    source: str
+    reason: str
+    record: Any
+
+
+class OutputKind(StrEnum):
+    """The outputs a run writes; each names its record type and the fields that key it."""
+
+    SEARCHES = "searches"
+    SESSIONS = "sessions"
+    LATE = "late"
+    DEAD_LETTER = "dead_letter"
+    ROLLUPS = "rollups"
+
+    @property
+    def record_type(self) -> type[msgspec.Struct]:
+        return _RECORD_TYPES[self]
+
+
+_RECORD_TYPES: Final[dict[OutputKind, type[msgspec.Struct]]] = {
+    OutputKind.SEARCHES: SearchRecord,
+    OutputKind.SESSIONS: SessionRecord,
+    OutputKind.LATE: Problem,
+    OutputKind.DEAD_LETTER: Problem,
+}
+
+
+def field_names(record_type: type[msgspec.Struct]) -> list[str]:
+    """A record type's fields in output order."""
+    return [f.encode_name for f in msgspec.structs.fields(record_type)]

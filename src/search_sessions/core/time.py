@@ -1,0 +1,122 @@
+"""Event time: UTC microseconds since the epoch, parsed and formatted.
+
+Every time in the core is an ``int`` of microseconds (timezone-aware UTC by
+construction); text appears only at the edges, RFC 3339 with a ``Z``.
+:data:`NEVER` and :data:`FOREVER` bound every real time.
+
+>>> format_time(parse_time("2024-01-01T02:00:00.25+02:00"))
+'2024-01-01T00:00:00.250000Z'
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+__all__ = [
+    "EPOCH",
+    "FOREVER",
+    "MAX_US",
+    "MIN_US",
+    "NEVER",
+    "UTC",
+    "BadTime",
+    "format_time",
+    "parse_time",
+    "to_us",
+]
+
+NEVER: Final = -(1 << 62)
+"""A time before every event: a partition that has reported nothing yet."""
+FOREVER: Final = 1 << 62
+"""A time after every event: the watermark once every input has ended."""
+
+
+def to_us(d: timedelta) -> int:
+    """A timedelta in whole microseconds, the core's unit of time.
+
+    >>> to_us(timedelta(minutes=30))
+    1800000000
+    """
+    return d // timedelta(microseconds=1)
+
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
+MIN_US: Final = (datetime(1, 1, 2, tzinfo=UTC) - EPOCH) // _US
+MAX_US: Final = (datetime(9999, 12, 30, tzinfo=UTC) - EPOCH) // _US
+
+
+class BadTime(ValueError):
+    """A time that is not RFC 3339 / ISO 8601 text or a finite epoch number in range."""
+
+
+def parse_time(value: str | int | float) -> int:
+    """UTC microseconds from an RFC 3339 / ISO 8601 string or epoch seconds.
+
+    A string without an offset is UTC.
+
+    >>> parse_time("1970-01-01T00:00:01.5Z"), parse_time(1.5)
+    (1500000, 1500000)
+    >>> parse_time("1970-01-01 02:00:01+02:00")
+    1000000
+    """
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(value.upper())
+            except ValueError:
+                raise BadTime(f"bad time {value!r}: not RFC 3339 / ISO 8601") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        try:
+            us = (dt - EPOCH) // _US
+        except OverflowError:
+            raise BadTime(f"bad time {value!r}: out of range") from None
+    elif isinstance(value, int):
+        us = value * 1_000_000
+    else:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise BadTime(f"bad time {value!r}: not a finite number")
+        us = round(value * 1_000_000)
+    if not MIN_US <= us <= MAX_US:
+        raise BadTime(f"bad time {value!r}: out of range")
+    return us
+
+
+_MINUTE_TEXT: dict[int, str] = {}
+_SECOND_TEXT: dict[int, str] = {}
+_SECONDS = [f"{i:02d}" for i in range(60)]
+_MILLIS = [f".{i:03d}000Z" for i in range(1000)]
+
+
+def format_time(us: int) -> str:
+    """RFC 3339 UTC text for microseconds since the epoch (fraction only when there is one).
+
+    >>> format_time(1_500_000), format_time(0), format_time(-1)
+    ('1970-01-01T00:00:01.500000Z', '1970-01-01T00:00:00Z', '1969-12-31T23:59:59.999999Z')
+    """
+    seconds, frac = divmod(us, 1_000_000)
+    prefix = _SECOND_TEXT.get(seconds)
+    if prefix is None:
+        prefix = _second_text(seconds)
+    if frac:
+        if frac % 1000:
+            return prefix + "." + str(frac + 1_000_000)[1:] + "Z"
+        return prefix + _MILLIS[frac // 1000]
+    return prefix + "Z"
+
+
+def _second_text(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` for epoch seconds, from caches of minutes and seconds."""
+    if len(_SECOND_TEXT) > 8192:
+        _SECOND_TEXT.clear()
+        _MINUTE_TEXT.clear()
+    minute, second = divmod(seconds, 60)
+    prefix = _MINUTE_TEXT.get(minute)
+    if prefix is None:
+        prefix = _MINUTE_TEXT[minute] = (EPOCH + timedelta(minutes=minute)).isoformat()[:17]
+    text = _SECOND_TEXT[seconds] = prefix + _SECONDS[second]
+    return text

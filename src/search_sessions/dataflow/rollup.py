@@ -1,0 +1,65 @@
+"""The ``rollup`` step: merges every shard's partial window sums, one state per length."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import msgspec
+from bytewax.operators import StatefulBatchLogic
+
+from ..core.rollups import WindowAgg, window_records
+from ..core.time import NEVER
+
+_encode = msgspec.json.encode
+
+
+RollupPartial = tuple[str, int, int, dict[int, WindowAgg]]
+"""``(length name, shard, low_us, {window_start_us: partial sums})`` from one shard batch."""
+RollupState = tuple[str, dict[int, WindowAgg], dict[int, int]]
+
+
+class RollupLogic(StatefulBatchLogic[RollupPartial, bytes, RollupState | None]):
+    """All windows of one length: merges the shards' partial sums and emits a window's
+    rows again whenever they change (the last row per key is exact; an upserting sink
+    keeps it). A window is forgotten once every shard is past its end, so memory
+    follows the open windows."""
+
+    def __init__(
+        self, lengths: dict[str, int], n_shards: int, resume: RollupState | None, keep: bool
+    ) -> None:
+        self.lengths = lengths
+        self.n_shards = n_shards
+        self.name, self.windows, self.lows = resume if resume is not None else ("", {}, {})
+        self.keep = keep
+
+    def on_batch(self, values: list[RollupPartial]) -> tuple[Iterable[bytes], bool]:
+        touched: dict[int, set[str]] = {}
+        self.name = values[0][0]
+        self.length_s = self.lengths[self.name]
+        for _name, shard, low, partials in values:
+            for start, part in partials.items():
+                agg = self.windows.get(start)
+                if agg is None:
+                    agg = self.windows[start] = WindowAgg()
+                agg.merge(part)
+                touched.setdefault(start, set()).update(part.queries)
+            if low > self.lows.get(shard, NEVER):
+                self.lows[shard] = low
+        lines = []
+        for start in sorted(touched):
+            window, rows = window_records(
+                f"{self.name}|{start}", self.windows[start], self.length_s, touched[start]
+            )
+            lines.append(_encode({"level": "window", **window}))
+            lines += [_encode({"level": "query", **row}) for row in rows]
+        if len(self.lows) == self.n_shards:
+            done_before = min(self.lows.values())
+            size = self.length_s * 1_000_000
+            for start in [s for s in self.windows if s + size <= done_before]:
+                del self.windows[start]
+        out = [b"\n".join(lines) + b"\n"] if lines else []
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> RollupState | None:
+        return copy.deepcopy((self.name, self.windows, self.lows)) if self.keep else None

@@ -1,0 +1,226 @@
+"""A cluster of local processes on loopback: forked, or started as new interpreters.
+
+The processes are forked once everything is imported (so they start at once),
+or, when this process already runs other threads (which a fork would not
+copy), started as copies of this module (``python -m
+search_sessions.runtime.cluster``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+from ..config import Config, config_from_json, config_to_json
+from ..errors import RunError
+from .process import free_ports, run_process
+
+
+def run_cluster(cfg: Config, tmp: str) -> bool:
+    ports = free_ports(cfg.processes)
+    addresses = [f"127.0.0.1:{p}" for p in ports]
+    errs = [os.path.join(tmp, f"error-{i}") for i in range(cfg.processes)]
+    # Later processes start with process 0 and wait, ready, until it listens.
+    waits = [None] + [ports[0]] * (cfg.processes - 1)
+    procs: list[_Process]
+    if can_fork():
+        _import_process_code()
+        # What is imported now stays put: the children's collector need not scan (and
+        # copy, page by page) the objects they share with this process.
+        gc.freeze()
+        try:
+            procs = [_fork(cfg, i, addresses, errs[i], waits[i]) for i in range(cfg.processes)]
+        finally:
+            gc.unfreeze()
+    else:
+        config_path = os.path.join(tmp, "config.json")
+        with open(config_path, "w") as f:
+            json.dump(config_to_json(cfg), f)
+        # Children share our standard error (progress lines); a failure's one-line
+        # reason also goes to its error file for the message below.
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "search_sessions.runtime.cluster",
+                    config_path,
+                    str(i),
+                    ";".join(addresses),
+                    errs[i],
+                    *([] if waits[i] is None else ["--wait-port", str(waits[i])]),
+                ],
+            )
+            for i in range(cfg.processes)
+        ]
+    stopped = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = _wait_all(procs)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if any(codes):
+        messages = []
+        for i, code in enumerate(codes):
+            if code:
+                try:
+                    with open(errs[i], errors="replace") as f:
+                        messages.append(f.read().strip())
+                except OSError:
+                    messages.append(f"process {i} exited with {code}")
+        # The process that met the cause says it; the others only saw a peer fail.
+        messages.sort(key=lambda m: "invalid record at" not in m)
+        raise RunError(messages[0])
+    return stopped
+
+
+def can_fork() -> bool:
+    """Whether a local cluster's processes can be forked from this one: a fork copies
+    only the calling thread, so not while other threads (Python's or native) run."""
+    try:
+        return hasattr(os, "fork") and len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _import_process_code() -> None:
+    """Import what a cluster process runs, so forked processes start with it loaded."""
+    for module in (
+        "bytewax.recovery",
+        "bytewax.run",
+        "search_sessions.dataflow.flow",
+        "search_sessions.runtime.progress",
+    ):
+        importlib.import_module(module)
+
+
+class _Forked:
+    """A forked cluster process, with the part of ``subprocess.Popen`` we use."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+_Process = subprocess.Popen[bytes] | _Forked
+
+
+def _fork(
+    cfg: Config, process_id: int, addresses: list[str], error_file: str, wait_port: int | None
+) -> _Forked:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:
+        code = _process_main(cfg, process_id, addresses, error_file, wait_port)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        # Never return into the caller's stack (its cleanup belongs to the parent).
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _process_main(
+    cfg: Config,
+    process_id: int,
+    addresses: list[str],
+    error_file: str | None,
+    wait_port: int | None,
+) -> int:
+    """One process of a local cluster; a failure's reason goes to ``error_file``."""
+    try:
+        run_process(cfg, process_id, addresses, wait_port)
+    except RunError as exc:
+        if error_file:
+            with open(error_file, "w") as f:
+                f.write(str(exc))
+        else:
+            print(f"search-sessions: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _wait_all(procs: list[_Process]) -> list[int]:
+    """Exit codes of all processes; once one fails, the others (which would wait for
+    it forever) are stopped."""
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes):
+            return [c or 0 for c in codes]
+        if any(codes):
+            time.sleep(1.0)  # the others may be failing for the same reason: let them say it
+            killed = set()
+            for i, p in enumerate(procs):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                    killed.add(i)
+            # A process we stopped is not the failure to report.
+            return [0 if i in killed else (p.returncode or 0) for i, p in enumerate(procs)]
+        time.sleep(0.01)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of one cluster process: CONFIG_JSON PROCESS_ID ADDRESSES."""
+    parser = argparse.ArgumentParser(prog="python -m search_sessions.runtime.cluster")
+    parser.add_argument("config")
+    parser.add_argument("process_id", type=int)
+    parser.add_argument("addresses")
+    parser.add_argument("error_file", nargs="?")
+    parser.add_argument("--wait-port", type=int)
+    args = parser.parse_args(argv)
+    with open(args.config) as f:
+        cfg = config_from_json(json.load(f))
+    return _process_main(
+        cfg, args.process_id, args.addresses.split(";"), args.error_file, args.wait_port
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

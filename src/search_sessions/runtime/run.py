@@ -1,0 +1,106 @@
+"""Running a job to its end: in this process, or as a cluster of local processes.
+
+``run(cfg)`` is what the CLI (and a library user) calls. With ``processes > 1``
+it starts that many processes on loopback addresses (:mod:`.cluster`), each
+running one process of the same Bytewax cluster, and waits for them; the
+counters every process contributes end up in one stats file, read back into a
+:class:`Summary`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+from ..config import Config
+from ..connectors.registry import resolve_inputs, start_output
+from ..control import STOP
+from ..dataflow.stats import STAT_FIELDS
+from .cluster import run_cluster
+from .process import run_process
+from .recovery import prepare_recovery
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counters of a finished run, with its wall time."""
+
+    counts: dict[str, int]
+    elapsed: float
+    stopped: bool = False
+
+    @property
+    def events_per_second(self) -> float:
+        return self.counts.get("lines", 0) / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def ctr(self) -> float | None:
+        searches = self.counts.get("searches", 0)
+        return self.counts.get("clicked_searches", 0) / searches if searches else None
+
+    def text(self) -> str:
+        if self.stopped:
+            return (
+                f"stopped by a signal after {self.elapsed:.2f}s; outputs are flushed and, with "
+                "--recovery-dir, the same command resumes where this run stopped"
+            )
+        c = self.counts
+        ctr = "n/a" if self.ctr is None else f"{self.ctr:.4f}"
+        return (
+            f"events read {c.get('lines', 0):,} (valid {c.get('events', 0):,}), "
+            f"invalid {c.get('invalid', 0):,}, duplicates {c.get('duplicates', 0):,}, "
+            f"late {c.get('late', 0):,}; sessions {c.get('sessions', 0):,}, "
+            f"searches {c.get('searches', 0):,}, CTR {ctr}; "
+            f"elapsed {self.elapsed:.2f}s, {self.events_per_second:,.0f} events/s"
+        )
+
+
+def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None = None) -> Summary:
+    """Run the job described by ``cfg`` to the end of its input and sum up.
+
+    With ``process_id`` and ``addresses`` this process is one member of a
+    cluster started elsewhere (one per host, say); only the member that owns the
+    counters has them all, the others' summaries count what passed through them.
+    """
+    started = time.perf_counter()
+    # Every process of a local cluster gets the same list of partitions.
+    cfg = resolve_inputs(cfg)
+    if process_id is not None and addresses is not None:
+        # Shards are laid out over every worker of the cluster.
+        cfg = dataclasses.replace(cfg, processes=len(addresses))
+    elif cfg.recovery_dir is None and cfg.workers * cfg.processes > 1:
+        # All workers are on this host: each appends its own lines to the files
+        # (a resumable file needs one writer, which can cut it back to a snapshot).
+        cfg = dataclasses.replace(cfg, parallel_writes=True)
+    with tempfile.TemporaryDirectory(prefix="search-sessions-") as tmp:
+        stats_path = os.path.join(tmp, "stats.json")
+        if cfg.recovery_dir is not None:
+            # A resumed run adds to the counters it had; keep them beside its state.
+            stats_path = os.path.join(cfg.recovery_dir, "stats.json")
+        cfg = dataclasses.replace(cfg, stats_file=stats_path)
+        if not prepare_recovery(cfg):
+            _start_outputs(cfg)
+        stopped = False
+        if process_id is not None:
+            run_process(cfg, process_id, addresses)
+        elif cfg.processes == 1:
+            run_process(cfg)
+        else:
+            stopped = run_cluster(cfg, tmp)
+        counts = {}
+        if os.path.exists(stats_path):
+            with open(stats_path) as f:
+                counts = json.load(f)
+    counts = {k: counts.get(k, 0) for k in STAT_FIELDS}
+    return Summary(counts, time.perf_counter() - started, stopped=STOP.is_set() or stopped)
+
+
+def _start_outputs(cfg: Config) -> None:
+    """Start every output afresh (files empty, databases with their tables)."""
+    for spec in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
+        if spec is not None:
+            start_output(spec)

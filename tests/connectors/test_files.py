@@ -1,0 +1,159 @@
+"""Input partitions: a plain file read in lanes by several workers gives exactly the
+events, line numbers and dead letters of reading it whole, and resumes from a snapshot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search_sessions.config import Config
+from search_sessions.connectors.base import LinePartition
+from search_sessions.connectors.files import read_partitions
+from search_sessions.connectors.registry import resolve_inputs
+from search_sessions.connectors.source import EventSource
+
+from ..conftest import write_events
+
+BLOCK = 64  # bytes: small blocks, so lines longer than a block and empty blocks happen
+
+
+def config(*inputs: str, block_bytes: int = BLOCK) -> Config:
+    return resolve_inputs(Config(inputs=inputs, block_bytes=block_bytes))
+
+
+def _lines() -> list[bytes]:
+    out = []
+    for i in range(120):
+        ev = {"type": "search", "user": f"u{i % 7}", "time": i, "query": f"q{i}"}
+        if i % 17 == 5:
+            ev["query"] = "long " * (i % 40 + 20)  # longer than several blocks
+        out.append(json.dumps(ev).encode())
+        if i % 23 == 3:
+            out.append(b"")  # blank: skipped, still counted
+        if i % 29 == 7:
+            out.append(b"{broken")  # a dead letter with its line number
+    return out
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(_lines()))  # no newline after the last line
+    return path
+
+
+def drain(part: LinePartition, out: dict[str, Any], batches: int | None = None) -> None:
+    """Read ``batches`` batches (all when None) into ``out``."""
+    n = 0
+    while batches is None or n < batches:
+        try:
+            items = part.next_batch()
+        except StopIteration:
+            return
+        n += 1
+        for key, value in items:
+            if key == "dead_letter":
+                out["dead"] += [json.loads(x) for x in value.splitlines()]
+            elif key == "stats":
+                for k, v in value.items():
+                    out["stats"][k] = out["stats"].get(k, 0) + v
+            else:
+                out["events"] += value[3] + [ev for ev, _ in value[4]]
+
+
+def read(path: Path, workers: int, resume_after: int | None = None) -> dict[str, Any]:
+    cfg = config(str(path))
+    src = EventSource(cfg, [f"shard-{i}" for i in range(workers)])
+    out: dict[str, Any] = {"events": [], "dead": [], "stats": {}}
+    for rp in src.parts:
+        part = src.build_part("read", rp.name, None)
+        if resume_after is not None:
+            drain(part, out, resume_after)
+            state = part.snapshot()
+            part.close()
+            part = src.build_part("read", rp.name, state)
+        drain(part, out)
+        part.close()
+    out["events"].sort()
+    out["dead"].sort(key=lambda d: d["source"])
+    return out
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_lanes_read_exactly_what_one_reader_reads(log: Path, workers: int) -> None:
+    whole = read(log, 1)
+    assert len(whole["events"]) == 120
+    assert [d["source"] for d in whole["dead"]] == sorted(
+        f"{log}:{i + 1}" for i, line in enumerate(_lines()) if line == b"{broken"
+    )
+    lanes = read(log, workers)
+    assert len(read_partitions(config(str(log)), workers, BLOCK)) == workers
+    assert lanes == whole  # events with their line numbers, dead letters, counters
+
+
+@pytest.mark.parametrize("after", [0, 1, 3])
+def test_a_lane_resumes_from_its_snapshot(log: Path, after: int) -> None:
+    assert read(log, 3, resume_after=after) == read(log, 1)
+
+
+def test_lane_w_of_every_file_goes_to_worker_w(tmp_path: Path) -> None:
+    """Bytewax deals sorted partition names to workers in turn (tests/test_routing.py)."""
+    big = [tmp_path / f"{name}.jsonl" for name in ("b", "a")]
+    for p in big:
+        p.write_bytes(b"x" * (BLOCK * 4))
+    small = tmp_path / "small.jsonl"
+    small.write_bytes(b"x")
+    parts = read_partitions(config(str(big[0]), str(small), str(big[1])), 3, BLOCK)
+    assert [p.name for p in parts] == sorted(p.name for p in parts)
+    laned = [(p.input_index, p.lane) for p in parts if p.lanes == 3]
+    assert laned == [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1), (2, 2)]
+    assert all(place % 3 == lane for place, (_, lane) in enumerate(laned))
+    assert [(p.input_index, p.lanes) for p in parts if p.lanes == 1] == [(1, 1)]
+
+
+def _events_file(path: Path, start: int, n: int) -> Path:
+    return write_events(
+        path,
+        [{"type": "search", "user": f"u{i}", "time": start + i, "query": "q"} for i in range(n)],
+    )
+
+
+def test_files_read_whole_only_when_they_keep_workers_in_step(tmp_path: Path) -> None:
+    """Balanced files over the same stretch of time (split by user): whole, one per
+    worker. Files split by time, uneven files, or fewer files than workers: lanes."""
+
+    def lanes(*paths: Path) -> set[int]:
+        cfg = config(*(str(p) for p in paths))
+        return {p.lanes for p in read_partitions(cfg, 2, BLOCK)}
+
+    a = _events_file(tmp_path / "a.jsonl", 0, 50)
+    b = _events_file(tmp_path / "b.jsonl", 60, 50)  # a minute later: same stretch
+    assert lanes(a, b) == {1}
+    later = _events_file(tmp_path / "later.jsonl", 3 * 3600, 50)  # hours later
+    assert lanes(a, later) == {2}
+    small = _events_file(tmp_path / "small.jsonl", 0, 10)  # a third of the bytes
+    assert lanes(a, small) == {2}
+    assert lanes(a) == {2}
+    assert lanes(a, b, small) == {2}  # 3 files on 2 workers
+
+
+def test_a_file_ahead_in_time_waits_and_says_where_it_starts(tmp_path: Path) -> None:
+    """Files split by time: the later one reads nothing until the earlier one has caught
+    up to within gap + lateness, but reports its first event time at once, so the
+    watermark (the minimum over files) can follow the earlier file meanwhile."""
+    early = _events_file(tmp_path / "early.jsonl", 0, 300)
+    late = _events_file(tmp_path / "late.jsonl", 10 * 3600, 300)
+    cfg = config(str(early), str(late), block_bytes=BLOCK * 16)
+    src = EventSource(cfg, ["shard-0"])
+    p_early, p_late = (src.build_part("read", rp.name, None) for rp in src.parts)
+    said = p_late.next_batch()
+    assert [(v[1], v[3]) for _, v in said] == [(10 * 3600 * 1_000_000, [])]
+    assert p_late.next_batch() == []
+    out: dict[str, Any] = {"events": [], "dead": [], "stats": {}}
+    drain(p_early, out)
+    assert len(out["events"]) == 300
+    drain(p_late, out)
+    assert len(out["events"]) == 600
