@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from search_sessions.cli import main
+from search_sessions.core.schema import QueryRow, field_names
 from search_sessions.report import load, render_html
 from search_sessions.simulate import SimSpec, write
 
@@ -96,6 +97,16 @@ def test_top_query_table(outputs: Path) -> None:
     count = sum(s["query"] == top for s in searches)
     table = page.split('data-table="top"')[1]
     assert f'<td data-field="query">{top}</td><td data-field="searches">{count:,}</td>' in table
+
+
+def test_query_tables_show_the_query_row_fields(outputs: Path) -> None:
+    page = render_html(load([str(outputs / "searches.jsonl")]), min_sample=1)
+    for table in ("top", "worst"):
+        first_row = page.split(f'data-table="{table}"')[1].split("</tr>")[1]
+        shown = re.findall(r'data-field="([^"]+)"', first_row)
+        assert shown == [
+            f for f in field_names(QueryRow) if f not in ("window", "window_start", "window_end")
+        ]
 
 
 def test_sqlite_input_gives_the_same_report(outputs: Path) -> None:

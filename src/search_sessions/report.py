@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .core.rollups import WindowAgg, aggregate, window_records
+from .core.schema import QueryRow, SearchRecord, WindowRow, field_names, field_types
 from .core.time import format_time, parse_time
 
 NICE_WINDOWS = [
@@ -31,10 +34,43 @@ NICE_WINDOWS = [
 ]
 
 
+# SQLite stores booleans as 0/1.
+_SEARCH_BOOLS = [name for name, scalar, _ in field_types(SearchRecord) if scalar is bool]
+
+# The query tables show every QueryRow field but the window's bounds, in schema
+# order: field -> (label, shown as a percentage).
+_QUERY_LABELS = {
+    "query": ("Query", False),
+    "searches": ("Searches", False),
+    "ctr": ("CTR", True),
+    "ctr_low": ("CTR low", True),
+    "ctr_high": ("CTR high", True),
+    "zero_result_rate": ("Zero results", True),
+    "avg_click_position": ("Avg position", False),
+}
+_QUERY_COLUMNS = [
+    (name, *_QUERY_LABELS[name])
+    for name in field_names(QueryRow)
+    if name not in ("window", "window_start", "window_end")
+]
+
+
 @dataclass
 class ReportData:
     searches: list[dict[str, Any]]
     sessions: list[dict[str, Any]]
+
+
+@dataclass
+class ReportSummary:
+    """Every number the report shows; ``headline`` sums all searches."""
+
+    window: str
+    headline: WindowRow
+    sessions: int
+    queries: list[QueryRow]
+    series: list[WindowRow]
+    positions: Counter[int]
 
 
 def load(inputs: list[str]) -> ReportData:
@@ -50,7 +86,7 @@ def load(inputs: list[str]) -> ReportData:
             try:
                 for r in conn.execute("SELECT * FROM searches"):
                     rec = dict(r)
-                    for k in ("zero_results", "clicked", "abandoned", "reformulated", "long_click"):
+                    for k in _SEARCH_BOOLS:
                         rec[k] = bool(rec[k])
                     searches.append(rec)
                 sessions += [dict(r) for r in conn.execute("SELECT * FROM sessions")]
@@ -81,35 +117,27 @@ def pick_window(searches: list[dict[str, Any]]) -> tuple[str, int]:
     return NICE_WINDOWS[-1]
 
 
-def summarize(data: ReportData, window: tuple[str, int]) -> dict[str, Any]:
+def summarize(data: ReportData, window: tuple[str, int]) -> ReportSummary:
     """Every number the report shows."""
     name, length = window
-    per_window = aggregate(data.searches, {name: length}, parse_time)
+    per_window = aggregate(data.searches, {name: length})
     total = WindowAgg()
     for agg in per_window.values():
         total.merge(agg)
-    headline, queries = window_records("all|0", total, 1)
-    for k in ("window", "window_start", "window_end"):
-        headline.pop(k)
-    headline["sessions"] = (
+    headline, queries = window_records(("all", 0), total, 1)
+    sessions = (
         len(data.sessions) if data.sessions else len({s["session_id"] for s in data.searches})
     )
-    series = []
-    for key in sorted(per_window, key=lambda k: int(k.split("|")[1])):
-        row, _ = window_records(key, per_window[key], length, set())
-        series.append(row)
+    series = [
+        window_records(key, per_window[key], length, set())[0]
+        for key in sorted(per_window, key=lambda k: k[1])
+    ]
     positions = Counter(
         s["first_click_rank"]
         for s in data.searches
         if s["clicked"] and s["first_click_rank"] is not None
     )
-    return {
-        "headline": headline,
-        "queries": queries,
-        "series": series,
-        "positions": positions,
-        "window": name,
-    }
+    return ReportSummary(name, headline, sessions, queries, series, positions)
 
 
 def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
@@ -126,20 +154,19 @@ def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
 
 def _line_chart(
     title: str,
-    series: list[dict[str, Any]],
+    series: list[WindowRow],
     field: str,
     color: str,
     low: str | None = None,
     high: str | None = None,
 ) -> str:
     w, h, pad = 640, 200, 40
-    pts = [(i, r[field]) for i, r in enumerate(series) if r[field] is not None]
+    pts = _points(series, field)
     if not pts:
         return f"<figure><figcaption>{html.escape(title)}</figcaption><p>No data.</p></figure>"
     n = max(len(series) - 1, 1)
-    top = max(
-        1e-9, max(v for _, v in pts), *(r[high] for r in series if high and r[high] is not None)
-    )
+    upper = _points(series, high) if high else []
+    top = max(1e-9, max(v for _, v in pts), *(v for _, v in upper))
 
     def x(i: float) -> float:
         return pad + (w - 2 * pad) * i / n
@@ -152,12 +179,11 @@ def _line_chart(
     )
     band = ""
     if low and high:
-        upper = [(i, r[high]) for i, r in enumerate(series) if r[high] is not None]
-        lower = [(i, r[low]) for i, r in enumerate(series) if r[low] is not None]
+        lower = _points(series, low)
         if upper:
             poly = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in upper + lower[::-1])
             band = f'<polygon points="{poly}" fill="{color}" fill-opacity="0.15"/>'
-    first, last = series[0]["window_start"], series[-1]["window_start"]
+    first, last = series[0].window_start, series[-1].window_start
     ticks = "".join(
         f'<line x1="{pad}" x2="{w - pad}" y1="{y(top * f):.1f}" y2="{y(top * f):.1f}" '
         f'stroke="#ddd"/><text x="{pad - 4}" y="{y(top * f) + 4:.1f}" text-anchor="end">'
@@ -172,6 +198,12 @@ def _line_chart(
         f'<text x="{w - pad}" y="{h - 8}" text-anchor="end">{html.escape(last)}</text>'
         "</svg></figure>"
     )
+
+
+def _points(series: list[WindowRow], field: str) -> list[tuple[int, float]]:
+    """``(index, value)`` of the windows where ``field`` has a value."""
+    values = [(i, getattr(r, field)) for i, r in enumerate(series)]
+    return [(i, v) for i, v in values if v is not None]
 
 
 def _bar_chart(title: str, counts: Counter[int]) -> str:
@@ -232,90 +264,87 @@ text-align:right}th:first-child,td:first-child{text-align:left;word-break:break-
 """
 
 
-def render_html(
-    data: ReportData, title: str = "Search quality report", min_sample: int = 20
-) -> str:
-    """The report page."""
-    s = summarize(data, pick_window(data.searches))
-    h = s["headline"]
+def _cards(h: WindowRow, sessions: int) -> str:
     cards = [
-        ("Searches", _fmt(h["searches"]), "", "searches"),
-        ("Sessions", _fmt(h["sessions"]), "", "sessions"),
+        ("Searches", _fmt(h.searches), "", "searches"),
+        ("Sessions", _fmt(sessions), "", "sessions"),
         (
             "CTR",
-            _fmt(h["ctr"], True),
-            f"95% CI {_fmt(h['ctr_low'], True)} &ndash; {_fmt(h['ctr_high'], True)}",
+            _fmt(h.ctr, True),
+            f"95% CI {_fmt(h.ctr_low, True)} &ndash; {_fmt(h.ctr_high, True)}",
             "ctr",
         ),
-        ("Zero-result rate", _fmt(h["zero_result_rate"], True), "", "zero_result_rate"),
-        ("Abandonment", _fmt(h["abandonment_rate"], True), "", "abandonment_rate"),
-        ("Reformulation", _fmt(h["reformulation_rate"], True), "", "reformulation_rate"),
-        ("MRR", _fmt(h["mrr"]), "", "mrr"),
+        ("Zero-result rate", _fmt(h.zero_result_rate, True), "", "zero_result_rate"),
+        ("Abandonment", _fmt(h.abandonment_rate, True), "", "abandonment_rate"),
+        ("Reformulation", _fmt(h.reformulation_rate, True), "", "reformulation_rate"),
+        ("MRR", _fmt(h.mrr), "", "mrr"),
         (
             "Avg click position",
-            _fmt(h["avg_click_position"], digits=2),
+            _fmt(h.avg_click_position, digits=2),
             "first clicks",
             "avg_click_position",
         ),
         (
             "Median time to first click",
-            f"{_fmt(h['median_time_to_first_click'], digits=1)} s",
+            f"{_fmt(h.median_time_to_first_click, digits=1)} s",
             "",
             "median_time_to_first_click",
         ),
-        ("Long-click rate", _fmt(h["long_click_rate"], True), "", "long_click_rate"),
-        ("Clicks per search", _fmt(h["clicks_per_search"], digits=2), "", "clicks_per_search"),
+        ("Long-click rate", _fmt(h.long_click_rate, True), "", "long_click_rate"),
+        ("Clicks per search", _fmt(h.clicks_per_search, digits=2), "", "clicks_per_search"),
     ]
-    card_html = "".join(
+    return "".join(
         f'<div class="card" data-metric="{key}"><div class="label">{label}</div>'
         f'<div class="value">{value}</div><div class="sub">{sub}</div></div>'
         for label, value, sub, key in cards
     )
-    series = s["series"]
-    charts = (
+
+
+def _charts(s: ReportSummary) -> str:
+    series = s.series
+    return (
         _line_chart(
-            f"CTR per {s['window']} (95% interval shaded)",
+            f"CTR per {s.window} (95% interval shaded)",
             series,
             "ctr",
             "#4c78a8",
             "ctr_low",
             "ctr_high",
         )
-        + _line_chart(f"Zero-result rate per {s['window']}", series, "zero_result_rate", "#e45756")
-        + _line_chart(f"Abandonment per {s['window']}", series, "abandonment_rate", "#f58518")
-        + _bar_chart("Position of the first click", s["positions"])
+        + _line_chart(f"Zero-result rate per {s.window}", series, "zero_result_rate", "#e45756")
+        + _line_chart(f"Abandonment per {s.window}", series, "abandonment_rate", "#f58518")
+        + _bar_chart("Position of the first click", s.positions)
     )
-    queries = s["queries"]
-    top = sorted(queries, key=lambda q: (-q["searches"], q["query"]))[:20]
+
+
+def _query_tables(queries: list[QueryRow], min_sample: int) -> str:
+    top = sorted(queries, key=lambda q: (-q.searches, q.query))[:20]
     worst = sorted(
-        (q for q in queries if q["searches"] >= min_sample),
-        key=lambda q: (q["ctr"], q["ctr_high"], q["query"]),
+        (q for q in queries if q.searches >= min_sample),
+        key=lambda q: (q.ctr, q.ctr_high, q.query),
     )[:20]
     zero = sorted(
-        (q for q in queries if q["zero_result_rate"]),
-        key=lambda q: (-q["zero_result_rate"] * q["searches"], q["query"]),
+        (q for q in queries if q.zero_result_rate),
+        key=lambda q: (-(q.zero_result_rate or 0.0) * q.searches, q.query),
     )[:20]
-    for q in zero:
-        q["zero_searches"] = round(q["zero_result_rate"] * q["searches"])
-    cols = [
-        ("query", "Query", False),
-        ("searches", "Searches", False),
-        ("ctr", "CTR", True),
-        ("ctr_low", "CTR low", True),
-        ("ctr_high", "CTR high", True),
-        ("zero_result_rate", "Zero results", True),
-        ("avg_click_position", "Avg position", False),
+    zero_rows = [
+        {
+            **msgspec.structs.asdict(q),
+            "zero_searches": round((q.zero_result_rate or 0.0) * q.searches),
+        }
+        for q in zero
     ]
-    span = ""
-    if data.searches:
-        times = [parse_time(x["time"]) for x in data.searches]
-        span = f"{format_time(min(times))} &ndash; {format_time(max(times))}"
-    tables = (
-        _table("Top queries by volume", top, cols, "top")
-        + _table(f"Worst queries by CTR (at least {min_sample} searches)", worst, cols, "worst")
+    return (
+        _table("Top queries by volume", _dicts(top), _QUERY_COLUMNS, "top")
+        + _table(
+            f"Worst queries by CTR (at least {min_sample} searches)",
+            _dicts(worst),
+            _QUERY_COLUMNS,
+            "worst",
+        )
         + _table(
             "Zero-result queries",
-            zero,
+            zero_rows,
             [
                 ("query", "Query", False),
                 ("searches", "Searches", False),
@@ -325,13 +354,29 @@ def render_html(
             "zero",
         )
     )
+
+
+def _dicts(rows: list[QueryRow]) -> list[dict[str, Any]]:
+    return [msgspec.structs.asdict(r) for r in rows]
+
+
+def render_html(
+    data: ReportData, title: str = "Search quality report", min_sample: int = 20
+) -> str:
+    """The report page."""
+    s = summarize(data, pick_window(data.searches))
+    span = ""
+    if data.searches:
+        times = [parse_time(x["time"]) for x in data.searches]
+        span = f"{format_time(min(times))} &ndash; {format_time(max(times))}"
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{span}</p>"
-        f'<div class="cards">{card_html}</div><h2>Over time</h2><div class="charts">{charts}'
-        f"</div>{tables}</body></html>"
+        f'<div class="cards">{_cards(s.headline, s.sessions)}</div><h2>Over time</h2>'
+        f'<div class="charts">{_charts(s)}</div>{_query_tables(s.queries, min_sample)}'
+        "</body></html>"
     )
 
 

@@ -11,7 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from search_sessions.connectors.sql import connect
+import pytest
+
+from search_sessions.connectors.sql import KIND_TABLES, connect
+from search_sessions.core.schema import OutputKind, field_names, field_types
 from search_sessions.simulate import SimSpec, write
 
 from ..conftest import Records, RunFlow
@@ -59,6 +62,44 @@ def check_tables(fetch: Callable[[str], list[dict[str, object]]], files: Records
     hours = fetch("rollup_windows")
     assert sum(int(str(r["searches"])) for r in hours) == len(files["searches"])
     assert fetch("rollup_queries")
+
+
+SQL_TYPES = {str: "TEXT", int: "INTEGER", bool: "INTEGER", float: "REAL", object: "TEXT"}
+
+
+@pytest.mark.parametrize("kind", list(OutputKind))
+def test_each_table_has_its_record_fields_as_columns(tmp_path: Path, kind: OutputKind) -> None:
+    conn = connect(str(tmp_path / "schema.db"))
+    try:
+        for table, record_type in zip(KIND_TABLES[kind], kind.record_types, strict=True):
+            # (cid, name, type, notnull, default, position in the primary key)
+            info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+            assert [r[1] for r in info] == field_names(record_type), table
+            assert [(r[1], r[2], not r[3]) for r in info] == [
+                (name, SQL_TYPES[scalar], nullable)
+                for name, scalar, nullable in field_types(record_type)
+            ], table
+            key = [name for _, name in sorted((r[5], r[1]) for r in info if r[5])]
+            assert tuple(key) == record_type.KEY, table
+    finally:
+        conn.close()
+
+
+def test_every_table_belongs_to_a_kind(tmp_path: Path) -> None:
+    conn = connect(str(tmp_path / "schema.db"))
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    assert tables == {t for kind in OutputKind for t in KIND_TABLES[kind]}
+    assert tables == {
+        "searches",
+        "sessions",
+        "rollup_windows",
+        "rollup_queries",
+        "dead_letter",
+        "late",
+    }
 
 
 def test_sqlite_outputs_match_files_and_replays_are_idempotent(

@@ -9,107 +9,23 @@ replays after a recovery, and rollup rows re-emitted as windows fill, leave the
 table exact. SQLite runs in WAL mode so readers work while the flow writes;
 PostgreSQL readers see each committed batch.
 
-Schema (``schema_sql()`` prints it): booleans are 0/1 integers, times RFC 3339
-text, ``record`` columns JSON text.
+Schema (``schema_sql()`` prints it): each table's columns, types and key follow
+its record type in :mod:`search_sessions.core.schema`; booleans are 0/1
+integers, times RFC 3339 text, ``record`` columns JSON text.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from ..core.schema import OutputKind
+from ..core.schema import OutputKind, Record, field_types
 from .specs import sqlite_path
-
-# table -> (columns with types, key columns)
-TABLES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
-    "searches": (
-        [
-            ("search_id", "TEXT NOT NULL"),
-            ("session_id", "TEXT NOT NULL"),
-            ("user", "TEXT NOT NULL"),
-            ("query", "TEXT NOT NULL"),
-            ("time", "TEXT NOT NULL"),
-            ("results", "INTEGER"),
-            ("zero_results", "INTEGER NOT NULL"),
-            ("clicks", "INTEGER NOT NULL"),
-            ("clicked", "INTEGER NOT NULL"),
-            ("ctr", "REAL NOT NULL"),
-            ("first_click_rank", "INTEGER"),
-            ("reciprocal_rank", "REAL"),
-            ("time_to_first_click", "REAL"),
-            ("abandoned", "INTEGER NOT NULL"),
-            ("reformulated", "INTEGER NOT NULL"),
-            ("long_click", "INTEGER NOT NULL"),
-        ],
-        ["session_id", "search_id"],
-    ),
-    "sessions": (
-        [
-            ("session_id", "TEXT NOT NULL"),
-            ("user", "TEXT NOT NULL"),
-            ("start", "TEXT NOT NULL"),
-            ("end", "TEXT NOT NULL"),
-            ("duration", "REAL NOT NULL"),
-            ("events", "INTEGER NOT NULL"),
-            ("searches", "INTEGER NOT NULL"),
-            ("clicked_searches", "INTEGER NOT NULL"),
-            ("clicks", "INTEGER NOT NULL"),
-            ("ctr", "REAL"),
-            ("end_reason", "TEXT NOT NULL"),
-        ],
-        ["session_id"],
-    ),
-    "rollup_windows": (
-        [
-            ("window", "TEXT NOT NULL"),
-            ("window_start", "TEXT NOT NULL"),
-            ("window_end", "TEXT NOT NULL"),
-            ("searches", "INTEGER NOT NULL"),
-            ("clicked_searches", "INTEGER NOT NULL"),
-            ("ctr", "REAL"),
-            ("ctr_low", "REAL"),
-            ("ctr_high", "REAL"),
-            ("clicks", "INTEGER NOT NULL"),
-            ("clicks_per_search", "REAL"),
-            ("avg_click_position", "REAL"),
-            ("zero_result_rate", "REAL"),
-            ("abandonment_rate", "REAL"),
-            ("reformulation_rate", "REAL"),
-            ("long_click_rate", "REAL"),
-            ("mrr", "REAL"),
-            ("median_time_to_first_click", "REAL"),
-        ],
-        ["window", "window_start"],
-    ),
-    "rollup_queries": (
-        [
-            ("window", "TEXT NOT NULL"),
-            ("window_start", "TEXT NOT NULL"),
-            ("window_end", "TEXT NOT NULL"),
-            ("query", "TEXT NOT NULL"),
-            ("searches", "INTEGER NOT NULL"),
-            ("ctr", "REAL"),
-            ("ctr_low", "REAL"),
-            ("ctr_high", "REAL"),
-            ("zero_result_rate", "REAL"),
-            ("avg_click_position", "REAL"),
-        ],
-        ["window", "window_start", "query"],
-    ),
-    "dead_letter": (
-        [("source", "TEXT NOT NULL"), ("reason", "TEXT NOT NULL"), ("record", "TEXT NOT NULL")],
-        ["source"],
-    ),
-    "late": (
-        [("source", "TEXT NOT NULL"), ("reason", "TEXT NOT NULL"), ("record", "TEXT NOT NULL")],
-        ["source"],
-    ),
-}
 
 KIND_TABLES: dict[OutputKind, list[str]] = {
     OutputKind.SEARCHES: ["searches"],
@@ -118,17 +34,62 @@ KIND_TABLES: dict[OutputKind, list[str]] = {
     OutputKind.DEAD_LETTER: ["dead_letter"],
     OutputKind.LATE: ["late"],
 }
+"""Each kind's tables, one per record type of :attr:`OutputKind.record_types`."""
+
+# ``object`` is an ``Any`` field, stored as JSON text.
+_SQL_TYPES: dict[type, str] = {
+    str: "TEXT",
+    int: "INTEGER",
+    bool: "INTEGER",
+    float: "REAL",
+    object: "TEXT",
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as its record type defines it: columns in field order, the record's key,
+    and the columns holding JSON text (``Any`` fields)."""
+
+    record_type: type[Record]
+    columns: list[tuple[str, str]]
+    key: tuple[str, ...]
+    json_columns: frozenset[str]
+
+
+def table_of(record_type: type[Record]) -> Table:
+    """The table of a record type (``X | None`` fields are the nullable columns).
+
+    >>> TABLES["late"].columns[2]
+    ('record', 'TEXT NOT NULL')
+    """
+    columns = []
+    json_columns = set()
+    for name, scalar, nullable in field_types(record_type):
+        if scalar is object:
+            json_columns.add(name)
+        sql = _SQL_TYPES[scalar]
+        columns.append((name, sql if nullable else f"{sql} NOT NULL"))
+    return Table(record_type, columns, record_type.KEY, frozenset(json_columns))
+
+
+TABLES: dict[str, Table] = {
+    table: table_of(record_type)
+    for kind, tables in KIND_TABLES.items()
+    for table, record_type in zip(tables, kind.record_types, strict=True)
+}
+"""Every table, in the schema's order."""
 
 
 def schema_sql(postgres: bool = False) -> str:
     """CREATE TABLE statements for every table (``REAL`` is ``DOUBLE PRECISION`` in PostgreSQL)."""
     out = []
-    for table, (columns, key) in TABLES.items():
+    for table, spec in TABLES.items():
         cols = ",\n    ".join(
             f'"{name}" {kind.replace("REAL", "DOUBLE PRECISION") if postgres else kind}'
-            for name, kind in columns
+            for name, kind in spec.columns
         )
-        keys = ", ".join(f'"{k}"' for k in key)
+        keys = ", ".join(f'"{k}"' for k in spec.key)
         out.append(
             f'CREATE TABLE IF NOT EXISTS "{table}" (\n    {cols},\n    PRIMARY KEY ({keys})\n);'
         )
@@ -136,8 +97,8 @@ def schema_sql(postgres: bool = False) -> str:
 
 
 def _upsert_sql(table: str, mark: str = "?") -> str:
-    columns, key = TABLES[table]
-    names = [n for n, _ in columns]
+    key = TABLES[table].key
+    names = [n for n, _ in TABLES[table].columns]
     cols = ", ".join(f'"{n}"' for n in names)
     marks = ", ".join(mark for _ in names)
     updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in key)
@@ -203,11 +164,11 @@ class Database:
 
 
 def _row(table: str, rec: dict[str, Any]) -> tuple[Any, ...]:
-    columns, _ = TABLES[table]
+    spec = TABLES[table]
     out = []
-    for name, _kind in columns:
+    for name, _kind in spec.columns:
         value = rec.get(name)
-        if name == "record" and not isinstance(value, str):
+        if name in spec.json_columns and not isinstance(value, str):
             value = json.dumps(value, ensure_ascii=False)
         elif isinstance(value, bool):
             value = int(value)
@@ -220,16 +181,18 @@ class _SqlPartition(StatefulSinkPartition[bytes, None]):
         self.db = Database(url)
         self.kind = kind
         self.decode = msgspec.json.Decoder(dict[str, Any]).decode
+        # A kind with several record types (rollups) tags them: the tag picks the table.
+        self.tables = KIND_TABLES[kind]
+        configs = [TABLES[t].record_type.__struct_config__ for t in self.tables]
+        self.tag_field = configs[0].tag_field
+        self.by_tag = {c.tag: t for c, t in zip(configs, self.tables, strict=True)}
 
     def write_batch(self, values: list[bytes]) -> None:
         rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in KIND_TABLES[self.kind]}
         for blob in values:
             for line in blob.splitlines():
                 rec = self.decode(line)
-                if self.kind is OutputKind.ROLLUPS:
-                    table = "rollup_queries" if rec.get("level") == "query" else "rollup_windows"
-                else:
-                    table = KIND_TABLES[self.kind][0]
+                table = self.by_tag[rec[self.tag_field]] if self.tag_field else self.tables[0]
                 rows[table].append(_row(table, rec))
         self.db.upsert(rows)
 

@@ -3,26 +3,28 @@
 Plain Python, no Bytewax. :class:`WindowAgg` holds a window's sums (and the
 times to first click, for the median); partial aggregates from shards merge
 into it, so the result never depends on how searches were split. A window is
-keyed by ``"<length>|<window_start>"``; :func:`window_records` renders the
-window row and one row per query.
+keyed by ``(length name, window_start_us)``; :func:`window_records` renders the
+window row and one row per query (:class:`WindowRow`, :class:`QueryRow`).
 
 >>> agg = WindowAgg()
 >>> agg.add_search("dogs", clicked=True, clicks=2, rank=1, zero=False, abandoned=False,
 ...                reformulated=False, long_click=True, rr=1.0, ttfc=2.5)
 >>> agg.add_search("dogs", clicked=False, clicks=0, rank=None, zero=False, abandoned=True,
 ...                reformulated=False, long_click=False, rr=0.0, ttfc=None)
->>> window, (dogs,) = window_records("1h|0", agg, 3600)
->>> window["ctr"], window["clicks_per_search"], dogs["searches"]
+>>> window, (dogs,) = window_records(("1h", 0), agg, 3600)
+>>> window.ctr, window.clicks_per_search, dogs.searches
 (0.5, 1.0, 2)
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .time import format_time
+from .schema import QueryRow, WindowRow
+from .time import format_time, parse_time
 
 Z95 = 1.959963984540054
 
@@ -82,7 +84,6 @@ class WindowAgg:
     rr_n: int = 0
     ttfc: list[float] = field(default_factory=list)
     queries: dict[str, QueryAgg] = field(default_factory=dict)
-    key: str = ""
 
     def add_search(
         self,
@@ -159,71 +160,78 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+WindowKey = tuple[str, int]
+"""``(length name, window_start_us)``."""
+
+
 def window_records(
-    key: str, agg: WindowAgg, length_s: int, queries: set[str] | None = None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    key: WindowKey, agg: WindowAgg, length_s: int, queries: set[str] | None = None
+) -> tuple[WindowRow, list[QueryRow]]:
     """The window row and its per-query rows (only ``queries`` when given)."""
-    start = int(key.split("|", 1)[1])
-    bounds = {
-        "window": key.split("|", 1)[0],
-        "window_start": format_time(start),
-        "window_end": format_time(start + length_s * 1_000_000),
-    }
+    name, start = key
+    start_text = format_time(start)
+    end_text = format_time(start + length_s * 1_000_000)
     low, high = wilson(agg.clicked, agg.searches)
-    window = {
-        **bounds,
-        "searches": agg.searches,
-        "clicked_searches": agg.clicked,
-        "ctr": _rate(agg.clicked, agg.searches),
-        "ctr_low": low,
-        "ctr_high": high,
-        "clicks": agg.clicks,
-        "clicks_per_search": _rate(agg.clicks, agg.searches),
-        "avg_click_position": agg.rank_sum / agg.ranks if agg.ranks else None,
-        "zero_result_rate": _rate(agg.zero, agg.searches),
-        "abandonment_rate": _rate(agg.abandoned, agg.searches),
-        "reformulation_rate": _rate(agg.reformulated, agg.searches),
-        "long_click_rate": _rate(agg.long_click, agg.searches),
-        "mrr": (
+    window = WindowRow(
+        window=name,
+        window_start=start_text,
+        window_end=end_text,
+        searches=agg.searches,
+        clicked_searches=agg.clicked,
+        ctr=_rate(agg.clicked, agg.searches),
+        ctr_low=low,
+        ctr_high=high,
+        clicks=agg.clicks,
+        clicks_per_search=_rate(agg.clicks, agg.searches),
+        avg_click_position=agg.rank_sum / agg.ranks if agg.ranks else None,
+        zero_result_rate=_rate(agg.zero, agg.searches),
+        abandonment_rate=_rate(agg.abandoned, agg.searches),
+        reformulation_rate=_rate(agg.reformulated, agg.searches),
+        long_click_rate=_rate(agg.long_click, agg.searches),
+        mrr=(
             math.fsum(n / rank for rank, n in sorted(agg.rr_ranks.items())) / agg.rr_n
             if agg.rr_n
             else None
         ),
-        "median_time_to_first_click": _median(agg.ttfc),
-    }
+        median_time_to_first_click=_median(agg.ttfc),
+    )
     rows = []
     for query in sorted(agg.queries if queries is None else queries):
         q = agg.queries[query]
         qlow, qhigh = wilson(q.clicked, q.searches)
         rows.append(
-            {
-                **bounds,
-                "query": query,
-                "searches": q.searches,
-                "ctr": _rate(q.clicked, q.searches),
-                "ctr_low": qlow,
-                "ctr_high": qhigh,
-                "zero_result_rate": _rate(q.zero, q.searches),
-                "avg_click_position": q.rank_sum / q.ranks if q.ranks else None,
-            }
+            QueryRow(
+                window=name,
+                window_start=start_text,
+                window_end=end_text,
+                query=query,
+                searches=q.searches,
+                ctr=_rate(q.clicked, q.searches),
+                ctr_low=qlow,
+                ctr_high=qhigh,
+                zero_result_rate=_rate(q.zero, q.searches),
+                avg_click_position=q.rank_sum / q.ranks if q.ranks else None,
+            )
         )
     return window, rows
 
 
 def aggregate(
-    searches: list[Any], lengths: dict[str, int], parse_time: Any
-) -> dict[str, WindowAgg]:
+    searches: Sequence[Any], lengths: dict[str, int], times_us: Sequence[int] | None = None
+) -> dict[WindowKey, WindowAgg]:
     """Partial aggregates of search records (dicts or records with the SPEC fields)
-    for every rollup length, keyed ``"<name>|<window_start_us>"``."""
-    out: dict[str, WindowAgg] = {}
-    for s in searches:
+    for every rollup length. ``times_us`` are the searches' times when the caller
+    has them; otherwise each record's ``time`` text is parsed."""
+    if times_us is None:
+        times_us = [parse_time(s["time"] if isinstance(s, dict) else s.time) for s in searches]
+    out: dict[WindowKey, WindowAgg] = {}
+    for s, t in zip(searches, times_us, strict=True):
         get: Any = s.get if isinstance(s, dict) else s.__getattribute__
-        t = parse_time(get("time"))
         for name, length in lengths.items():
-            key = f"{name}|{window_start(t, length)}"
+            key = (name, window_start(t, length))
             agg = out.get(key)
             if agg is None:
-                agg = out[key] = WindowAgg(key=key)
+                agg = out[key] = WindowAgg()
             agg.add_search(
                 get("query"),
                 clicked=get("clicked"),

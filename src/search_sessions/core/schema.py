@@ -18,9 +18,10 @@ them is the hot path's dispatch.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Final, Union
+from typing import Annotated, Any, ClassVar, Final, Union
 
 import msgspec
+import msgspec.inspect
 
 APP_OPEN: Final = 0
 SEARCH: Final = 1
@@ -115,8 +116,16 @@ AnyEvent = Union[
 # Output records ----------------------------------------------------------------
 
 
-class SearchRecord(msgspec.Struct):
+class Record(msgspec.Struct):
+    """An output record; ``KEY`` names the fields that identify one (the SQL primary key)."""
+
+    KEY: ClassVar[tuple[str, ...]] = ()
+
+
+class SearchRecord(Record):
     """One search and how it went (SPEC 4); fields in output order."""
+
+    KEY = ("session_id", "search_id")
 
     search_id: str
     session_id: str
@@ -136,8 +145,10 @@ class SearchRecord(msgspec.Struct):
     long_click: bool
 
 
-class SessionRecord(msgspec.Struct):
+class SessionRecord(Record):
     """One session (SPEC 4); ``duration`` in seconds."""
+
+    KEY = ("session_id",)
 
     session_id: str
     user: str
@@ -152,12 +163,55 @@ class SessionRecord(msgspec.Struct):
     end_reason: str
 
 
-class Problem(msgspec.Struct):
+class WindowRow(Record, tag_field="level", tag="window"):
+    """One rollup window's metrics (SPEC 5); rates are ``None`` without searches."""
+
+    KEY = ("window", "window_start")
+
+    window: str
+    window_start: str
+    window_end: str
+    searches: int
+    clicked_searches: int
+    ctr: float | None
+    ctr_low: float | None
+    ctr_high: float | None
+    clicks: int
+    clicks_per_search: float | None
+    avg_click_position: float | None
+    zero_result_rate: float | None
+    abandonment_rate: float | None
+    reformulation_rate: float | None
+    long_click_rate: float | None
+    mrr: float | None
+    median_time_to_first_click: float | None
+
+
+class QueryRow(Record, tag_field="level", tag="query"):
+    """One query's metrics within a rollup window (SPEC 5)."""
+
+    KEY = ("window", "window_start", "query")
+
+    window: str
+    window_start: str
+    window_end: str
+    query: str
+    searches: int
+    ctr: float | None
+    ctr_low: float | None
+    ctr_high: float | None
+    zero_result_rate: float | None
+    avg_click_position: float | None
+
+
+class Problem(Record):
     """A record that did not make it: an invalid input line (dead letter) or a late event.
 
     ``source`` is ``FILE:LINE`` (or ``TOPIC:PARTITION:OFFSET``); ``record`` is the
     line as text (dead letter) or the normalised event (late).
     """
+
+    KEY = ("source",)
 
     source: str
     reason: str
@@ -165,7 +219,7 @@ class Problem(msgspec.Struct):
 
 
 class OutputKind(StrEnum):
-    """The outputs a run writes; each names its record type and the fields that key it."""
+    """The outputs a run writes; each names its record types (rollups have two)."""
 
     SEARCHES = "searches"
     SESSIONS = "sessions"
@@ -174,18 +228,51 @@ class OutputKind(StrEnum):
     ROLLUPS = "rollups"
 
     @property
-    def record_type(self) -> type[msgspec.Struct]:
+    def record_types(self) -> tuple[type[Record], ...]:
         return _RECORD_TYPES[self]
 
+    @property
+    def record_type(self) -> type[Record]:
+        """The record type of a kind that has one."""
+        (record_type,) = _RECORD_TYPES[self]
+        return record_type
 
-_RECORD_TYPES: Final[dict[OutputKind, type[msgspec.Struct]]] = {
-    OutputKind.SEARCHES: SearchRecord,
-    OutputKind.SESSIONS: SessionRecord,
-    OutputKind.LATE: Problem,
-    OutputKind.DEAD_LETTER: Problem,
+
+_RECORD_TYPES: Final[dict[OutputKind, tuple[type[Record], ...]]] = {
+    OutputKind.SEARCHES: (SearchRecord,),
+    OutputKind.SESSIONS: (SessionRecord,),
+    OutputKind.LATE: (Problem,),
+    OutputKind.DEAD_LETTER: (Problem,),
+    OutputKind.ROLLUPS: (WindowRow, QueryRow),
+}
+
+_SCALARS: Final[dict[type, type]] = {
+    msgspec.inspect.StrType: str,
+    msgspec.inspect.IntType: int,
+    msgspec.inspect.BoolType: bool,
+    msgspec.inspect.FloatType: float,
+    msgspec.inspect.AnyType: object,
 }
 
 
 def field_names(record_type: type[msgspec.Struct]) -> list[str]:
     """A record type's fields in output order."""
     return [f.encode_name for f in msgspec.structs.fields(record_type)]
+
+
+def field_types(record_type: type[Record]) -> list[tuple[str, type, bool]]:
+    """Each field's name, scalar type (``object`` for ``Any``) and whether it is ``X | None``.
+
+    >>> field_types(SearchRecord)[5]
+    ('results', <class 'int'>, True)
+    """
+    info = msgspec.inspect.type_info(record_type)
+    assert isinstance(info, msgspec.inspect.StructType)
+    out = []
+    for f in info.fields:
+        t, nullable = f.type, False
+        if isinstance(t, msgspec.inspect.UnionType):
+            (t,) = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
+            nullable = True
+        out.append((f.encode_name, _SCALARS[type(t)], nullable))
+    return out

@@ -49,10 +49,10 @@ class RollupLogic(StatefulBatchLogic[RollupPartial, bytes, RollupState | None]):
         lines = []
         for start in sorted(touched):
             window, rows = window_records(
-                f"{self.name}|{start}", self.windows[start], self.length_s, touched[start]
+                (self.name, start), self.windows[start], self.length_s, touched[start]
             )
-            lines.append(_encode({"level": "window", **window}))
-            lines += [_encode({"level": "query", **row}) for row in rows]
+            lines.append(_encode(window))
+            lines += [_encode(row) for row in rows]
         if len(self.lows) == self.n_shards:
             done_before = min(self.lows.values())
             size = self.length_s * 1_000_000

@@ -23,7 +23,7 @@ from ..core.rollups import WindowAgg, aggregate
 from ..core.schema import OutputKind, Problem, SearchRecord
 from ..core.searches import render
 from ..core.sessions import EmittedSession, Sessionizer
-from ..core.time import FOREVER, NEVER, format_time, parse_time
+from ..core.time import FOREVER, NEVER, format_time
 
 _encode_lines = msgspec.json.Encoder().encode_lines
 OutItem = tuple[str, Any]
@@ -60,28 +60,32 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
             self.shard = shard
         emitted = core.advance()
         before = list(core.counters)
-        out, searches = self._render(emitted, late)
+        out, searches, times = self._render(emitted, late)
         self._report(before, len(late))
         done = core.all_closed
-        out += self._rollup_items(searches, FOREVER if done else core.watermark)
+        out += self._rollup_items(searches, times, FOREVER if done else core.watermark)
         if done:
             out.append((STATS, self._stats()))
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
 
-    def _rollup_items(self, searches: list[SearchRecord], watermark: int) -> list[OutItem]:
+    def _rollup_items(
+        self, searches: list[SearchRecord], times_us: list[int], watermark: int
+    ) -> list[OutItem]:
         """Per rollup length, this shard's partial sums and how far it has got: no search
         it emits later can be older than its watermark minus ``max_session`` (a pending
-        session ends by ``start + max_session``, and newer events are not late)."""
+        session ends by ``start + max_session``, and newer events are not late).
+        ``times_us`` are the searches' times."""
         cfg = self.cfg
         if cfg.rollups is None:
             return []
         low = watermark if watermark in (NEVER, FOREVER) else watermark - cfg.max_session_us
         by_name: dict[str, dict[int, WindowAgg]] = {name: {} for name, _ in cfg.rollup_windows}
         if searches:
-            for key, agg in aggregate(searches, dict(cfg.rollup_windows), parse_time).items():
-                name, start = key.split("|", 1)
-                by_name[name][int(start)] = agg
+            for (name, start), agg in aggregate(
+                searches, dict(cfg.rollup_windows), times_us
+            ).items():
+                by_name[name][start] = agg
         return [
             (ROLLUP_PARTIAL, (name, (name, self.shard, low, mine)))
             for name, mine in by_name.items()
@@ -100,8 +104,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     def on_eof(self) -> tuple[Iterable[OutItem], bool]:
         if STOP.is_set():
             return [], StatefulBatchLogic.RETAIN
-        out, searches = self._render(self.core.flush(), [])
-        out += self._rollup_items(searches, FOREVER)
+        out, searches, times = self._render(self.core.flush(), [])
+        out += self._rollup_items(searches, times, FOREVER)
         out.append((STATS, self._stats()))
         return out, StatefulBatchLogic.DISCARD
 
@@ -125,19 +129,26 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
 
     def _render(
         self, emitted: list[EmittedSession], late: list[tuple[Event, int]]
-    ) -> tuple[list[OutItem], list[SearchRecord]]:
+    ) -> tuple[list[OutItem], list[SearchRecord], list[int]]:
+        """The output items, and the searches with their times (kept only for rollups)."""
         cfg = self.cfg
         out: list[OutItem] = []
         search_list: list[SearchRecord] = []
+        times: list[int] = []
         if emitted:
-            session_list, search_list = render(emitted, cfg.long_click_us, self.core.counters)
+            session_list, search_list = render(
+                emitted,
+                cfg.long_click_us,
+                self.core.counters,
+                None if cfg.rollups is None else times,
+            )
             if search_list and cfg.searches is not None:
                 out.append((OutputKind.SEARCHES, _encode_lines(search_list)))
             if cfg.sessions is not None:
                 out.append((OutputKind.SESSIONS, _encode_lines(session_list)))
         if late and cfg.late is not None:
             out.append((OutputKind.LATE, self._late_lines(late)))
-        return out, search_list
+        return out, search_list, times
 
     def _late_lines(self, late: list[tuple[Event, int]]) -> bytes:
         labels = self.labels
