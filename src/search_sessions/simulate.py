@@ -170,16 +170,9 @@ def _session(
     """One session's events as (time_us, record)."""
     out: list[tuple[int, dict[str, object]]] = []
     uid: object = int(user.name) if user.numeric else user.name
-
-    def emit(kind: str, **fields: object) -> None:
-        out.append((t, {"type": kind, "user": uid, "time": _fmt(t), **fields}))
-
-    def step(lo: float, hi: float) -> int:
-        return int(rng.uniform(lo, hi) * 1_000_000)
-
     if rng.random() < 0.7:
-        emit("app_open")
-        t += step(1, 8)
+        out.append(_event(t, "app_open", uid))
+        t += _step(rng, 1, 8)
     n_searches = 1
     while rng.random() < 0.45 and n_searches < 8:
         n_searches += 1
@@ -188,29 +181,7 @@ def _session(
     for i in range(n_searches):
         serial[0] += 1
         ids = {"search_id": f"s{serial[0]}"} if user.sends_ids else {}
-        emit("search", query=query, **ids)
-        t += step(0.2, 1.5)
-        tail = rank / n_queries
-        if rng.random() < 0.02 + 0.15 * tail:
-            items: list[str] = []
-        else:
-            items = [
-                f"doc{(rank * 131 + p * 7919) % 100_000}"
-                for p in range(rng.choice((10, 10, 10, 5, 3)))
-            ]
-        emit("results", items=items, **ids)
-        clicked = False
-        if items and rng.random() < 0.75 - 0.35 * tail:
-            for _ in range(1 if rng.random() < 0.8 else 2):
-                weights = [1 / (p + 1) ** 1.3 for p in range(len(items))]
-                pos = rng.choices(range(len(items)), weights)[0]
-                t += step(1, 25)
-                extra: dict[str, object] = {"rank": pos + 1} if rng.random() < 0.1 else {}
-                emit("click", item=items[pos], **extra, **ids)
-                clicked = True
-                t += step(3, 120)
-        else:
-            t += step(2, 15)
+        t, clicked = _search(rng, out, uid, t, query, rank, rank / n_queries, ids)
         if i + 1 < n_searches:
             if not clicked and rng.random() < 0.7:
                 query = f"{query} {_WORDS[rng.randrange(len(_WORDS))]}"
@@ -218,9 +189,55 @@ def _session(
                 rank = bisect(query_cdf, rng.random() * query_cdf[-1])
                 query = _query_text(rank)
     if rng.random() < 0.6:
-        t += step(1, 30)
-        emit("app_close")
+        t += _step(rng, 1, 30)
+        out.append(_event(t, "app_close", uid))
     return out
+
+
+def _search(
+    rng: random.Random,
+    out: list[tuple[int, dict[str, object]]],
+    uid: object,
+    t: int,
+    query: str,
+    rank: int,
+    tail: float,
+    ids: dict[str, str],
+) -> tuple[int, bool]:
+    """Add one search, its results and any clicks to ``out``; ``tail`` is the query's
+    rank as a fraction of all queries. Returns the time after them and whether there
+    was a click."""
+    out.append(_event(t, "search", uid, query=query, **ids))
+    t += _step(rng, 0.2, 1.5)
+    if rng.random() < 0.02 + 0.15 * tail:
+        items: list[str] = []
+    else:
+        items = [
+            f"doc{(rank * 131 + p * 7919) % 100_000}" for p in range(rng.choice((10, 10, 10, 5, 3)))
+        ]
+    out.append(_event(t, "results", uid, items=items, **ids))
+    clicked = False
+    if items and rng.random() < 0.75 - 0.35 * tail:
+        for _ in range(1 if rng.random() < 0.8 else 2):
+            weights = [1 / (p + 1) ** 1.3 for p in range(len(items))]
+            pos = rng.choices(range(len(items)), weights)[0]
+            t += _step(rng, 1, 25)
+            extra: dict[str, object] = {"rank": pos + 1} if rng.random() < 0.1 else {}
+            out.append(_event(t, "click", uid, item=items[pos], **extra, **ids))
+            clicked = True
+            t += _step(rng, 3, 120)
+    else:
+        t += _step(rng, 2, 15)
+    return t, clicked
+
+
+def _event(t: int, kind: str, uid: object, **fields: object) -> tuple[int, dict[str, object]]:
+    return (t, {"type": kind, "user": uid, "time": _fmt(t), **fields})
+
+
+def _step(rng: random.Random, lo: float, hi: float) -> int:
+    """A random duration in microseconds, between ``lo`` and ``hi`` seconds."""
+    return int(rng.uniform(lo, hi) * 1_000_000)
 
 
 def generate(spec: SimSpec) -> Iterator[bytes]:
@@ -294,7 +311,8 @@ def write(spec: SimSpec, out: str, rate: float | None = None) -> int:
 
         return produce_lines(lines, out)
     n = 0
-    f = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
+    to_stdout = scheme_of(out) is Scheme.STDIO
+    f = sys.stdout.buffer if to_stdout else open(out, "wb")  # noqa: SIM115
     flush_every = 10_000 if rate is None else max(1, int(rate // 10))
     try:
         buf: list[bytes] = []
@@ -308,7 +326,7 @@ def write(spec: SimSpec, out: str, rate: float | None = None) -> int:
         if buf:
             f.write(b"\n".join(buf) + b"\n")
     finally:
-        if out != "-":
+        if not to_stdout:
             f.close()
         else:
             f.flush()

@@ -46,6 +46,27 @@ def session_records(
     start = events[0][0]
     end = events[-1][0]
     session_id = session_id_for(user, start, ordinal)
+    searches, clicks_total = _attach(events, long_click_us)
+    records, clicked_searches = _search_records(searches, session_id, user)
+    session = SessionRecord(
+        session_id,
+        user,
+        format_time(start),
+        format_time(end),
+        (end - start) / 1e6,
+        len(events),
+        len(searches),
+        clicked_searches,
+        clicks_total,
+        clicked_searches / len(searches) if searches else None,
+        end_reason,
+    )
+    return session, records
+
+
+def _attach(events: list[Event], long_click_us: int) -> tuple[list[list[Any]], int]:
+    """The session's searches as working state, in order, with their results and clicks
+    attached; and the number of clicks in the session."""
     searches: list[list[Any]] = []
     seen_ids: dict[str, list[Any]] = {}  # search_id -> latest such search so far
     clicks_total = 0
@@ -93,8 +114,14 @@ def session_records(
         last_click_t = ev[0]
     if last_click is not None:
         last_click[_LONG] = True
-    n = len(events)
+    return searches, clicks_total
 
+
+def _search_records(
+    searches: list[list[Any]], session_id: str, user: str
+) -> tuple[list[SearchRecord], int]:
+    """The records of a session's searches (from :func:`_attach`), and how many were
+    clicked."""
     records = []
     clicked_searches = 0
     last_search = len(searches) - 1
@@ -134,20 +161,7 @@ def session_records(
                 s[_LONG],
             )
         )
-    session = SessionRecord(
-        session_id,
-        user,
-        format_time(start),
-        format_time(end),
-        (end - start) / 1e6,
-        n,
-        len(searches),
-        clicked_searches,
-        clicks_total,
-        clicked_searches / len(searches) if searches else None,
-        end_reason,
-    )
-    return session, records
+    return records, clicked_searches
 
 
 def _later(
@@ -166,10 +180,14 @@ def _later(
 
 
 def render(
-    emitted: list[tuple[str, list[Event], str]], long_click_us: int, counts: list[int]
+    emitted: list[tuple[str, list[Event], str]],
+    long_click_us: int,
+    counts: list[int],
+    times_us: list[int] | None = None,
 ) -> tuple[list[SessionRecord], list[SearchRecord]]:
     """Records for a batch of emitted sessions; adds to ``counts`` (sessions,
-    searches, clicked searches, clicks)."""
+    searches, clicked searches, clicks) and, when given, to ``times_us`` each
+    search's time (one search record per ``search`` event, in event order)."""
     sessions: list[SessionRecord] = []
     searches: list[SearchRecord] = []
     seen: dict[tuple[str, int], int] = {}  # (user, start) -> sessions so far
@@ -184,6 +202,8 @@ def render(
         clicks += session.clicks
         searches += records
         sessions.append(session)
+        if times_us is not None:
+            times_us += [ev[0] for ev in evs if ev[3] == SEARCH]
     counts[0] += len(sessions)
     counts[1] += n_searches
     counts[2] += clicked

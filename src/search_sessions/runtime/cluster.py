@@ -25,42 +25,56 @@ from .process import free_ports, run_process
 
 
 def run_cluster(cfg: Config, tmp: str) -> bool:
+    """Run ``cfg`` as a cluster of ``cfg.processes`` local processes, with files in
+    ``tmp``; whether a signal stopped it."""
+    errs = [os.path.join(tmp, f"error-{i}") for i in range(cfg.processes)]
+    procs = _start(cfg, tmp, errs)
+    codes, stopped = _wait_forwarding_signals(procs)
+    if any(codes):
+        raise RunError(_failure(codes, errs))
+    return stopped
+
+
+def _start(cfg: Config, tmp: str, errs: list[str]) -> list[_Process]:
+    """Start the cluster's processes: forked if this process can, else new interpreters."""
     ports = free_ports(cfg.processes)
     addresses = [f"127.0.0.1:{p}" for p in ports]
-    errs = [os.path.join(tmp, f"error-{i}") for i in range(cfg.processes)]
     # Later processes start with process 0 and wait, ready, until it listens.
     waits = [None] + [ports[0]] * (cfg.processes - 1)
-    procs: list[_Process]
     if can_fork():
         _import_process_code()
         # What is imported now stays put: the children's collector need not scan (and
         # copy, page by page) the objects they share with this process.
         gc.freeze()
         try:
-            procs = [_fork(cfg, i, addresses, errs[i], waits[i]) for i in range(cfg.processes)]
+            return [_fork(cfg, i, addresses, errs[i], waits[i]) for i in range(cfg.processes)]
         finally:
             gc.unfreeze()
-    else:
-        config_path = os.path.join(tmp, "config.json")
-        with open(config_path, "w") as f:
-            json.dump(config_to_json(cfg), f)
-        # Children share our standard error (progress lines); a failure's one-line
-        # reason also goes to its error file for the message below.
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "search_sessions.runtime.cluster",
-                    config_path,
-                    str(i),
-                    ";".join(addresses),
-                    errs[i],
-                    *([] if waits[i] is None else ["--wait-port", str(waits[i])]),
-                ],
-            )
-            for i in range(cfg.processes)
-        ]
+    config_path = os.path.join(tmp, "config.json")
+    with open(config_path, "w") as f:
+        json.dump(config_to_json(cfg), f)
+    # Children share our standard error (progress lines); a failure's one-line
+    # reason also goes to its error file, for `_failure`.
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "search_sessions.runtime.cluster",
+                config_path,
+                str(i),
+                ";".join(addresses),
+                errs[i],
+                *([] if waits[i] is None else ["--wait-port", str(waits[i])]),
+            ],
+        )
+        for i in range(cfg.processes)
+    ]
+
+
+def _wait_forwarding_signals(procs: list[_Process]) -> tuple[list[int], bool]:
+    """Exit codes of all processes (:func:`_wait_all`), passing SIGINT and SIGTERM on
+    to them meanwhile; and whether such a signal came."""
     stopped = False
 
     def forward(signum: int, _frame: object) -> None:
@@ -76,19 +90,22 @@ def run_cluster(cfg: Config, tmp: str) -> bool:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    if any(codes):
-        messages = []
-        for i, code in enumerate(codes):
-            if code:
-                try:
-                    with open(errs[i], errors="replace") as f:
-                        messages.append(f.read().strip())
-                except OSError:
-                    messages.append(f"process {i} exited with {code}")
-        # The process that met the cause says it; the others only saw a peer fail.
-        messages.sort(key=lambda m: "invalid record at" not in m)
-        raise RunError(messages[0])
-    return stopped
+    return codes, stopped
+
+
+def _failure(codes: list[int], errs: list[str]) -> str:
+    """The reason to report for a cluster whose processes exited with ``codes``."""
+    messages = []
+    for i, code in enumerate(codes):
+        if code:
+            try:
+                with open(errs[i], errors="replace") as f:
+                    messages.append(f.read().strip())
+            except OSError:
+                messages.append(f"process {i} exited with {code}")
+    # The process that met the cause says it; the others only saw a peer fail.
+    messages.sort(key=lambda m: "invalid record at" not in m)
+    return messages[0]
 
 
 def can_fork() -> bool:
