@@ -1,13 +1,23 @@
-"""The shard keys really land one per worker (the table in _routes.py)."""
+"""The shard keys really land one per worker: the table in routes_table.py, and
+the keys probed at start-up beyond it."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+from search_sessions.dataflow import probe, routing
+from search_sessions.dataflow.routes_table import BYTEWAX_VERSION, ROUTED_SHARDS
+from search_sessions.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import os
@@ -80,3 +90,87 @@ def test_each_worker_writes_its_own_shards_lines(tmp_path: Path, workers: int) -
     wrote = re.findall(r"WROTE (\S+) (\w+)", proc.stdout)
     assert len(wrote) == workers, proc.stdout + proc.stderr
     assert {where for _, where in wrote} == {"same"}, proc.stdout
+
+
+# Every size to 32, then two larger ones: about 3 s (all 64 would take ~10 s).
+CHECKED_SIZES = [*range(1, 33), 48, max(ROUTED_SHARDS)]
+
+
+def test_table_is_what_the_probe_finds_now() -> None:
+    """The committed table is the probe's answer for this Bytewax (regenerate: make routes)."""
+    found = {n: probe.routed_shards(n) for n in CHECKED_SIZES}
+    assert found == {n: ROUTED_SHARDS[n] for n in CHECKED_SIZES}
+
+
+def test_table_was_probed_with_the_installed_bytewax() -> None:
+    """Upgrading Bytewax without regenerating the table fails here, loudly."""
+    assert probe.bytewax_version() == BYTEWAX_VERSION, "regenerate the table: make routes"
+
+
+def test_table_covers_one_to_its_largest_size() -> None:
+    assert sorted(ROUTED_SHARDS) == list(range(1, max(ROUTED_SHARDS) + 1))
+    for n, picks in ROUTED_SHARDS.items():
+        assert len(set(picks)) == n
+
+
+def load_tool() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("probe_routes", ROOT / "tools/probe_routes.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_tool_regenerates_the_committed_file_exactly(tmp_path: Path) -> None:
+    tool = load_tool()
+    committed = (ROOT / "src/search_sessions/dataflow/routes_table.py").read_text()
+    assert tool.render(ROUTED_SHARDS, BYTEWAX_VERSION) == committed
+    out = tmp_path / "table.py"
+    assert tool.main(["--max-workers", "3", "--output", str(out)]) == 0
+    assert "    3: (2, 1, 0),\n}\n# fmt: on\n" in out.read_text()
+
+
+def test_beyond_the_table_keys_are_probed_and_route_one_per_worker(tmp_path: Path) -> None:
+    """shard_keys probes in a child process; Bytewax then routes one key to each worker."""
+    workers = max(ROUTED_SHARDS) + 1
+    keys = routing.shard_keys(workers)
+    # The child's answer is this process's (so every process of a cluster agrees).
+    assert keys == [f"shard-{i}" for i in probe.routed_shards(workers)]
+    proc = run_probe(tmp_path, PROBE, workers)
+    seen = dict(re.findall(r"W(\d+) @\d+: \('([^']+)'", proc.stdout))
+    assert sorted(seen, key=int) == [str(i) for i in range(workers)], proc.stdout + proc.stderr
+    assert [seen[str(i)] for i in range(workers)] == keys
+
+
+@pytest.fixture
+def fresh_cache() -> Iterator[None]:
+    routing._routed.cache_clear()
+    yield
+    routing._routed.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_a_failed_probe_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.raises(ConfigError, match=r"covers 1\.\.\d+ workers on Bytewax .*make routes"):
+        routing.shard_keys(max(ROUTED_SHARDS) + 1)
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_another_bytewax_is_probed_even_within_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def fake_probe(n: int) -> tuple[int, ...]:
+        calls.append(n)
+        return tuple(range(n))
+
+    monkeypatch.setattr(routing, "bytewax_version", lambda: "99.0")
+    monkeypatch.setattr(routing, "routed_shards_in_subprocess", fake_probe)
+    assert routing.shard_keys(2) == ["shard-0", "shard-1"]
+    assert routing.shard_keys(2) == ["shard-0", "shard-1"]
+    assert calls == [2]  # once per size and process
+
+
+def test_no_workers_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="at least one worker"):
+        routing.shard_keys(0)
