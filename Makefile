@@ -1,5 +1,8 @@
 # search-sessions: `make run` (set up, simulate a day of traffic, sessionize it) and `make test`.
-PYTHON ?= python3
+# The venv's Python: `make PYTHON=/path/to/python` (checked), else the first of python3.12,
+# python3.11, python3 that is CPython 3.11 or 3.12, the only ones Bytewax 0.21.1 has wheels
+# for; tools/pick_python.sh stops with one line saying so when there is none.
+PYTHON ?=
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CLI    := $(BIN)/search-sessions
@@ -7,12 +10,19 @@ CLI    := $(BIN)/search-sessions
 RUN_EVENTS ?= 200000
 RUN_USERS  ?= 5000
 
-.PHONY: setup system-deps run test lint bench clean
+.PHONY: setup system-deps run test lint bench clean routes
 
 setup: $(VENV)/.installed
 
+# A venv left by an unsupported or vanished Python (say a failed setup on 3.13) is
+# recreated: `python -m venv` over it would keep its old bin/python.
 $(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
+	@py=$$(tools/pick_python.sh $(PYTHON)) || exit 1; \
+	if { [ -e $(BIN)/python ] || [ -L $(BIN)/python ]; } \
+		&& ! tools/pick_python.sh $(BIN)/python >/dev/null 2>&1; then \
+		echo "rm -rf $(VENV)  # its Python is not CPython 3.11 or 3.12"; rm -rf $(VENV); \
+	fi; \
+	echo "$$py -m venv $(VENV)"; "$$py" -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
@@ -43,12 +53,16 @@ test: setup system-deps
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples tools bench
+	$(BIN)/ruff format --check src tests examples tools bench
 	$(BIN)/mypy
+
+# The shard keys Bytewax routes one per worker, probed from the installed Bytewax.
+routes: setup
+	$(BIN)/python tools/probe_routes.py --max-workers 64 --output src/search_sessions/dataflow/routes_table.py
 
 bench: setup
 	$(BIN)/python bench/bench.py --memory
 
 clean:
-	rm -rf out data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf out data .pytest_cache .mypy_cache .ruff_cache .hypothesis .venv-pythons
