@@ -12,7 +12,7 @@ BIN = Path(sys.executable).parent
 
 def test_ruff() -> None:
     proc = subprocess.run(
-        [str(BIN / "ruff"), "check", "src", "tests", "bench", "examples"],
+        [str(BIN / "ruff"), "check", "src", "tests", "bench", "examples", "tools"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -7,27 +7,49 @@ The library behind the ``search-sessions`` command::
     summary = run(Config(inputs=("events.jsonl",), searches="out/searches.jsonl"))
     print(summary.text())
 
-Public names: :class:`Config` (everything a run needs, pure data),
-:func:`run` (run a job to its end) and its :class:`Summary`,
-:func:`simulate` (write simulated traffic) with :class:`SimSpec`,
-:func:`sessionize` (the Bytewax operator for your own flows), and the errors,
-all subclasses of :class:`SearchSessionsError`.
+Public names: :class:`Config` (everything a run needs, pure data) and
+:func:`parse_duration`, :func:`run` (run a job to its end) and its
+:class:`Summary`, :func:`simulate` (write simulated traffic) with
+:class:`SimSpec`, :func:`sessionize` (the Bytewax operator for your own
+flows), and the errors, all subclasses of :class:`SearchSessionsError`.
+
+Names are imported when first used, so ``import search_sessions.core`` (plain
+Python) does not load Bytewax.
 """
 
 from __future__ import annotations
 
-from .config import Config, parse_duration
-from .errors import (
-    ConfigError,
-    InputError,
-    OutputError,
-    RunError,
-    SearchSessionsError,
-    StrictError,
-)
-from .runtime.run import Summary, run
-from .simulate import SimSpec
-from .simulate import write as simulate
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config, parse_duration
+    from .errors import (
+        ConfigError,
+        InputError,
+        OutputError,
+        RunError,
+        SearchSessionsError,
+        StrictError,
+    )
+    from .runtime.run import Summary, run
+    from .simulate import SimSpec
+    from .simulate import write as simulate
+
+_WHERE = {
+    "Config": ("config", "Config"),
+    "parse_duration": ("config", "parse_duration"),
+    "ConfigError": ("errors", "ConfigError"),
+    "InputError": ("errors", "InputError"),
+    "OutputError": ("errors", "OutputError"),
+    "RunError": ("errors", "RunError"),
+    "SearchSessionsError": ("errors", "SearchSessionsError"),
+    "StrictError": ("errors", "StrictError"),
+    "Summary": ("runtime.run", "Summary"),
+    "run": ("runtime.run", "run"),
+    "SimSpec": ("simulate", "SimSpec"),
+    "simulate": ("simulate", "write"),
+}
 
 __all__ = [
     "Config",
@@ -43,3 +65,16 @@ __all__ = [
     "run",
     "simulate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'search_sessions' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{where[0]}", __name__), where[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

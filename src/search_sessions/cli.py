@@ -13,6 +13,7 @@ import click
 
 from .config import Config, config_to_json, parse_duration, parse_rollup_window
 from .connectors.registry import prepare_output, resolve_inputs
+from .connectors.specs import Scheme, scheme_of
 from .demo import run_demo
 from .errors import ConfigError, SearchSessionsError
 from .report import write_report
@@ -365,9 +366,7 @@ def simulate(
         raise click.BadParameter(f"not an ISO 8601 time: {start!r}", param_hint="--start") from None
     if begin.tzinfo is None:
         begin = begin.replace(tzinfo=UTC)
-    parent = os.path.dirname(output) if output != "-" and "://" not in output else ""
-    if parent:
-        os.makedirs(parent, exist_ok=True)
+    prepare_output(output)
     n = write(
         SimSpec(
             events=events,
@@ -382,7 +381,7 @@ def simulate(
         output,
         rate,
     )
-    if output != "-":
+    if scheme_of(output) is not Scheme.STDIO:
         click.echo(f"wrote {n:,} events to {output}", err=True)
 
 

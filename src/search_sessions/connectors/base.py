@@ -36,7 +36,7 @@ STATS: Final = "stats"
 
 ShardBatch = tuple[int, int, bool, list[Event] | bytes, list[tuple[Event, int]], int, int]
 """``(part, newest_us, closed, events, maybe_late, idle_us, shard)``; see ``Sessionizer.ingest``.
-``events`` is packed (:func:`~search_sessions.events.pack_events`) for a shard in another
+``events`` is packed (:func:`~search_sessions.core.events.pack_events`) for a shard in another
 process."""
 
 SourceItem = tuple[str, Any]

@@ -363,7 +363,8 @@ def writer_parts(n: int) -> list[str]:
 class JsonLinesSink(FixedPartitionedSink[bytes, Any]):
     """Writes blocks of JSON lines to ``path`` (``-`` for standard output).
 
-    With ``keys`` (one shard key per worker, see ``flow.shard_keys``) every
+    With ``keys`` (one shard key per worker, see
+    :func:`~search_sessions.dataflow.routing.shard_keys`) every
     worker appends to the file itself: an item keyed by shard *i* goes to the
     partition on worker *i*, which is where shard *i* runs; other keys go to
     worker 0. No state is kept, so this is for runs without a recovery store.
