@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import Config, parse_duration
+    from .dataflow.operator import sessionize
     from .errors import (
         ConfigError,
         InputError,
@@ -49,6 +50,7 @@ _WHERE = {
     "run": ("runtime.run", "run"),
     "SimSpec": ("simulate", "SimSpec"),
     "simulate": ("simulate", "write"),
+    "sessionize": ("dataflow.operator", "sessionize"),
 }
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "Summary",
     "parse_duration",
     "run",
+    "sessionize",
     "simulate",
 ]
 
