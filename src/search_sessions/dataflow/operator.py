@@ -42,13 +42,14 @@ from bytewax.operators import StatefulBatchLogic
 
 from ..config import Config
 from ..connectors.base import ShardBatch
-from ..core.events import Event, EventDecoder, decode_block, event_to_json, unpack_events
+from ..core.events import Event, EventDecoder, decode_block, event_to_json
 from ..core.schema import OutputKind
 from ..core.searches import render
-from ..core.sessions import EmittedSession, Sessionizer
+from ..core.sessions import EmittedSession
 from ..core.time import NEVER, format_time
 from ..errors import StrictError
 from .routing import shard_keys
+from .shard import ingest, sessionizer
 
 __all__ = ["SessionizeOut", "sessionize"]
 
@@ -289,18 +290,11 @@ class _ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     def __init__(self, cfg: Config, n_parts: int, resume: bytes | None) -> None:
         self.long_click_us = cfg.long_click_us
         self.labels = [f"worker-{i}" for i in range(n_parts)]
-        if resume:
-            self.core: Sessionizer = pickle.loads(resume)
-        else:
-            self.core = Sessionizer(n_parts, cfg.gap_us, cfg.lateness_us, cfg.max_session_us)
+        self.core = sessionizer(cfg, n_parts, resume)
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
-        core = self.core
-        late: list[tuple[Event, int]] = []
-        for part, newest, closed, events, maybe_late, idle_us, _ in values:
-            evs = unpack_events(events) if isinstance(events, bytes) else events
-            late += core.ingest(part, newest, closed, evs, maybe_late, idle_us)
-        return self._records(core.advance(), late), StatefulBatchLogic.RETAIN
+        late = ingest(self.core, values)
+        return self._records(self.core.advance(), late), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[OutItem], bool]:
         return self._records(self.core.flush(), []), StatefulBatchLogic.DISCARD

@@ -34,6 +34,23 @@ ROLLUP_PARTIAL: Final = "rollup_partial"
 """The item key of a shard's partial rollup sums."""
 
 
+def sessionizer(cfg: Config, n_parts: int, resume: bytes | None) -> Sessionizer:
+    """A shard's :class:`Sessionizer`: from its snapshot (a pickle), or new."""
+    if resume:
+        core: Sessionizer = pickle.loads(resume)
+        return core
+    return Sessionizer(n_parts, cfg.gap_us, cfg.lateness_us, cfg.max_session_us)
+
+
+def ingest(core: Sessionizer, values: list[ShardBatch]) -> list[tuple[Event, int]]:
+    """Feed a shard's batches (events packed or not) to ``core``; returns the late events."""
+    late: list[tuple[Event, int]] = []
+    for part, newest, closed, events, maybe_late, idle_us, _shard in values:
+        evs = unpack_events(events) if isinstance(events, bytes) else events
+        late += core.ingest(part, newest, closed, evs, maybe_late, idle_us)
+    return late
+
+
 class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     """Bytewax glue for one shard: feed batches in, render emitted sessions out.
 
@@ -46,18 +63,12 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         self.cfg = cfg
         self.labels = [source_label(p) for p in cfg.partitions]
         self.shard = -1
-        if resume:
-            self.core: Sessionizer = pickle.loads(resume)
-        else:
-            self.core = Sessionizer(n_parts, cfg.gap_us, cfg.lateness_us, cfg.max_session_us)
+        self.core = sessionizer(cfg, n_parts, resume)
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
         core = self.core
-        late: list[tuple[Event, int]] = []
-        for part, newest, closed, events, maybe_late, idle_us, shard in values:
-            evs = unpack_events(events) if isinstance(events, bytes) else events
-            late.extend(core.ingest(part, newest, closed, evs, maybe_late, idle_us))
-            self.shard = shard
+        late = ingest(core, values)
+        self.shard = values[-1][6]
         emitted = core.advance()
         before = list(core.counters)
         out, searches, times = self._render(emitted, late)
