@@ -11,7 +11,17 @@ from typing import Any, TypeVar
 
 import click
 
-from .config import Config, config_to_json, parse_duration, parse_rollup_window
+from .config import (
+    FORMATS,
+    ORDERS,
+    TIME_UNITS,
+    Config,
+    config_to_json,
+    parse_duration,
+    parse_mapping,
+    parse_rollup_window,
+    parse_size,
+)
 from .connectors.registry import prepare_output, resolve_inputs
 from .connectors.specs import Scheme, scheme_of
 from .demo import run_demo
@@ -114,6 +124,58 @@ def main() -> None:
 )
 @click.option("--rollups", default=None, help="Rollup rows per window and per window and query.")
 @click.option("--strict", is_flag=True, help="Stop with an error at the first invalid record.")
+@click.option(
+    "--order",
+    type=click.Choice(ORDERS),
+    default="auto",
+    show_default=True,
+    help="time: stream with a watermark (late events set apart); sort: sort files and "
+    "stdin by event time first (any order gives the batch answer); auto: sort a file or "
+    "stdin whose first block is out of order by more than --lateness, stream Kafka.",
+)
+@click.option(
+    "--sort-memory",
+    default="256MB",
+    show_default=True,
+    help="Events a process holds while sorting before it spills a sorted run to disk.",
+)
+@click.option(
+    "--temp-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where sorted runs are spilled (default: the system's temporary directory).",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="Input layout; auto: .csv, .tsv, .parquet by name (also gzipped), an AOL "
+    "header (AnonID, Query, QueryTime) by the first line, else JSON Lines.",
+)
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME=INPUT_NAME",
+    help="The input's name for a field: --field user=anon_id --field time=ts (repeat).",
+)
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE=INPUT_NAME",
+    help="Another name for an event type: --type search=query_submitted (repeat).",
+)
+@click.option(
+    "--time-unit",
+    type=click.Choice(TIME_UNITS),
+    default="auto",
+    show_default=True,
+    help="Unit of epoch-number times; auto: seconds below 1e11, milliseconds below "
+    "1e14, microseconds below 1e17, else nanoseconds.",
+)
 @click.option("--tail", is_flag=True, help="Kafka inputs: only messages from now on.")
 @click.option(
     "--idle-timeout",
@@ -167,7 +229,8 @@ def main() -> None:
     "search_sessions.dataflow.flow:flow).",
 )
 def run(inputs: tuple[str, ...], **opts: Any) -> None:
-    """Sessionize INPUT... (JSON Lines files, .gz, directories, or - for stdin).
+    """Sessionize INPUT... (JSON Lines, CSV, TSV, AOL or Parquet files, .gz, directories,
+    - for stdin, or kafka://HOST:PORT/TOPIC).
 
     \b
     Example:
@@ -233,6 +296,13 @@ def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:
             metrics_port=opts["metrics_port"],
             metrics_host=opts["metrics_host"],
             stop_at_end=opts["stop_at_end"],
+            order=opts["order"],
+            sort_memory=parse_size(opts["sort_memory"]),
+            temp_dir=opts["temp_dir"],
+            input_format=opts["input_format"],
+            fields=parse_mapping(opts["fields"], "--field"),
+            types=parse_mapping(opts["types"], "--type"),
+            time_unit=opts["time_unit"],
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from .core.layout import InputLayout
 from .core.time import to_us
 from .errors import ConfigError
 
@@ -52,6 +53,48 @@ def parse_rollup_window(text: str) -> tuple[str, int]:
             f"rollup window {text!r}: use whole seconds that divide a day (1m, 1h, 1d)"
         )
     return text, int(seconds)
+
+
+ORDERS = ("auto", "time", "sort")
+FORMATS = ("auto", "jsonl", "csv", "tsv", "aol", "parquet")
+TIME_UNITS = ("auto", "s", "ms", "us", "ns")
+FIELD_NAMES = ("type", "user", "time", "query", "items", "item", "rank", "search_id")
+"""The input fields ``--field`` can rename."""
+TYPE_NAMES = ("app_open", "search", "results", "click", "app_close")
+"""The event types ``--type`` can give other names."""
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{what} {value!r}: use one of {', '.join(choices)}")
+
+
+def parse_mapping(items: tuple[str, ...] | list[str], what: str) -> tuple[tuple[str, str], ...]:
+    """``NAME=VALUE`` pairs as given to ``--field`` or ``--type``.
+
+    >>> parse_mapping(["user=anon_id", "time=ts"], "--field")
+    (('user', 'anon_id'), ('time', 'ts'))
+    """
+    out = []
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"{what} {item!r}: use NAME=VALUE, e.g. {what} user=anon_id")
+        out.append((name.strip(), value.strip()))
+    return tuple(out)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``512MB``, ``2GB``, ``300M``, ``1g`` or a bare number of bytes.
+
+    >>> parse_size("256MB"), parse_size("1g")
+    (268435456, 1073741824)
+    """
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", text, re.IGNORECASE)
+    if not m:
+        raise ConfigError(f"not a size: {text!r} (use e.g. 256MB, 2GB)")
+    scale = 1024 ** " kmgt".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * scale)
 
 
 @dataclass(frozen=True)
@@ -96,7 +139,25 @@ class Config:
     parallel_writes: bool = False
     block_bytes: int = 1 << 19
     """How much of a file a partition reads and decodes at a time."""
+    order: str = "auto"
+    """``time`` (a watermark with lateness), ``sort`` (bounded inputs sorted by event time
+    first) or ``auto`` (sort a file or standard input whose first block is out of order)."""
+    sort_memory: int = 256 << 20
+    """Bytes of events a process holds while sorting before it spills a sorted run."""
+    temp_dir: str | None = None
+    """Where sorted runs are spilled (the system's temporary directory by default)."""
+    input_format: str = "auto"
+    """``jsonl``, ``csv``, ``tsv``, ``aol``, ``parquet``, or ``auto`` (by file name)."""
+    fields: tuple[tuple[str, str], ...] = ()
+    """``(field, name in the input)`` pairs: ``user`` is ``anon_id`` in these logs."""
+    types: tuple[tuple[str, str], ...] = ()
+    """``(type, name in the input)`` pairs: a ``search`` is a ``query_submitted``."""
+    time_unit: str = "auto"
+    """Unit of epoch-number times: ``s``, ``ms``, ``us``, ``ns``, or ``auto`` (by size)."""
     partitions: tuple[str, ...] = field(default=(), compare=False)
+    sorted_inputs: tuple[int, ...] = field(default=(), compare=False)
+    """Indices in ``partitions`` of the inputs sorted before they are streamed (filled in
+    with ``partitions`` from ``order``)."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -112,6 +173,24 @@ class Config:
             raise ConfigError("--rollups needs at least one --rollup window length")
         if self.snapshot_interval <= timedelta(0):
             raise ConfigError("snapshot_interval must be positive")
+        _check_choice("order", self.order, ORDERS)
+        _check_choice("format", self.input_format, FORMATS)
+        _check_choice("time unit", self.time_unit, TIME_UNITS)
+        if self.sort_memory < 1 << 20:
+            raise ConfigError(f"sort memory must be at least 1MB, got {self.sort_memory:,} bytes")
+        for what, pairs, names in (
+            ("--field", self.fields, FIELD_NAMES),
+            ("--type", self.types, TYPE_NAMES),
+        ):
+            for ours, theirs in pairs:
+                _check_choice(what, ours, names)
+                if not theirs:
+                    raise ConfigError(f"{what} {ours}= needs the input's name for it")
+
+    @property
+    def layout(self) -> InputLayout:
+        """How the inputs name fields and types, and their epoch unit."""
+        return InputLayout(self.fields, self.types, self.time_unit)
 
     @property
     def gap_us(self) -> int:
@@ -148,8 +227,10 @@ def config_from_json(data: dict[str, Any]) -> Config:
     for name in _DURATIONS:
         if kw.get(name) is not None:
             kw[name] = timedelta(seconds=kw[name])
-    for name in ("inputs", "partitions"):
+    for name in ("inputs", "partitions", "sorted_inputs"):
         if name in kw:
             kw[name] = tuple(kw[name])
+    for name in ("fields", "types"):
+        kw[name] = tuple(tuple(pair) for pair in kw.get(name, ()))
     kw["rollup_windows"] = tuple(tuple(w) for w in kw.get("rollup_windows", ()))
     return Config(**kw)

@@ -110,7 +110,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.label = ctx.label
         self.shard_keys = ctx.shard_keys
         self.remote = ctx.remote
-        self.decoder = EventDecoder(self.input_index)
+        self.decoder: EventDecoder | None = None  # made at the first read: see make_decoder
         offset, seq, newest, lines, events, invalid, ended = ctx.resume or (
             0,
             0,
@@ -134,6 +134,11 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
     def read(self) -> tuple[list[bytes], bool]:
         """Next lines (each with its newline) and whether the input has ended."""
 
+    def make_decoder(self) -> EventDecoder:
+        """The decoder for this partition's lines (a format with a header row reads it
+        first), made when the partition first reads."""
+        return EventDecoder(self.input_index, self.cfg.layout)
+
     @property
     def aligned_at(self) -> int:
         """Where this partition is in event time, for :class:`Alignment`: before it has
@@ -154,6 +159,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             raise StopIteration()
         if self.alignment is not None and self.alignment.should_wait(self.part, self.aligned_at):
             return self._waiting()
+        if self.decoder is None:
+            self.decoder = self.make_decoder()
         lines, at_end = self.read()
         idle_us = self._idle_us(bool(lines))
         positions = self.positions(len(lines))

@@ -36,8 +36,24 @@ from ..core.time import NEVER
 from .base import LinePartition, PartitionContext
 from .specs import Scheme, scheme_of
 
-INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz", ".gz")
-"""The files a directory input reads."""
+INPUT_SUFFIXES = (
+    ".jsonl",
+    ".json",
+    ".ndjson",
+    ".csv",
+    ".tsv",
+    ".jsonl.gz",
+    ".json.gz",
+    ".ndjson.gz",
+    ".csv.gz",
+    ".tsv.gz",
+    ".gz",
+    ".parquet",
+)
+"""The files a directory input reads (with ``--format aol`` also ``.txt`` and ``.txt.gz``,
+the AOL collection's own names)."""
+
+AOL_SUFFIXES = (".txt", ".txt.gz")
 
 
 class FilePartition(LinePartition):
@@ -277,14 +293,14 @@ def first_event_time(head: bytes) -> int:
     decoder = EventDecoder(0)
     for line in (head[: head.rfind(b"\n") + 1] or head).splitlines()[:100]:
         ev = decoder.decode(line, 0)
-        if not isinstance(ev, str):
+        if isinstance(ev, tuple):
             return ev[0]
     return NEVER
 
 
 def _plain_file_size(name: str) -> int | None:
     """The size of a JSON Lines file (not gzip, not a JSON array), else None."""
-    if scheme_of(name) is not Scheme.FILE or name.endswith((".json", ".json.gz")):
+    if scheme_of(name) is not Scheme.FILE or name.endswith((".json", ".json.gz", ".parquet")):
         return None
     try:
         with open(name, "rb") as f:

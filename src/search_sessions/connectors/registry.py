@@ -23,6 +23,7 @@ from ..core.schema import OutputKind
 from ..errors import ConfigError, InputError
 from .base import LinePartition, PartitionContext
 from .files import (
+    AOL_SUFFIXES,
     INPUT_SUFFIXES,
     FilePartition,
     JsonLinesSink,
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-def expand_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
+def expand_inputs(inputs: tuple[str, ...], input_format: str = "auto") -> tuple[str, ...]:
     """Input partitions in a fixed order: arguments in order, a directory's files sorted,
     a Kafka topic's partitions in partition order (asking the broker).
 
@@ -62,7 +63,7 @@ def expand_inputs(inputs: tuple[str, ...]) -> tuple[str, ...]:
         elif scheme is Scheme.SQL:
             raise ConfigError(f"{item}: SQL databases are outputs, not inputs")
         else:
-            parts.extend(_files(item))
+            parts.extend(_files(item, input_format))
     if len(set(parts)) != len(parts):
         raise ConfigError("the same input is named twice")
     return tuple(parts)
@@ -72,17 +73,16 @@ def resolve_inputs(cfg: Config) -> Config:
     """``cfg`` with its input partitions listed (see :func:`expand_inputs`), once."""
     if cfg.partitions:
         return cfg
-    return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs))
+    return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
 
 
-def _files(item: str) -> list[str]:
+def _files(item: str, input_format: str) -> list[str]:
     path = Path(item)
     if path.is_dir():
-        found = sorted(
-            str(p) for p in path.rglob("*") if p.is_file() and p.name.endswith(INPUT_SUFFIXES)
-        )
+        suffixes = INPUT_SUFFIXES + (AOL_SUFFIXES if input_format == "aol" else ())
+        found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
         if not found:
-            raise InputError(f"{item}: directory holds no .jsonl, .json or .gz files")
+            raise InputError(f"{item}: directory holds no input files ({', '.join(suffixes)})")
         return found
     if path.is_file():
         return [str(path)]

@@ -21,12 +21,14 @@ unique, so sorting never compares payloads.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any, Final, Union
 from zlib import crc32
 
 import msgspec
 
-from .schema import CLICK, KIND_NAMES, KIND_OF, RESULTS, SEARCH, AnyEvent
+from .layout import KIND_OF_TYPE, InputLayout, event_types
+from .schema import CLICK, KIND_NAMES, RESULTS, SEARCH
 from .time import EPOCH, MAX_US, MIN_US, BadTime, format_time, parse_time
 
 __all__ = [
@@ -47,24 +49,37 @@ item (click) or ``None``; ``rank`` is a click's given rank.
 """
 
 
+PLAIN: Final = InputLayout()
+"""Our own field and type names, epoch numbers read by size."""
+
+
 class EventDecoder:
     """Decodes raw lines of one input partition into :data:`Event` tuples.
 
     :meth:`decode` returns the event, or a one-line reason when the record is
-    invalid; it never raises on input.
+    invalid; it never raises on input. ``layout`` names the input's fields and
+    types when they are not ours (see :mod:`search_sessions.core.layout`).
     """
 
-    __slots__ = ("_decode", "part")
+    __slots__ = ("_decode", "layout", "part", "unit")
 
-    def __init__(self, part: int) -> None:
+    def __init__(self, part: int, layout: InputLayout = PLAIN) -> None:
         self.part = part
-        self._decode = msgspec.json.Decoder(AnyEvent).decode
+        self.layout = layout
+        self.unit = layout.time_unit
+        self._decode = msgspec.json.Decoder(event_types(layout)).decode
 
-    def decode(self, raw: bytes, seq: int) -> Event | str:
+    def decode(self, raw: bytes, seq: int) -> Event | str | list[Event]:
+        """The event on the line, or why there is none (other formats' decoders may
+        return a list: the several events, or none, a line holds)."""
         try:
             ev = self._decode(raw)
         except (msgspec.DecodeError, ValueError) as exc:
             return _reason(exc, raw)
+        return self.event(ev, seq)
+
+    def event(self, ev: Any, seq: int) -> Event | str:
+        """The event tuple of a decoded struct (see :func:`event_types`), or why not."""
         tv = ev.time
         try:
             if tv.__class__ is not str:
@@ -75,13 +90,13 @@ class EventDecoder:
                 raise ValueError
         except (ValueError, TypeError, OverflowError):
             try:
-                t = parse_time(tv)
+                t = parse_time(tv, self.unit)
             except BadTime as exc:
                 return str(exc)
         user = ev.user
         if user.__class__ is not str:
             user = str(user)
-        kind = KIND_OF[ev.__class__]
+        kind = KIND_OF_TYPE[ev.__class__]
         if kind == SEARCH:
             return (t, self.part, seq, kind, user, ev.query, None, ev.search_id)
         if kind == RESULTS:
@@ -123,12 +138,17 @@ def decode_block(
     per_shard: list[list[Event]] = [[] for _ in range(n_shards)]
     maybe_late: list[list[tuple[Event, int]]] = [[] for _ in range(n_shards)]
     bad: list[tuple[int, bytes, str]] = []
-    decode = decoder.decode
+    decode: Callable[[bytes, int], Any] = decoder.decode  # an Event, a reason or a list
     positions = range(seq + 1, seq + 1 + len(lines)) if seqs is None else seqs
     only = per_shard[0] if n_shards == 1 else None
     for line, seq in zip(lines, positions, strict=True):
         ev = decode(line, seq)
-        if isinstance(ev, str):
+        if ev.__class__ is not tuple:
+            if ev.__class__ is list:
+                # A line of several events (AOL: a search and its click), or none.
+                for one in ev:
+                    newest = _deal(one, newest, lateness_us, per_shard, maybe_late)
+                continue
             # Blank lines fail to decode too; they are skipped, not invalid.
             if not line.isspace():
                 bad.append((seq, line, ev))
@@ -144,6 +164,24 @@ def decode_block(
         if t > newest:
             newest = t
     return per_shard, maybe_late, bad, newest, sum(map(len, lines))
+
+
+def _deal(
+    ev: Event,
+    newest: int,
+    lateness_us: int,
+    per_shard: list[list[Event]],
+    maybe_late: list[list[tuple[Event, int]]],
+) -> int:
+    """Deal one event as :func:`decode_block` does; the partition's newest time after it."""
+    n_shards = len(per_shard)
+    t = ev[0]
+    shard = crc32(ev[4].encode()) % n_shards
+    if t < newest - lateness_us:
+        maybe_late[shard].append((ev, newest))
+        return newest
+    per_shard[shard].append(ev)
+    return max(newest, t)
 
 
 _PackedEvent = tuple[

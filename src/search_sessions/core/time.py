@@ -10,6 +10,7 @@ construction); text appears only at the edges, RFC 3339 with a ``Z``.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -21,6 +22,7 @@ __all__ = [
     "NEVER",
     "UTC",
     "BadTime",
+    "epoch_unit",
     "format_time",
     "parse_time",
     "to_us",
@@ -51,17 +53,45 @@ class BadTime(ValueError):
     """A time that is not RFC 3339 / ISO 8601 text or a finite epoch number in range."""
 
 
-def parse_time(value: str | int | float) -> int:
-    """UTC microseconds from an RFC 3339 / ISO 8601 string or epoch seconds.
+UNIT_US: Final = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
+"""Microseconds per unit of an epoch number."""
 
-    A string without an offset is UTC.
+_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
-    >>> parse_time("1970-01-01T00:00:01.5Z"), parse_time(1.5)
-    (1500000, 1500000)
+
+def epoch_unit(value: float) -> str:
+    """The unit ``auto`` reads an epoch number in, by its size: seconds below 1e11 (up to
+    the year 5138), milliseconds below 1e14, microseconds below 1e17, else nanoseconds.
+
+    >>> epoch_unit(1_700_000_000), epoch_unit(1_700_000_000_000), epoch_unit(1.7e18)
+    ('s', 'ms', 'ns')
+    """
+    size = abs(value)
+    if size < 1e11:
+        return "s"
+    if size < 1e14:
+        return "ms"
+    return "us" if size < 1e17 else "ns"
+
+
+def parse_time(value: str | int | float, unit: str = "auto") -> int:
+    """UTC microseconds from an RFC 3339 / ISO 8601 string or an epoch number.
+
+    A string without an offset is UTC. An epoch number (or a string that is one, as
+    CSV cells are) is in ``unit``: ``s``, ``ms``, ``us``, ``ns``, or ``auto``
+    (:func:`epoch_unit`).
+
+    >>> parse_time("1970-01-01T00:00:01.5Z"), parse_time(1.5), parse_time("1500", "ms")
+    (1500000, 1500000, 1500000)
     >>> parse_time("1970-01-01 02:00:01+02:00")
     1000000
     """
     if isinstance(value, str):
+        if _NUMBER.match(value):
+            number = float(value)
+            if number.is_integer() and "." not in value and "e" not in value.lower():
+                number = int(value)
+            return parse_time(number, unit)
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
@@ -75,12 +105,17 @@ def parse_time(value: str | int | float) -> int:
             us = (dt - EPOCH) // _US
         except OverflowError:
             raise BadTime(f"bad time {value!r}: out of range") from None
-    elif isinstance(value, int):
-        us = value * 1_000_000
+    elif isinstance(value, bool):
+        raise BadTime(f"bad time {value!r}: not a time")
     else:
         if value != value or value in (float("inf"), float("-inf")):
             raise BadTime(f"bad time {value!r}: not a finite number")
-        us = round(value * 1_000_000)
+        scale = UNIT_US[epoch_unit(value) if unit == "auto" else unit]
+        if isinstance(value, int):
+            # Nanoseconds: whole microseconds, rounded down.
+            us = value * int(scale) if scale >= 1 else value // 1000
+        else:
+            us = round(value * scale)
     if not MIN_US <= us <= MAX_US:
         raise BadTime(f"bad time {value!r}: out of range")
     return us

@@ -211,13 +211,14 @@ class _DecodeLogic(StatefulBatchLogic[Stamped, tuple[str, Any], DecodeState]):
         self.keys = _keys(n_workers)
         self.lateness_us = cfg.lateness_us
         self.strict = cfg.strict
+        self.layout = cfg.layout
         self.part, self.seq, self.newest = resume or (-1, 0, NEVER)
         self.decoder: EventDecoder | None = None
 
     def on_batch(self, values: list[Stamped]) -> tuple[Iterable[tuple[str, Any]], bool]:
         part = self.part = values[0][0]
         if self.decoder is None:
-            self.decoder = EventDecoder(part)
+            self.decoder = EventDecoder(part, self.layout)
         items = [item for _, batch in values for item in batch]
         first = self.seq
         lines, seqs, out = self._lines(items)

@@ -1,0 +1,110 @@
+"""How an input names things: its fields, its event types, its epoch unit.
+
+Logs that are not in this project's spelling (``anon_id`` for ``user``,
+``query_submitted`` for ``search``, epoch milliseconds) are read through an
+:class:`InputLayout`. The JSON decoder stays a typed msgspec decoder: the
+structs it decodes into are built for the layout (:func:`event_types`) with the
+input's names, so a mapped log decodes as fast as one in our spelling.
+
+>>> layout = InputLayout(fields=(("user", "anon_id"),), types=(("search", "q"),))
+>>> import msgspec
+>>> ev = msgspec.json.decode(b'{"type": "q", "anon_id": 7, "time": 0, "query": "x"}',
+...                          type=event_types(layout))
+>>> ev.user, KIND_OF_TYPE[type(ev)]
+(7, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Final, Union
+
+import msgspec
+
+from .schema import (
+    APP_CLOSE,
+    APP_OPEN,
+    CLICK,
+    KIND_NAMES,
+    KIND_OF,
+    RESULTS,
+    SEARCH,
+    AnyEvent,
+)
+
+__all__ = ["KIND_OF_TYPE", "InputLayout", "event_types"]
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """Field names (``(ours, theirs)`` pairs), extra type names and the epoch unit."""
+
+    fields: tuple[tuple[str, str], ...] = ()
+    types: tuple[tuple[str, str], ...] = ()
+    time_unit: str = "auto"
+
+    @property
+    def plain(self) -> bool:
+        """Whether the input uses this project's own names."""
+        return not self.fields and not self.types
+
+    def name_of(self, field: str) -> str:
+        """The input's name for one of our fields.
+
+        >>> InputLayout(fields=(("user", "anon_id"),)).name_of("user")
+        'anon_id'
+        """
+        return dict(self.fields).get(field, field)
+
+
+KIND_OF_TYPE: Final[dict[type, int]] = dict(KIND_OF)
+"""The kind of every struct :func:`event_types` builds (the plain ones included)."""
+
+_FIELDS: Final[dict[int, list[tuple[str, Any, Any]]]] = {
+    APP_OPEN: [],
+    SEARCH: [("query", str, msgspec.NODEFAULT), ("search_id", Union[str, None], None)],
+    RESULTS: [("items", list[str], msgspec.NODEFAULT), ("search_id", Union[str, None], None)],
+    CLICK: [
+        ("item", str, msgspec.NODEFAULT),
+        ("rank", Union[Annotated[int, msgspec.Meta(ge=1)], None], None),
+        ("search_id", Union[str, None], None),
+    ],
+    APP_CLOSE: [],
+}
+_TUTORIAL_TAGS: Final = {
+    APP_OPEN: "AppOpen",
+    SEARCH: "Search",
+    RESULTS: "Results",
+    CLICK: "ClickResult",
+    APP_CLOSE: "AppClose",
+}
+
+
+@cache
+def event_types(layout: InputLayout) -> Any:
+    """The union of structs a line of this layout decodes into (tagged by its ``type``
+    field, under the input's name for it): one struct per type name, our names and
+    the tutorial's always included, plus the layout's."""
+    if layout.plain:
+        return AnyEvent
+    rename = {ours: theirs for ours, theirs in layout.fields if ours != "type"}
+    tag_field = layout.name_of("type")
+    structs: list[Any] = []
+    for kind, name in enumerate(KIND_NAMES):
+        tags = [name, _TUTORIAL_TAGS[kind]]
+        tags += [theirs for ours, theirs in layout.types if ours == name and theirs not in tags]
+        for tag in tags:
+            fields: list[Any] = [("user", Union[str, int]), ("time", Union[str, int, float])]
+            fields += [(n, t) if d is msgspec.NODEFAULT else (n, t, d) for n, t, d in _FIELDS[kind]]
+            struct = msgspec.defstruct(
+                f"{name}_{len(structs)}",
+                fields,
+                tag_field=tag_field,
+                tag=tag,
+                rename=rename or None,
+                gc=False,
+            )
+            KIND_OF_TYPE[struct] = kind
+            structs.append(struct)
+    return Union[tuple(structs)]
