@@ -20,8 +20,8 @@ unique, so sorting never compares payloads.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Final, Union
 from zlib import crc32
 
