@@ -155,9 +155,6 @@ class Config:
     time_unit: str = "auto"
     """Unit of epoch-number times: ``s``, ``ms``, ``us``, ``ns``, or ``auto`` (by size)."""
     partitions: tuple[str, ...] = field(default=(), compare=False)
-    sorted_inputs: tuple[int, ...] = field(default=(), compare=False)
-    """Indices in ``partitions`` of the inputs sorted before they are streamed (filled in
-    with ``partitions`` from ``order``)."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -227,7 +224,7 @@ def config_from_json(data: dict[str, Any]) -> Config:
     for name in _DURATIONS:
         if kw.get(name) is not None:
             kw[name] = timedelta(seconds=kw[name])
-    for name in ("inputs", "partitions", "sorted_inputs"):
+    for name in ("inputs", "partitions"):
         if name in kw:
             kw[name] = tuple(kw[name])
     for name in ("fields", "types"):

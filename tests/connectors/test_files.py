@@ -20,8 +20,8 @@ from ..conftest import write_events
 BLOCK = 64  # bytes: small blocks, so lines longer than a block and empty blocks happen
 
 
-def config(*inputs: str, block_bytes: int = BLOCK) -> Config:
-    return resolve_inputs(Config(inputs=inputs, block_bytes=block_bytes))
+def config(*inputs: str, block_bytes: int = BLOCK, order: str = "auto") -> Config:
+    return resolve_inputs(Config(inputs=inputs, block_bytes=block_bytes, order=order))
 
 
 def _lines() -> list[bytes]:
@@ -146,7 +146,7 @@ def test_a_file_ahead_in_time_waits_and_says_where_it_starts(tmp_path: Path) -> 
     watermark (the minimum over files) can follow the earlier file meanwhile."""
     early = _events_file(tmp_path / "early.jsonl", 0, 300)
     late = _events_file(tmp_path / "late.jsonl", 10 * 3600, 300)
-    cfg = config(str(early), str(late), block_bytes=BLOCK * 16)
+    cfg = config(str(early), str(late), block_bytes=BLOCK * 16, order="time")
     src = EventSource(cfg, ["shard-0"])
     p_early, p_late = (src.build_part("read", rp.name, None) for rp in src.parts)
     said = p_late.next_batch()

@@ -15,11 +15,14 @@ subclasses :class:`LinePartition` and supplies :meth:`LinePartition.read`.
 
 from __future__ import annotations
 
+import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Final
+from zlib import crc32
 
 import msgspec
 from bytewax.inputs import StatefulSourcePartition
@@ -30,6 +33,7 @@ from ..core.events import Event, EventDecoder, decode_block, pack_events
 from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
 from ..errors import StrictError
+from .sorting import ExternalSort, budget_for
 
 STATS: Final = "stats"
 """The item key of a partition's or shard's counters (summed into the run's summary)."""
@@ -41,9 +45,18 @@ process."""
 
 SourceItem = tuple[str, Any]
 """``(key, value)``: a shard key and its batch, or a dead-letter block, or counters."""
-PartState = tuple[int, int, int, int, int, int, bool]
-"""Snapshot of a partition: ``(byte_offset, lines_read, newest_us, lines, events, invalid,
-ended)``; the counters travel with it so a resumed run's summary still adds up."""
+StreamState = tuple[int, int, int, int, int, int, bool]
+"""Snapshot of a streaming partition: ``(byte_offset, lines_read, newest_us, lines, events,
+invalid, ended)``; the counters travel with it so a resumed run's summary still adds up."""
+SortState = tuple[str, int, int, bool]
+"""Snapshot of a sorting partition: ``("sorted", events_streamed, dead_letters_sent,
+ended)``. A resumed one sorts its input again and skips what it had sent."""
+PartState = StreamState | SortState
+
+_SORTED: Final = "sorted"
+_MERGE_BATCH: Final = 4096
+_ALL_LATE: Final = 1 << 63
+"""A lateness that sets no event apart (a sorting partition takes them all)."""
 
 _encode = msgspec.json.encode
 
@@ -97,10 +110,18 @@ class Alignment:
 
 
 class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
-    """Decodes lines into per-shard batches; a subclass supplies the lines (:meth:`read`)."""
+    """Decodes lines into per-shard batches; a subclass supplies the lines (:meth:`read`).
+
+    A bounded input (a file, a lane of one, standard input) is streamed in the order it
+    is read, or sorted by event time first (see :mod:`.sorting`): always with
+    ``--order sort``; with ``auto`` when its first block holds an event older than an
+    earlier one by more than the lateness (the events it would set apart as late).
+    """
 
     counts_as_input = True
     """Whether its counters count it as one input (a file's lanes after the first do not)."""
+    bounded = True
+    """Whether the input ends (so can be sorted first)."""
 
     def __init__(self, ctx: PartitionContext) -> None:
         cfg = ctx.cfg
@@ -111,14 +132,30 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.shard_keys = ctx.shard_keys
         self.remote = ctx.remote
         self.decoder: EventDecoder | None = None  # made at the first read: see make_decoder
-        offset, seq, newest, lines, events, invalid, ended = ctx.resume or (
+        resume = ctx.resume
+        self.sorter: ExternalSort | None = None
+        self.merged: Iterator[Event] | None = None
+        self.skip = self.dead_skip = self.emitted = self.dead_seen = 0
+        self.sniffing = False
+        sorted_ended = False
+        if resume is not None and resume[0] == _SORTED:
+            _, self.skip, self.dead_skip, sorted_ended = resume
+            resume = None
+            self.sorter = None if sorted_ended else self._new_sorter(cfg)
+        elif resume is None or resume[1] == 0:
+            # Nothing read yet: the order is still to choose.
+            self.sorter = self._new_sorter(cfg) if self._sorts(cfg.order) else None
+            self.sniffing = self.bounded and cfg.order == "auto"
+        self.sorting = self.sorter is not None or sorted_ended
+        """Whether it sorts (it never goes back to streaming as read)."""
+        offset, seq, newest, lines, events, invalid, ended = resume or (  # type: ignore[misc]
             0,
             0,
             NEVER,
             0,
             0,
             0,
-            False,
+            sorted_ended,
         )
         self.offset, self.seq, self.newest = offset, seq, newest
         self.lateness = cfg.lateness_us
@@ -129,6 +166,17 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.last_data = self.clock()
         self.idle_after = cfg.idle_timeout.total_seconds() if cfg.idle_timeout is not None else None
         self.stats = {"lines": lines, "events": events, "invalid": invalid}
+
+    def _sorts(self, order: str) -> bool:
+        return order == "sort" and self.bounded
+
+    def _new_sorter(self, cfg: Config) -> ExternalSort:
+        return ExternalSort(budget_for(cfg.sort_memory), cfg.temp_dir)
+
+    @property
+    def sorts(self) -> bool:
+        """Whether this partition sorts its input, or may yet decide to (``auto``)."""
+        return self.sorting or self.sniffing
 
     @abstractmethod
     def read(self) -> tuple[list[bytes], bool]:
@@ -161,6 +209,10 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             return self._waiting()
         if self.decoder is None:
             self.decoder = self.make_decoder()
+        if self.merged is not None:
+            return self._merge_batch()
+        if self.sorting:
+            return self._sort_batch()
         lines, at_end = self.read()
         idle_us = self._idle_us(bool(lines))
         positions = self.positions(len(lines))
@@ -173,6 +225,10 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             len(self.shard_keys),
             positions,
         )
+        if self.sniffing and lines:
+            self.sniffing = False
+            if any(maybe_late):
+                return self._sort_instead(lines, per_shard, maybe_late, bad, size, at_end)
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
         self.seq += len(lines)
         if positions is None:
@@ -201,10 +257,111 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             out.append(self._end())
         return out
 
+    def _sort_instead(
+        self,
+        lines: list[bytes],
+        per_shard: list[list[Event]],
+        maybe_late: list[list[tuple[Event, int]]],
+        bad: list[tuple[int, bytes, str]],
+        size: int,
+        at_end: bool,
+    ) -> list[SourceItem]:
+        """``auto``: the first block is out of order by more than the lateness, so sort
+        the input first, starting with this block, and say so in one line."""
+        late = [(newest - ev[0], ev[2]) for shard in maybe_late for ev, newest in shard]
+        age, seq = max(late)
+        print(
+            f"search-sessions: {self.label} is not in time order (line {seq} is "
+            f"{_span(age)} older than a line before it, more than --lateness); sorting it "
+            "by event time first (--order sort; --order time streams it as it is)",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.sorter = self._new_sorter(self.cfg)
+        self.sorting = True
+        events = [ev for shard in per_shard for ev in shard]
+        events += [ev for shard in maybe_late for ev, _ in shard]
+        return self._sorted_block(lines, events, bad, size, at_end)
+
+    def _sort_batch(self) -> list[SourceItem]:
+        """Sorting: read and decode a block, keep its events; send only dead letters."""
+        assert self.decoder is not None
+        lines, at_end = self.read()
+        per_shard, _, bad, _, size = decode_block(
+            self.decoder, lines, self.seq, NEVER, _ALL_LATE, 1, self.positions(len(lines))
+        )
+        return self._sorted_block(lines, per_shard[0], bad, size, at_end)
+
+    def _sorted_block(
+        self,
+        lines: list[bytes],
+        events: list[Event],
+        bad: list[tuple[int, bytes, str]],
+        size: int,
+        at_end: bool,
+    ) -> list[SourceItem]:
+        assert self.sorter is not None
+        dead = []
+        for seq, line, reason in bad:
+            self.dead_seen += 1
+            if self.dead_seen > self.dead_skip:  # a resumed sort sent these before
+                dead.append(self._dead_letter(line, seq, reason))
+        if self.positions(0) is None:
+            self._consumed(size)
+        self.seq += len(lines)
+        self._count(len(lines), len(events), len(bad))
+        self.sorter.add(events, size)
+        if at_end:
+            self._start_merge()
+        return [(OutputKind.DEAD_LETTER, b"".join(dead))] if dead else []
+
+    def _start_merge(self) -> None:
+        """The input has been read: stream its events in order from where a resumed
+        run had got to."""
+        assert self.sorter is not None
+        merged = self.sorter.sorted()
+        for _ in range(self.skip):
+            self.newest = next(merged)[0]
+        self.emitted = self.skip
+        self.merged = merged
+
+    def _merge_batch(self) -> list[SourceItem]:
+        assert self.merged is not None and self.sorter is not None
+        batch = list(islice(self.merged, _MERGE_BATCH))
+        n = len(self.shard_keys)
+        per_shard: list[list[Event]] = [[] for _ in range(n)]
+        for ev in batch:
+            per_shard[crc32(ev[4].encode()) % n].append(ev)
+        if batch:
+            self.newest = batch[-1][0]
+            self.emitted += len(batch)
+        at_end = not batch
+        remote = self.remote
+        out: list[SourceItem] = [
+            (
+                key,
+                (
+                    self.part,
+                    self.newest,
+                    at_end,
+                    pack_events(per_shard[i]) if i in remote and per_shard[i] else per_shard[i],
+                    [],
+                    -1,
+                    i,
+                ),
+            )
+            for i, key in enumerate(self.shard_keys)
+        ]
+        if at_end:
+            self.sorter.close()
+            out.append(self._end())
+        return out
+
     def _waiting(self) -> list[SourceItem]:
         """While alignment holds this partition back (it is polled again at once, and
         other partitions on this worker go on meanwhile)."""
-        if self.newest == NEVER and self.first_us != NEVER:
+        if self.newest == NEVER and self.first_us != NEVER and not self.sniffing:
+            # (An input that may yet be sorted cannot say where it starts.)
             # Say once where it starts, or the watermark would wait for it (as if
             # it had read its first event: its events are not late against that).
             self.newest = self.first_us
@@ -251,7 +408,18 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         text = line.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace")
         return _encode(Problem(where, reason, text)) + b"\n"
 
+    def close(self) -> None:
+        if self.sorter is not None:
+            self.sorter.close()
+
     def snapshot(self) -> PartState:
+        if self.sorting:
+            return (
+                _SORTED,
+                max(self.emitted, self.skip),
+                max(self.dead_seen, self.dead_skip),
+                self.ended,
+            )
         s = self.stats
         return (
             self.offset,
@@ -262,3 +430,17 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             s["invalid"],
             self.ended,
         )
+
+
+def _span(us: int) -> str:
+    """A duration for people: ``3h 12m``, ``45s``.
+
+    >>> _span(11_520_000_000), _span(45_000_000), _span(90_061_000_000)
+    ('3h 12m', '45s', '1d 1h')
+    """
+    s = us // 1_000_000
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
+        if s >= size:
+            rest = s % size // sub_size
+            return f"{s // size}{unit}" + (f" {rest}{sub}" if rest else "")
+    return f"{s // 60}m" if s >= 60 else f"{s}s"

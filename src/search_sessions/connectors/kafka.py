@@ -64,6 +64,8 @@ def list_partitions(url: str) -> list[str]:
 class KafkaPartition(LinePartition):
     """One topic partition; ``offset`` in the snapshot is the next offset to read."""
 
+    bounded = False
+
     def __init__(
         self, ctx: PartitionContext, name: str, tail: bool, stop_at_end: bool, batch: int = 4096
     ) -> None:

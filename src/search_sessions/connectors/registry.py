@@ -73,6 +73,13 @@ def resolve_inputs(cfg: Config) -> Config:
     """``cfg`` with its input partitions listed (see :func:`expand_inputs`), once."""
     if cfg.partitions:
         return cfg
+    if cfg.order == "sort":
+        streams = [i for i in cfg.inputs if scheme_of(i) is Scheme.KAFKA]
+        if streams:
+            raise ConfigError(
+                f"--order sort reads an input to its end first; {streams[0]} is a stream "
+                "(use --order time or auto for Kafka inputs)"
+            )
     return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
 
 

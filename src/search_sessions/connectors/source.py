@@ -46,6 +46,8 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
         )
         if isinstance(partition, FilePartition | LanePartition):
             partition.alignment = self.alignment
-            partition.find_first_time()
+            if not partition.sorting:
+                # A sorted input's first line is not its first event.
+                partition.find_first_time()
             self.alignment.join(place, partition.aligned_at)
         return partition

@@ -56,6 +56,19 @@ class Summary:
             f"late {c.get('late', 0):,}; sessions {c.get('sessions', 0):,}, "
             f"searches {c.get('searches', 0):,}, CTR {ctr}; "
             f"elapsed {self.elapsed:.2f}s, {self.events_per_second:,.0f} events/s"
+        ) + self._late_note()
+
+    def _late_note(self) -> str:
+        """A second line when more than 1% of valid events came late: what it means and
+        what to do."""
+        late, valid = self.counts.get("late", 0), self.counts.get("events", 0)
+        if not valid or late * 100 <= valid:
+            return ""
+        return (
+            f"\nnote: {late / valid:.1%} of valid events were late (older than the watermark "
+            "when read) and are not in any session: the input is out of time order by more "
+            "than --lateness. For files or stdin use --order sort; for streams a larger "
+            "--lateness."
         )
 
 

@@ -1,0 +1,305 @@
+"""Input order: bounded inputs in any order give the batch answer under ``--order sort``
+and ``auto`` (an external sort in bounded memory), for 1 and 2 workers and 2 processes;
+a sort resumes exactly from any snapshot; too many late events are explained."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from search_sessions.config import Config
+from search_sessions.connectors.base import LinePartition
+from search_sessions.connectors.registry import resolve_inputs
+from search_sessions.connectors.source import EventSource
+from search_sessions.errors import ConfigError
+
+from ..conftest import RunFlow, write_events
+from ..oracle import canon, oracle
+
+CLI = [sys.executable, "-m", "search_sessions"]
+T0 = 1_704_067_200
+
+
+def _traffic(n_users: int, per_user: int, seed: int = 1) -> list[dict[str, Any]]:
+    """Sessions of search, results, click for many users over a day, in time order."""
+    rnd = random.Random(seed)
+    events: list[dict[str, Any]] = []
+    for u in range(n_users):
+        t = T0 + rnd.randrange(0, 3600)
+        for i in range(per_user):
+            t += rnd.choice([5, 40, 400, 3000])  # some gaps cut sessions
+            q = f"q{rnd.randrange(30)}"
+            items = [f"d{rnd.randrange(50)}" for _ in range(4)]
+            events.append({"type": "search", "user": f"u{u}", "time": t, "query": q})
+            events.append({"type": "results", "user": f"u{u}", "time": t + 1, "items": items})
+            if i % 3:
+                click = {"type": "click", "user": f"u{u}", "time": t + 3, "item": items[1]}
+                events.append(click)
+    # Times as text with offsets and microseconds, and as epoch numbers.
+    for i, ev in enumerate(events):
+        if i % 3 == 1:
+            ev["time"] = _iso(ev["time"], "+02:00")
+    return sorted(events, key=lambda e: _seconds(e["time"]))
+
+
+def _iso(t: float, offset: str) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    hours = int(offset[1:3]) * (1 if offset[0] == "+" else -1)
+    tz = timezone(timedelta(hours=hours))
+    return datetime.fromtimestamp(t, tz).isoformat(timespec="microseconds")
+
+
+def _seconds(t: float | str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(t).timestamp() if isinstance(t, str) else t
+
+
+@pytest.fixture(scope="module")
+def traffic() -> list[dict[str, Any]]:
+    return _traffic(60, 12)
+
+
+def _user_sorted(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """As warehouse exports are: ORDER BY user, time."""
+    return sorted(events, key=lambda e: (e["user"], _seconds(e["time"])))
+
+
+def _check(out: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    want = oracle([str(path)])
+    assert out["late"] == []
+    assert canon(out["sessions"]) == canon(want.sessions)
+    assert canon(out["searches"]) == canon(want.searches)
+
+
+@pytest.mark.parametrize("order", ["auto", "sort"])
+@pytest.mark.parametrize("parallel", [{}, {"workers": 2}, {"processes": 2}])
+def test_user_sorted_input_gives_the_batch_answer(
+    tmp_path: Path,
+    run_flow: RunFlow,
+    traffic: list[dict[str, Any]],
+    order: str,
+    parallel: dict[str, int],
+) -> None:
+    path = write_events(tmp_path / "by_user.jsonl", list(_user_sorted(traffic)))
+    # Small blocks: two workers read the file in lanes, each sorted on its own.
+    out, summary = run_flow([path], order=order, block_bytes=8192, **parallel)
+    _check(out, path)
+    assert summary.counts["late"] == 0
+
+
+def test_time_order_sets_user_sorted_events_apart_as_late(
+    tmp_path: Path, run_flow: RunFlow, traffic: list[dict[str, Any]]
+) -> None:
+    path = write_events(tmp_path / "by_user.jsonl", list(_user_sorted(traffic)))
+    out, summary = run_flow([path], order="time")
+    assert len(out["late"]) == summary.counts["late"]
+    assert summary.counts["late"] > summary.counts["events"] // 2
+    assert "--order sort" in summary.text()
+    assert "were late" in summary.text()
+
+
+def test_a_tiny_sort_memory_spills_runs_and_merges_them_exactly(
+    tmp_path: Path, run_flow: RunFlow
+) -> None:
+    events = _traffic(300, 10, seed=2)  # ~9k events, ~1 MB: many times the 1 MB budget's share
+    random.Random(3).shuffle(events)
+    path = write_events(tmp_path / "shuffled.jsonl", list(events))
+    temp = tmp_path / "sort-tmp"
+    out, _ = run_flow([path], order="sort", sort_memory=1 << 20, temp_dir=str(temp), workers=2)
+    _check(out, path)
+    assert not any(temp.iterdir()), "sorted runs are removed at the end"
+
+
+def test_runs_spill_to_the_temp_dir_while_sorting(tmp_path: Path) -> None:
+    """Reading a shuffled input through one partition with a 1 MB budget spills several
+    runs under --temp-dir, and closing the partition removes them."""
+    events = _traffic(400, 10, seed=4)
+    random.Random(5).shuffle(events)
+    path = write_events(tmp_path / "shuffled.jsonl", list(events))
+    temp = tmp_path / "t"
+    cfg = resolve_inputs(
+        Config(inputs=(str(path),), order="sort", sort_memory=1 << 20, temp_dir=str(temp))
+    )
+    part = EventSource(cfg, ["shard-0"]).build_part("read", "00000 " + str(path), None)
+    while part.merged is None:
+        part.next_batch()
+    runs = [p for d in temp.iterdir() for p in d.iterdir()]
+    assert len(runs) >= 2
+    times = [ev[0] for ev in _drain(part)["events"]]
+    assert times == sorted(times) and len(times) == len(events)
+    part.close()
+    assert not any(temp.iterdir())
+
+
+def _drain(part: LinePartition, batches: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"events": [], "dead": [], "stats": {}}
+    n = 0
+    while batches is None or n < batches:
+        try:
+            items = part.next_batch()
+        except StopIteration:
+            break
+        n += 1
+        for key, value in items:
+            if key == "dead_letter":
+                out["dead"] += [json.loads(x)["source"] for x in value.splitlines()]
+            elif key == "stats":
+                out["stats"] = value
+            else:
+                events = value[3]
+                assert value[4] == [], "a sorted input has no late events"
+                out["events"] += events
+    return out
+
+
+@pytest.mark.parametrize("after", [0, 1, 3, 6, 9, 12])
+def test_a_sort_resumes_exactly_from_any_snapshot(tmp_path: Path, after: int) -> None:
+    """A snapshot taken while sorting (or while streaming the sorted events) resumes to
+    the same events and dead letters, none twice (the sort itself starts over)."""
+    lines: list[dict[str, Any] | str] = list(_traffic(40, 6, seed=6))
+    random.Random(7).shuffle(lines)
+    for i in range(0, len(lines), 97):
+        lines.insert(i, "{not json")
+    path = write_events(tmp_path / "shuffled.jsonl", lines)
+    cfg = resolve_inputs(
+        Config(inputs=(str(path),), order="auto", block_bytes=4096, sort_memory=1 << 20)
+    )
+    src = EventSource(cfg, ["shard-0", "shard-1"])
+    name = src.parts[0].name
+    whole = _drain(src.build_part("read", name, None))
+    first = src.build_part("read", name, None)
+    head = _drain(first, after)
+    state = first.snapshot()
+    first.close()
+    rest = _drain(src.build_part("read", name, state))
+    assert sorted(head["events"] + rest["events"]) == sorted(whole["events"])
+    assert head["dead"] + rest["dead"] == whole["dead"]
+    assert (rest["stats"] or head["stats"]) == whole["stats"]  # sent once, at its end
+
+
+def test_auto_says_which_file_it_sorts_in_one_line(
+    tmp_path: Path, traffic: list[dict[str, Any]]
+) -> None:
+    by_user = write_events(tmp_path / "by_user.jsonl", list(_user_sorted(traffic)))
+    in_order = write_events(tmp_path / "in_order.jsonl", list(traffic))
+    done = subprocess.run(
+        [*CLI, "run", str(by_user), str(in_order), "--searches", "none", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    notes = done.stderr.strip().splitlines()
+    assert len(notes) == 1
+    assert str(by_user) in notes[0] and "sorting it by event time" in notes[0]
+
+
+def test_kafka_inputs_are_not_sorted() -> None:
+    with pytest.raises(ConfigError, match="--order sort"):
+        resolve_inputs(Config(inputs=("kafka://127.0.0.1:1/events",), order="sort"))
+
+
+def test_stdin_out_of_order_is_sorted_under_auto(
+    tmp_path: Path, traffic: list[dict[str, Any]]
+) -> None:
+    path = write_events(tmp_path / "by_user.jsonl", list(_user_sorted(traffic)))
+    out = tmp_path / "searches.jsonl"
+    with open(path, "rb") as stdin:
+        done = subprocess.run(
+            [*CLI, "run", "-", "--searches", str(out), "--quiet"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    assert "<stdin> is not in time order" in done.stderr
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert canon(got) == canon(oracle([str(path)]).searches)
+
+
+def test_a_run_killed_while_sorting_resumes_exactly(tmp_path: Path) -> None:
+    """kill -9 during the sort (a slow, tiny-budget sort of a shuffled file), then the
+    same command: the outputs equal an uninterrupted run's."""
+    events = _traffic(2000, 12, seed=8)
+    random.Random(9).shuffle(events)
+    path = write_events(tmp_path / "shuffled.jsonl", list(events))
+
+    def command(out: Path, recovery: Path | None) -> list[str]:
+        cmd = [*CLI, "run", str(path), "--order", "sort", "--sort-memory", "1MB", "--quiet"]
+        cmd += ["--searches", str(out / "s.jsonl"), "--sessions", str(out / "x.jsonl")]
+        if recovery is not None:
+            cmd += ["--recovery-dir", str(recovery), "--snapshot-interval", "0.05s"]
+        return cmd
+
+    base = tmp_path / "base"
+    subprocess.run(command(base, None), check=True)
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    temp = Path(tempfile.mkdtemp(dir=tmp_path))
+    env = dict(os.environ, TMPDIR=str(temp))
+    proc = subprocess.Popen(command(out, rec), env=env)
+    # Killed once the sort has spilled a run (it is still sorting or streaming then).
+    for _ in range(400):
+        if any(d.iterdir() for d in temp.glob("search-sessions-sort-*")) or proc.poll() is not None:
+            break
+        subprocess.run(["sleep", "0.01"], check=True)
+    assert proc.poll() is None, "killed while it runs"
+    proc.kill()
+    proc.wait()
+    subprocess.run(command(out, rec), env=env, check=True)
+    for name in ("s.jsonl", "x.jsonl"):
+        assert sorted((out / name).read_text().splitlines()) == sorted(
+            (base / name).read_text().splitlines()
+        )
+    assert not list(temp.glob("search-sessions-sort-*")), "runs left by the killed sort go"
+
+
+@st.composite
+def shuffled(draw: st.DrawFn) -> list[bytes]:
+    """Events over a few hours in any order (far beyond the lateness), some duplicated."""
+    kinds = ["app_open", "search", "search", "results", "click", "app_close"]
+    out = []
+    for _ in range(draw(st.integers(1, 60))):
+        kind = draw(st.sampled_from(kinds))
+        rec: dict[str, Any] = {"type": kind, "user": draw(st.sampled_from(["a", "b", 7]))}
+        rec["time"] = T0 + draw(st.integers(0, 4 * 3600)) // draw(st.sampled_from([1, 60]))
+        if kind == "search":
+            rec["query"] = draw(st.sampled_from(["dogs", "cats"]))
+        elif kind == "results":
+            rec["items"] = draw(st.lists(st.sampled_from(["x", "y"]), max_size=3))
+        elif kind == "click":
+            rec["item"] = draw(st.sampled_from(["x", "y", "z"]))
+        out.append(json.dumps(rec).encode())
+    return draw(st.permutations(out + out[: draw(st.integers(0, 3))]))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=shuffled(), n_files=st.integers(1, 2), workers=st.integers(1, 2))
+def test_any_order_equals_the_batch_oracle(
+    lines: list[bytes], n_files: int, workers: int, tmp_path: Path, run_flow: RunFlow
+) -> None:
+    d = Path(tempfile.mkdtemp(dir=tmp_path))
+    size = -(-len(lines) // n_files)
+    paths = []
+    for i in range(n_files):
+        p = d / f"p{i}.jsonl"
+        p.write_bytes(b"".join(x + b"\n" for x in lines[i * size : (i + 1) * size]))
+        paths.append(p)
+    out, summary = run_flow(paths, order="sort", gap=100, lateness=5, workers=workers)
+    want = oracle([str(p) for p in paths], gap=100, lateness=5)
+    assert out["late"] == []
+    assert canon(out["sessions"]) == canon(want.sessions)
+    assert canon(out["searches"]) == canon(want.searches)
+    assert summary.counts["duplicates"] == want.duplicates
