@@ -62,7 +62,7 @@ routes: setup
 	$(BIN)/python tools/probe_routes.py --max-workers 64 --output src/search_sessions/dataflow/routes_table.py
 
 bench: setup
-	$(BIN)/python bench/bench.py --memory
+	$(BIN)/python bench/bench.py --memory --sort
 
 clean:
 	rm -rf out data .pytest_cache .mypy_cache .ruff_cache .hypothesis .venv-pythons

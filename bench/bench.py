@@ -9,8 +9,10 @@ Times, in one run on the same simulated data:
 - DuckDB computing the same per-search CTR in SQL (``bench/duckdb_ctr.sql``);
 
 and, with ``--memory``, the peak RSS of ``run`` at 1M and 5M events of 500k users
-over 7 days. Every command runs in its own process; wall time, events/s and peak
-RSS (the largest process of the run) are written to ``bench/RESULTS.md``.
+over 7 days; with ``--sort``, ``run`` on 5M events in time order (``--order time``),
+shuffled (``--order sort``) and sorted by user (the default ``auto``). Every command
+runs in its own process; wall time, events/s and peak RSS (the largest process of the
+run) are written to ``bench/RESULTS.md``.
 
     python bench/bench.py --events 1000000 --users 10000 --memory
 """
@@ -134,6 +136,51 @@ def split_in_middle(path: Path, n: int) -> Path:
     return d
 
 
+def reorder(path: Path, how: str, seed: int) -> Path:
+    """The same lines shuffled, or sorted by user (then by line, so time order)."""
+    import random
+
+    out = path.with_suffix(f".{how}.jsonl")
+    if not out.exists():
+        with open(path, "rb") as f:
+            lines = f.readlines()
+        if how == "shuffled":
+            random.Random(seed).shuffle(lines)
+        else:
+            users = [line.split(b'"user":', 1)[-1].split(b",", 1)[0] for line in lines]
+            order = sorted(range(len(lines)), key=users.__getitem__)
+            lines = [lines[i] for i in order]
+        tmp = out.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.writelines(lines)
+        tmp.rename(out)
+    return out
+
+
+def sort_rows(events: int, users: int, seed: int) -> list[Measure]:
+    """``--order sort`` against a time-ordered run of the same events."""
+    data = simulate(events, users, 1.0, seed)
+    out = DATA / "out"
+    shuffled, by_user = reorder(data, "shuffled", seed), reorder(data, "by_user", seed)
+    return [
+        measure(
+            f"run --order time, {events:,} events in time order",
+            [*run_cmd(data, out / "ordered"), "--order", "time"],
+            events,
+        ),
+        measure(
+            f"run --order sort, {events:,} events shuffled",
+            [*run_cmd(shuffled, out / "shuffled"), "--order", "sort"],
+            events,
+        ),
+        measure(
+            f"run (auto), {events:,} events sorted by user",
+            run_cmd(by_user, out / "by_user"),
+            events,
+        ),
+    ]
+
+
 def run_cmd(inputs: Path, out: Path, processes: int = 1) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     return [
@@ -159,11 +206,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-tutorial", action="store_true", help="skip the (slow) tutorial flow")
     ap.add_argument("--memory", action="store_true", help="also run the 1M/5M, 500k-user scaling")
+    ap.add_argument(
+        "--sort", action="store_true", help="also time --order sort on 5M shuffled events"
+    )
+    ap.add_argument("--sort-only", action="store_true", help="only the --sort rows")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
     ap.add_argument(
         "--repeat", type=int, default=3, help="interleaved rounds; the fastest run of each counts"
     )
     args = ap.parse_args()
+    if args.sort_only:
+        for row in sort_rows(5_000_000, args.users, args.seed):
+            print(row)
+        return
 
     n = args.events
     data = simulate(n, args.users, 1.0, args.seed)
@@ -242,7 +297,8 @@ def main() -> None:
             memory.append(
                 measure(f"run, {m:,} events, 500k users, 7 days", run_cmd(path, out / f"mem{m}"), m)
             )
-    write_results(Path(args.results), rows, memory, ours_ctr, duck, args)
+    sorting = sort_rows(5_000_000, args.users, args.seed) if args.sort else []
+    write_results(Path(args.results), rows, memory, ours_ctr, duck, args, sorting)
 
 
 def write_results(
@@ -252,6 +308,7 @@ def write_results(
     ours_ctr: float,
     duck: str,
     args: argparse.Namespace,
+    sorting: list[Measure] = (),  # type: ignore[assignment]
 ) -> None:
     from importlib.metadata import version
 
@@ -319,6 +376,23 @@ def write_results(
                 f"Peak RSS at 5M / at 1M: {memory[1].peak_rss_mb / memory[0].peak_rss_mb:.2f}x",
                 "",
             ]
+    if sorting:
+        ordered = sorting[0]
+        lines += [
+            "## Input order",
+            "",
+            "The same events (one day, one process, searches and sessions written) in time "
+            "order, shuffled and sorted by user; the default `--sort-memory` (256MB).",
+            "",
+            "| run | wall (s) | events/s | peak RSS (MB) | vs time order |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for m in sorting:
+            lines.append(
+                f"| {m.name} | {m.wall:.2f} | {m.rate:,.0f} | {m.peak_rss_mb:.0f} | "
+                f"{m.rate / ordered.rate:.2f}x |"
+            )
+        lines.append("")
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
 

@@ -105,6 +105,38 @@ def test_kafka_round_trip_equals_file_run(kafka: str, log: Path, run_flow: RunFl
     assert canon(two["sessions"]) == canon(from_file["sessions"])
 
 
+def test_kafka_with_other_field_names_and_epoch_ms(
+    kafka: str, log: Path, tmp_path: Path, run_flow: RunFlow
+) -> None:
+    """--field, --type and --time-unit apply to Kafka messages as to files."""
+    from search_sessions.core.time import parse_time
+
+    renamed = tmp_path / "renamed.jsonl"
+    with open(renamed, "wb") as out:
+        for line in log.read_bytes().splitlines():
+            try:
+                ev = json.loads(line)
+                ev["anon_id"], ev["ts"] = ev.pop("user"), parse_time(ev.pop("time")) // 1000
+                ev["event"] = {"search": "query_submitted"}.get(ev["type"], ev.pop("type"))
+                ev.pop("type", None)
+                line = json.dumps(ev).encode()
+            except Exception:
+                pass  # invalid lines stay as they are
+            out.write(line + b"\n")
+    create_topic(kafka, "renamed")
+    produce_log(kafka, "renamed", renamed)
+    want, _ = run_flow([log])
+    got, _ = run_flow(
+        [f"kafka://{kafka}/renamed"],
+        stop_at_end=True,
+        fields=(("user", "anon_id"), ("time", "ts"), ("type", "event")),
+        types=(("search", "query_submitted"),),
+        time_unit="ms",
+    )
+    assert canon(got["searches"]) == canon(want["searches"])
+    assert canon(got["sessions"]) == canon(want["sessions"])
+
+
 def test_kafka_outputs(kafka: str, log: Path, tmp_path: Path, run_flow: RunFlow) -> None:
     from search_sessions.config import Config
     from search_sessions.runtime.run import run
