@@ -73,3 +73,10 @@ def test_config_checks_mappings() -> None:
         Config(inputs=("-",), types=(("query", "x"),))
     with pytest.raises(ConfigError, match="time unit"):
         Config(inputs=("-",), time_unit="min")
+
+
+def test_an_unknown_type_under_a_renamed_type_field_says_so() -> None:
+    d = EventDecoder(0, InputLayout(fields=(("type", "event"),)))
+    reason = d.decode(b'{"event": "nope", "user": "a", "time": 1}', 1)
+    assert isinstance(reason, str) and reason.startswith("unknown event type")
+    assert "`$.event`" in reason

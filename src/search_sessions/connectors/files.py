@@ -1,8 +1,12 @@
-"""Files: JSON Lines (and JSON arrays, gzip) in, JSON Lines out, standard input and output.
+"""Files: JSON Lines (and JSON arrays, CSV, TSV, the AOL log, gzip) in, JSON Lines out,
+standard input and output.
 
 Input: each file (or ``-``) is one input partition, or, with several workers,
 a plain file is read in lanes, one partition per worker (see
-:func:`read_partitions`).
+:func:`read_partitions`). Its format is ``--format``, or, with ``auto``, told by its
+name or its first line (:func:`format_of`); the lines are decoded by the format's
+decoder (:mod:`search_sessions.core.formats`), made from the file's header row for
+CSV and TSV.
 
 Output: one JSON Lines file per output, whatever the parallelism. Upstream
 steps send pre-encoded blocks of lines (``bytes``), so a sink only writes. Two
@@ -32,6 +36,8 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from ..config import Config
 from ..core.events import EventDecoder
+from ..core.formats import HEADED, LINE_FORMATS
+from ..core.formats import make_decoder as line_decoder
 from ..core.time import NEVER
 from .base import LinePartition, PartitionContext
 from .specs import Scheme, scheme_of
@@ -55,21 +61,77 @@ the AOL collection's own names)."""
 
 AOL_SUFFIXES = (".txt", ".txt.gz")
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_AOL_HEADER = b"anonid\tquery\tquerytime"
+
+
+def format_of(name: str, configured: str, head: bytes) -> str:
+    """The format of input ``name`` whose first bytes are ``head`` (decompressed; only
+    its first line is looked at): the ``configured`` one unless it is ``auto``; else
+    by the name's suffix (``.csv``, ``.tsv``, also gzipped, and ``.parquet``), else
+    ``aol`` when the first line is the AOL log's header, else ``jsonl``.
+
+    >>> format_of("day1.csv.gz", "auto", b""), format_of("day1.csv", "jsonl", b"")
+    ('csv', 'jsonl')
+    >>> format_of("user-ct-01.txt", "auto", b"AnonID\\tQuery\\tQueryTime\\tItemRank")
+    'aol'
+    >>> format_of("-", "auto", b'{"type": "search"}')
+    'jsonl'
+    """
+    if configured != "auto":
+        return configured
+    lower = name.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if lower.endswith((".tsv", ".tsv.gz")):
+        return "tsv"
+    if lower.endswith(".parquet"):
+        return "parquet"
+    if head.removeprefix(b"\xef\xbb\xbf")[: len(_AOL_HEADER)].lower() == _AOL_HEADER:
+        return "aol"
+    return "jsonl"
+
+
+def file_format(path: str, configured: str) -> str:
+    """The format of the file at ``path`` (see :func:`format_of`), reading its first
+    line only when its name does not tell."""
+    fmt = format_of(path, configured, b"")
+    if fmt == "jsonl" and configured == "auto":
+        fmt = format_of(path, configured, _first_line(path, 64))
+    return fmt
+
+
+def _first_line(path: str, limit: int = 1 << 20) -> bytes:
+    """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it;
+    read through a file of its own, so a partition's reading position stays."""
+    with open(path, "rb") as f:
+        if f.read(2) == _GZIP_MAGIC:
+            f.seek(0)
+            with gzip.GzipFile(fileobj=f, mode="rb") as g:
+                return g.readline(limit)
+        f.seek(0)
+        return f.readline(limit)
+
 
 class FilePartition(LinePartition):
-    """A whole file: JSON Lines (plain or gzip, by its first bytes) or one JSON array."""
+    """A whole file (plain or gzip, by its first bytes): lines in its format (a CSV or
+    TSV header row is decoded as no event: the lines keep the file's own numbers), or
+    one JSON array."""
 
     def __init__(self, ctx: PartitionContext, path: str, block_bytes: int) -> None:
         super().__init__(ctx)
+        self.path = path
+        self.format = file_format(path, ctx.cfg.input_format)
         raw = io.BufferedReader(io.FileIO(path, "rb"), buffer_size=1 << 20)
         self.file: BinaryIO
-        if raw.peek(2)[:2] == b"\x1f\x8b":
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
             self.file = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
         else:
             self.file = raw
         self._raw = raw
         self.block_bytes = block_bytes
-        self.elements = _json_array(self.file) if path.endswith((".json", ".json.gz")) else None
+        is_json = self.format == "jsonl" and path.endswith((".json", ".json.gz"))
+        self.elements = _json_array(self.file) if is_json else None
         if self.elements is None and self.offset:
             self.file.seek(self.offset)
 
@@ -81,9 +143,13 @@ class FilePartition(LinePartition):
         lines = self.file.readlines(self.block_bytes)
         return lines, not lines
 
+    def make_decoder(self) -> EventDecoder:
+        header = _first_line(self.path) if self.format in HEADED else None
+        return line_decoder(self.format, self.input_index, self.cfg.layout, header)
+
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.elements is None and self.file is self._raw:
-            self.first_us = first_event_time(self._raw.peek(1 << 16))
+            self.first_us = first_event_time(self._raw.peek(1 << 16), self.make_decoder())
 
     def positions(self, n: int) -> list[int] | None:
         # A JSON array resumes by element count (seq), not by byte offset.
@@ -92,10 +158,11 @@ class FilePartition(LinePartition):
     def close(self) -> None:
         self.file.close()
         self._raw.close()
+        super().close()
 
 
 class LanePartition(LinePartition):
-    """One lane of a plain JSON Lines file that several workers read at once.
+    """One lane of a plain file of lines that several workers read at once.
 
     The file is cut into blocks of ``block_bytes``; a line belongs to the block its
     first byte is in, and lane ``w`` of ``n`` reads blocks ``w``, ``w + n``,
@@ -103,13 +170,16 @@ class LanePartition(LinePartition):
     time, together: one big file, or files split by time, keep every process busy
     without one running hours of event time ahead of another. Lines keep the
     file's own numbers: the lines of the blocks in between are counted, not decoded.
-    ``offset`` (in the snapshot) is always the start of a line.
+    ``offset`` (in the snapshot) is always the start of a line. Every lane's decoder
+    is made from the file's first line when that is a header row (CSV, TSV); lane 0
+    reads it as no event.
     """
 
     def __init__(
         self, ctx: PartitionContext, path: str, block_bytes: int, lane: int, lanes: int
     ) -> None:
         super().__init__(ctx)
+        self.format = file_format(path, ctx.cfg.input_format)
         self.fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self.fd).st_size  # read up to the size it had at the start
         self.block_bytes = block_bytes
@@ -138,9 +208,14 @@ class LanePartition(LinePartition):
     def _consumed(self, size: int) -> None:
         pass  # _read has moved offset past the block
 
+    def make_decoder(self) -> EventDecoder:
+        header = os.pread(self.fd, self._line_start(1), 0) if self.format in HEADED else None
+        return line_decoder(self.format, self.input_index, self.cfg.layout, header)
+
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.offset < self.size:
-            self.first_us = first_event_time(os.pread(self.fd, 1 << 16, self._next_block()[1]))
+            head = os.pread(self.fd, 1 << 16, self._next_block()[1])
+            self.first_us = first_event_time(head, self.make_decoder())
 
     def _next_block(self) -> tuple[int, int]:
         """This lane's next block (the first of its blocks whose range ends after
@@ -179,6 +254,7 @@ class LanePartition(LinePartition):
 
     def close(self) -> None:
         os.close(self.fd)
+        super().close()
 
 
 def _json_array(file: BinaryIO) -> list[bytes] | None:
@@ -196,15 +272,36 @@ def _json_array(file: BinaryIO) -> list[bytes] | None:
 
 
 class StdinPartition(LinePartition):
-    """Reads what standard input has, without blocking the worker for long."""
+    """Reads what standard input has, without blocking the worker for long.
+
+    With ``--format csv`` or ``tsv`` the first line is the header row, and with
+    ``auto`` the first line tells whether the input is the AOL log; so, unless the
+    format is ``jsonl`` or ``aol``, no line is decoded before the first whole line
+    has come (:meth:`_first_line`). A header row is kept out of the lines returned
+    and counted as line 1, so ``<stdin>:LINE`` stays the line's number in the input.
+    """
 
     def __init__(self, ctx: PartitionContext, block_bytes: int) -> None:
         super().__init__(ctx)
         self.fd = sys.stdin.buffer.fileno()
         self.block_bytes = block_bytes
         self.rest = b""
+        configured = ctx.cfg.input_format
+        self.format = "jsonl" if configured == "auto" else configured
+        self.header: bytes | None = None
+        self.first_pending = configured == "auto" or configured in HEADED
+
+    def make_decoder(self) -> EventDecoder:
+        # Until the first line has come this is a stand-in, never given a line.
+        return line_decoder(self.format, self.input_index, self.cfg.layout, self.header)
 
     def read(self) -> tuple[list[bytes], bool]:
+        lines, at_end = self._read()
+        if self.first_pending and lines:
+            lines = self._first_line(lines)
+        return lines, at_end
+
+    def _read(self) -> tuple[list[bytes], bool]:
         ready, _, _ = select.select([self.fd], [], [], 0.05)
         if not ready:
             return [], False
@@ -217,6 +314,19 @@ class StdinPartition(LinePartition):
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
         return data[:cut].splitlines(keepends=True), False
+
+    def _first_line(self, lines: list[bytes]) -> list[bytes]:
+        """The first whole line has come: it settles the format (and the decoder, made
+        again); a header row is taken out of ``lines``, counted as line 1."""
+        self.first_pending = False
+        self.format = format_of("-", self.cfg.input_format, lines[0])
+        if self.format in HEADED:
+            self.header = lines[0]
+            lines = lines[1:]
+            self.seq += 1
+            self.stats["lines"] += 1
+        self.decoder = self.make_decoder()
+        return lines
 
 
 class ReadPart(NamedTuple):
@@ -232,12 +342,12 @@ class ReadPart(NamedTuple):
 
 def read_partitions(cfg: Config, n_workers: int, block_bytes: int) -> list[ReadPart]:
     """The source's partitions, one per input, except that with several workers the
-    plain JSON Lines files (not gzip, not a JSON array) bigger than one block are read
-    in lanes, one per worker (see :class:`LanePartition`), unless reading them whole
-    already keeps every worker equally busy over the same stretch of event time (see
-    :func:`_whole_files_fit`: files split by user, say). Lanes cost a few percent; a
-    big file, or files split by time, read whole would leave workers idle or hours of
-    event time apart.
+    plain files of lines (JSON Lines, CSV, TSV, the AOL log; not gzip, not a JSON
+    array) bigger than one block are read in lanes, one per worker (see
+    :class:`LanePartition`), unless reading them whole already keeps every worker
+    equally busy over the same stretch of event time (see :func:`_whole_files_fit`:
+    files split by user, say). Lanes cost a few percent; a big file, or files split
+    by time, read whole would leave workers idle or hours of event time apart.
 
     Bytewax sorts partition names and deals them out to workers in turn, so the names
     start with their place in this list: plain files first, a file's lanes in worker
@@ -250,8 +360,9 @@ def read_partitions(cfg: Config, n_workers: int, block_bytes: int) -> list[ReadP
     plain: list[int] = []
     other: list[int] = []
     sizes: dict[int, int] = {}
+    lanes_possible = n_workers > 1 and cfg.input_format in LINE_FORMATS | {"auto"}
     for i, name in enumerate(cfg.partitions):
-        size = _plain_file_size(name) if n_workers > 1 else None
+        size = _plain_file_size(name) if lanes_possible else None
         if size is not None and size > block_bytes:
             plain.append(i)
             sizes[i] = size
@@ -280,31 +391,42 @@ def _whole_files_fit(cfg: Config, plain: list[int], sizes: dict[int, int], n_wor
         return False
     firsts = []
     for i in plain:
-        with open(cfg.partitions[i], "rb") as f:
-            firsts.append(first_event_time(f.read(1 << 16)))
+        name = cfg.partitions[i]
+        with open(name, "rb") as f:
+            head = f.read(1 << 16)
+        fmt = format_of(name, cfg.input_format, head)
+        if fmt not in LINE_FORMATS:
+            return False
+        header = head.partition(b"\n")[0] if fmt in HEADED else None
+        firsts.append(first_event_time(head, line_decoder(fmt, 0, cfg.layout, header)))
     if NEVER in firsts:
         return False
     return max(firsts) - min(firsts) <= cfg.gap_us + cfg.lateness_us
 
 
-def first_event_time(head: bytes) -> int:
+def first_event_time(head: bytes, decoder: EventDecoder | None = None) -> int:
     """The time of the first valid event among the whole lines of ``head`` (the start
-    of an input), else NEVER."""
-    decoder = EventDecoder(0)
-    for line in (head[: head.rfind(b"\n") + 1] or head).splitlines()[:100]:
-        ev = decoder.decode(line, 0)
+    of an input, or of a lane's block), decoded by ``decoder`` (JSON Lines in our names
+    by default), else NEVER."""
+    if decoder is None:
+        decoder = EventDecoder(0)
+    for seq, line in enumerate((head[: head.rfind(b"\n") + 1] or head).splitlines()[:100], 1):
+        ev = decoder.decode(line, seq)
         if isinstance(ev, tuple):
             return ev[0]
+        if isinstance(ev, list) and ev:
+            return ev[0][0]
     return NEVER
 
 
 def _plain_file_size(name: str) -> int | None:
-    """The size of a JSON Lines file (not gzip, not a JSON array), else None."""
+    """The size of a plain file of lines (not gzip, not a JSON array, not Parquet), else
+    None."""
     if scheme_of(name) is not Scheme.FILE or name.endswith((".json", ".json.gz", ".parquet")):
         return None
     try:
         with open(name, "rb") as f:
-            if f.read(2) == b"\x1f\x8b":
+            if f.read(2) == _GZIP_MAGIC:
                 return None
             return os.fstat(f.fileno()).st_size
     except OSError:

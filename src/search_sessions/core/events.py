@@ -61,13 +61,14 @@ class EventDecoder:
     types when they are not ours (see :mod:`search_sessions.core.layout`).
     """
 
-    __slots__ = ("_decode", "layout", "part", "unit")
+    __slots__ = ("_decode", "_tag_at", "layout", "part", "unit")
 
     def __init__(self, part: int, layout: InputLayout = PLAIN) -> None:
         self.part = part
         self.layout = layout
         self.unit = layout.time_unit
         self._decode = msgspec.json.Decoder(event_types(layout)).decode
+        self._tag_at = f"`$.{layout.name_of('type')}`"
 
     def decode(self, raw: bytes, seq: int) -> Event | str | list[Event]:
         """The event on the line, or why there is none (other formats' decoders may
@@ -75,7 +76,7 @@ class EventDecoder:
         try:
             ev = self._decode(raw)
         except (msgspec.DecodeError, ValueError) as exc:
-            return _reason(exc, raw)
+            return _reason(exc, raw, self._tag_at)
         return self.event(ev, seq)
 
     def event(self, ev: Any, seq: int) -> Event | str:
@@ -207,7 +208,7 @@ def unpack_events(data: bytes) -> list[Event]:
     return _unpack(data)
 
 
-def _reason(exc: Exception, raw: bytes) -> str:
+def _reason(exc: Exception, raw: bytes, tag_at: str = "`$.type`") -> str:
     text = str(exc)
     if isinstance(exc, UnicodeDecodeError):
         return f"not UTF-8 ({exc.reason} at byte {exc.start} of a string)"
@@ -217,7 +218,7 @@ def _reason(exc: Exception, raw: bytes) -> str:
         except UnicodeDecodeError as uexc:
             return f"not UTF-8 ({uexc.reason} at byte {uexc.start})"
         return f"not JSON: {text[len('JSON is malformed: ') :]}"
-    if text.startswith("Invalid value") and "`$.type`" in text:
+    if text.startswith("Invalid value") and tag_at in text:
         return f"unknown event type: {text}"
     if text.startswith("Expected `object`"):
         return f"not a JSON object: {text}"
