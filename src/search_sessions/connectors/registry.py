@@ -5,8 +5,8 @@ functions: :func:`expand_inputs` turns the inputs given into the list of input
 partitions (a directory's files, a topic's partitions), :func:`open_partition`
 builds the partition that reads one, :func:`output_sink` the sink for an output,
 and :func:`prepare_output` / :func:`start_output` get an output ready before a run.
-Optional back-ends (Kafka, PostgreSQL) are imported only when a spec needs them;
-a missing one raises an ``ImportError`` that names the pip extra.
+Optional back-ends (Kafka, PostgreSQL, pyarrow for Parquet) are imported only when a
+spec needs them; a missing one raises an ``ImportError`` that names the pip extra.
 """
 
 from __future__ import annotations
@@ -110,6 +110,10 @@ def open_partition(
         from .kafka import KafkaPartition
 
         return KafkaPartition(context, name, cfg.tail, cfg.stop_at_end)
+    if _is_parquet(name, cfg.input_format):
+        from .parquet import ParquetPartition
+
+        return ParquetPartition(context, name, cfg.block_bytes, rp.lane, rp.lanes)
     if rp.lanes > 1:
         return LanePartition(context, name, cfg.block_bytes, rp.lane, rp.lanes)
     return FilePartition(context, name, cfg.block_bytes)
@@ -119,8 +123,9 @@ def output_sink(
     spec: str, kind: OutputKind, keys: list[str] | None = None
 ) -> FixedPartitionedSink[bytes, Any]:
     """A file (or ``-``), a Kafka topic (``kafka://``), a SQL table (``sqlite:///``,
-    ``postgresql://``). With ``keys`` (the shard keys, one per worker) every worker
-    appends to a file itself (see :class:`~search_sessions.connectors.files.JsonLinesSink`)."""
+    ``postgresql://``), a Parquet file (``.parquet``: one writer, ``keys`` ignored). With
+    ``keys`` (the shard keys, one per worker) every worker appends to a JSON Lines file
+    itself (see :class:`~search_sessions.connectors.files.JsonLinesSink`)."""
     scheme = scheme_of(spec)
     if scheme is Scheme.KAFKA:
         from .kafka import KafkaSink
@@ -130,7 +135,19 @@ def output_sink(
         from .sql import SqlSink
 
         return SqlSink(spec, kind)
+    if scheme is Scheme.FILE and _is_parquet(spec):
+        from .parquet import ParquetSink
+
+        return ParquetSink(spec, kind)
     return JsonLinesSink(spec, keys)
+
+
+def _is_parquet(name: str, input_format: str = "auto") -> bool:
+    """A Parquet input (by ``--format``, or by name) or output (by name); see
+    :func:`search_sessions.connectors.parquet.is_parquet`, which needs pyarrow."""
+    return input_format == "parquet" or (
+        input_format == "auto" and name.lower().endswith(".parquet")
+    )
 
 
 def prepare_output(spec: str) -> None:
@@ -146,11 +163,16 @@ def prepare_output(spec: str) -> None:
         os.makedirs(parent, exist_ok=True)
 
 
-def start_output(spec: str) -> None:
+def start_output(spec: str, kind: OutputKind | None = None) -> None:
     """Start an output afresh: a file empty (Bytewax only opens a sink once it has a
-    record), a database with its tables (they stay: rows are upserted)."""
+    record), a database with its tables (they stay: rows are upserted), a Parquet file
+    without its old parts (and, given its ``kind``, empty with the kind's schema)."""
     scheme = scheme_of(spec)
-    if scheme is Scheme.FILE:
+    if scheme is Scheme.FILE and _is_parquet(spec):
+        from .parquet import start_parquet
+
+        start_parquet(spec, kind)
+    elif scheme is Scheme.FILE:
         open(spec, "wb").close()
     elif scheme is Scheme.SQL:
         from .sql import Database
