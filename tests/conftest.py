@@ -10,6 +10,10 @@ from typing import Any
 import pytest
 
 from search_sessions import Summary, run
+
+# Test modules import pyarrow; its jemalloc background thread would keep this process
+# from forking local clusters (as search_sessions.connectors.parquet sets it too).
+os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
 from search_sessions.config import Config
 
 Records = dict[str, list[dict[str, Any]]]

@@ -122,6 +122,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
     """Whether its counters count it as one input (a file's lanes after the first do not)."""
     bounded = True
     """Whether the input ends (so can be sorted first)."""
+    aligned = False
+    """Whether it is kept in step with the process's other aligned partitions (files:
+    see :class:`Alignment`)."""
 
     def __init__(self, ctx: PartitionContext) -> None:
         cfg = ctx.cfg

@@ -118,6 +118,8 @@ class FilePartition(LinePartition):
     TSV header row is decoded as no event: the lines keep the file's own numbers), or
     one JSON array."""
 
+    aligned = True
+
     def __init__(self, ctx: PartitionContext, path: str, block_bytes: int) -> None:
         super().__init__(ctx)
         self.path = path
@@ -174,6 +176,8 @@ class LanePartition(LinePartition):
     is made from the file's first line when that is a header row (CSV, TSV); lane 0
     reads it as no event.
     """
+
+    aligned = True
 
     def __init__(
         self, ctx: PartitionContext, path: str, block_bytes: int, lane: int, lanes: int

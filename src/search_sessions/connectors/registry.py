@@ -143,8 +143,8 @@ def output_sink(
 
 
 def _is_parquet(name: str, input_format: str = "auto") -> bool:
-    """A Parquet input (by ``--format``, or by name) or output (by name); see
-    :func:`search_sessions.connectors.parquet.is_parquet`, which needs pyarrow."""
+    """A Parquet input (by ``--format``, or by name) or output (by name, any case); the
+    Parquet module itself is imported only then (it loads pyarrow)."""
     return input_format == "parquet" or (
         input_format == "auto" and name.lower().endswith(".parquet")
     )

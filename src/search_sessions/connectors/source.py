@@ -6,7 +6,7 @@ from bytewax.inputs import FixedPartitionedSource
 
 from ..config import Config
 from .base import Alignment, LinePartition, PartState, SourceItem
-from .files import FilePartition, LanePartition, read_partitions
+from .files import read_partitions
 from .registry import open_partition, resolve_inputs
 
 
@@ -44,7 +44,7 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
         partition = open_partition(
             self.cfg, rp, place, self.shard_keys, resume=resume_state, remote=self.remote
         )
-        if isinstance(partition, FilePartition | LanePartition):
+        if partition.aligned:
             partition.alignment = self.alignment
             if not partition.sorting:
                 # A sorted input's first line is not its first event.

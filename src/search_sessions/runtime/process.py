@@ -40,6 +40,7 @@ def run_process(
     ``wait_port``: a local cluster's later processes start with the first one and
     wait, ready to run, until it listens on this loopback port.
     """
+    FAILURE.clear()  # a failure note is this run's, not an earlier one's in this process
     flow = build_flow(cfg, process_id)
     # The hot path allocates millions of small, mostly long-lived objects; the
     # default thresholds make the cyclic GC rescan them all the time (measured:
