@@ -140,13 +140,15 @@ def test_files_read_whole_only_when_they_keep_workers_in_step(tmp_path: Path) ->
     assert lanes(a, b, small) == {2}  # 3 files on 2 workers
 
 
-def test_a_file_ahead_in_time_waits_and_says_where_it_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("order", ["time", "auto"])
+def test_a_file_ahead_in_time_waits_and_says_where_it_starts(tmp_path: Path, order: str) -> None:
     """Files split by time: the later one reads nothing until the earlier one has caught
     up to within gap + lateness, but reports its first event time at once, so the
     watermark (the minimum over files) can follow the earlier file meanwhile."""
     early = _events_file(tmp_path / "early.jsonl", 0, 300)
     late = _events_file(tmp_path / "late.jsonl", 10 * 3600, 300)
-    cfg = config(str(early), str(late), block_bytes=BLOCK * 16, order="time")
+    # (auto finds both files in order from their first blocks, before reading them)
+    cfg = config(str(early), str(late), block_bytes=BLOCK * 16, order=order)
     src = EventSource(cfg, ["shard-0"])
     p_early, p_late = (src.build_part("read", rp.name, None) for rp in src.parts)
     said = p_late.next_batch()

@@ -260,6 +260,42 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             out.append(self._end())
         return out
 
+    def head(self) -> bytes | None:
+        """The bytes of the first block, read without moving (where that is cheap:
+        files), for :meth:`sniff`; ``None`` to decide at the first read instead."""
+        return None
+
+    def sniff(self) -> None:
+        """``auto``: decide from the first block, before reading (so a file in order can
+        say where it starts, see :meth:`_waiting`), whether to sort this input."""
+        if not self.sniffing:
+            return
+        head = self.head()
+        if head is None:
+            return
+        self.sniffing = False
+        if self.decoder is None:
+            self.decoder = self.make_decoder()
+        lines = (head[: head.rfind(b"\n") + 1] or head).splitlines(keepends=True)
+        _, maybe_late, _, _, _ = decode_block(
+            self.decoder, lines, self.seq, NEVER, self.lateness, 1
+        )
+        if maybe_late[0]:
+            self._say_sorting(maybe_late)
+            self.sorter = self._new_sorter(self.cfg)
+            self.sorting = True
+
+    def _say_sorting(self, maybe_late: list[list[tuple[Event, int]]]) -> None:
+        late = [(newest - ev[0], ev[2]) for shard in maybe_late for ev, newest in shard]
+        age, seq = max(late)
+        print(
+            f"search-sessions: {self.label} is not in time order (line {seq} is "
+            f"{_span(age)} older than a line before it, more than --lateness); sorting it "
+            "by event time first (--order sort; --order time streams it as it is)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def _sort_instead(
         self,
         lines: list[bytes],
@@ -271,15 +307,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
     ) -> list[SourceItem]:
         """``auto``: the first block is out of order by more than the lateness, so sort
         the input first, starting with this block, and say so in one line."""
-        late = [(newest - ev[0], ev[2]) for shard in maybe_late for ev, newest in shard]
-        age, seq = max(late)
-        print(
-            f"search-sessions: {self.label} is not in time order (line {seq} is "
-            f"{_span(age)} older than a line before it, more than --lateness); sorting it "
-            "by event time first (--order sort; --order time streams it as it is)",
-            file=sys.stderr,
-            flush=True,
-        )
+        self._say_sorting(maybe_late)
         self.sorter = self._new_sorter(self.cfg)
         self.sorting = True
         events = [ev for shard in per_shard for ev in shard]

@@ -101,6 +101,18 @@ def file_format(path: str, configured: str) -> str:
     return fmt
 
 
+def _first_block(path: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file (decompressed if gzip), through a file of its
+    own, so a partition's reading position stays."""
+    with open(path, "rb") as f:
+        if f.read(2) == _GZIP_MAGIC:
+            f.seek(0)
+            with gzip.GzipFile(fileobj=f, mode="rb") as g:
+                return g.read(size)
+        f.seek(0)
+        return f.read(size)
+
+
 def _first_line(path: str, limit: int = 1 << 20) -> bytes:
     """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it;
     read through a file of its own, so a partition's reading position stays."""
@@ -148,6 +160,11 @@ class FilePartition(LinePartition):
     def make_decoder(self) -> EventDecoder:
         header = _first_line(self.path) if self.format in HEADED else None
         return line_decoder(self.format, self.input_index, self.cfg.layout, header)
+
+    def head(self) -> bytes | None:
+        if self.offset or self.elements is not None:
+            return None
+        return _first_block(self.path, self.block_bytes)
 
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.elements is None and self.file is self._raw:
@@ -215,6 +232,12 @@ class LanePartition(LinePartition):
     def make_decoder(self) -> EventDecoder:
         header = os.pread(self.fd, self._line_start(1), 0) if self.format in HEADED else None
         return line_decoder(self.format, self.input_index, self.cfg.layout, header)
+
+    def head(self) -> bytes | None:
+        if self.offset >= self.size:
+            return None
+        k, start = self._next_block()
+        return os.pread(self.fd, self._line_start((k + 1) * self.block_bytes) - start, start)
 
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.offset < self.size:

@@ -46,7 +46,8 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
         )
         if partition.aligned:
             partition.alignment = self.alignment
-            if not partition.sorting:
+            partition.sniff()
+            if not partition.sorts:
                 # A sorted input's first line is not its first event.
                 partition.find_first_time()
             self.alignment.join(place, partition.aligned_at)
