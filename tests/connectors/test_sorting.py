@@ -303,3 +303,27 @@ def test_any_order_equals_the_batch_oracle(
     assert canon(out["sessions"]) == canon(want.sessions)
     assert canon(out["searches"]) == canon(want.searches)
     assert summary.counts["duplicates"] == want.duplicates
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    times=st.lists(st.integers(0, 20), max_size=300),
+    run_size=st.integers(1, 50),
+    frame=st.integers(1, 9),
+)
+def test_merging_runs_keeps_input_order_among_equal_times(
+    times: list[int], run_size: int, frame: int
+) -> None:
+    """Runs of events in input order, each sorted by time alone (stably) and cut into
+    frames, merge to the order (time, line) of the whole input."""
+    from operator import itemgetter
+
+    from search_sessions.connectors.sorting import merge_runs
+
+    events = [(t, 0, line, 1, "u", "q", None, None) for line, t in enumerate(times, 1)]
+    runs = []
+    for i in range(0, len(events), run_size):
+        run = sorted(events[i : i + run_size], key=itemgetter(0))
+        runs.append(iter([run[j : j + frame] for j in range(0, len(run), frame)]))
+    merged = [ev for chunk in merge_runs(runs) for ev in chunk]
+    assert merged == sorted(events, key=itemgetter(0, 2))

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Final
 from zlib import crc32
 
@@ -54,6 +55,7 @@ ended)``. A resumed one sorts its input again and skips what it had sent."""
 PartState = StreamState | SortState
 
 _SORTED: Final = "sorted"
+_LINE = itemgetter(2)
 _MERGE_BATCH: Final = 4096
 _ALL_LATE: Final = 1 << 63
 """A lateness that sets no event apart (a sorting partition takes them all)."""
@@ -312,6 +314,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.sorting = True
         events = [ev for shard in per_shard for ev in shard]
         events += [ev for shard in maybe_late for ev, _ in shard]
+        events.sort(key=_LINE)  # back in input order, as the sort needs them
         return self._sorted_block(lines, events, bad, size, at_end)
 
     def _sort_batch(self) -> list[SourceItem]:
@@ -360,9 +363,10 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         assert self.merged is not None and self.sorter is not None
         batch = list(islice(self.merged, _MERGE_BATCH))
         n = len(self.shard_keys)
-        per_shard: list[list[Event]] = [[] for _ in range(n)]
-        for ev in batch:
-            per_shard[crc32(ev[4].encode()) % n].append(ev)
+        per_shard: list[list[Event]] = [batch] if n == 1 else [[] for _ in range(n)]
+        if n > 1:
+            for ev in batch:
+                per_shard[crc32(ev[4].encode()) % n].append(ev)
         if batch:
             self.newest = batch[-1][0]
             self.emitted += len(batch)
