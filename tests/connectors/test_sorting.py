@@ -327,3 +327,23 @@ def test_merging_runs_keeps_input_order_among_equal_times(
         runs.append(iter([run[j : j + frame] for j in range(0, len(run), frame)]))
     merged = [ev for chunk in merge_runs(runs) for ev in chunk]
     assert merged == sorted(events, key=itemgetter(0, 2))
+
+
+def test_many_runs_are_merged_in_passes_of_a_few(tmp_path: Path) -> None:
+    """More runs than are merged at once: they are merged into fewer first, still in
+    input order (equal times keep their lines' order), and the merged ones removed."""
+    from search_sessions.connectors.sorting import FAN_IN, ExternalSort, SortBudget
+
+    budget = SortBudget(1)  # every add spills
+    sort = ExternalSort(budget, str(tmp_path))
+    rnd = random.Random(11)
+    events = [(rnd.randrange(40), 0, line, 1, "u", "q", None, None) for line in range(1, 2001)]
+    for i in range(0, len(events), 50):
+        sort.add(events[i : i + 50], 0)
+    assert len(sort.runs) == 40 > FAN_IN
+    merged = list(sort.sorted())
+    assert len(sort.runs) <= FAN_IN
+    assert merged == sorted(events, key=lambda e: (e[0], e[2]))
+    assert len(list(tmp_path.glob("*/run-*"))) == len(sort.runs)
+    sort.close()
+    assert not any(tmp_path.iterdir())

@@ -18,13 +18,15 @@ sort that finds its process gone.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import resource
 import shutil
 import struct
 import tempfile
 from bisect import bisect_right
 from collections.abc import Iterator
-from itertools import chain
+from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -35,8 +37,10 @@ from ..errors import RunError
 __all__ = ["ExternalSort", "SortBudget", "budget_for", "event_bytes", "merge_runs"]
 
 _PREFIX: Final = "search-sessions-sort-"
-_FRAME: Final = 4096
-"""Events per frame of a run file: what a merge holds per run."""
+_FRAME: Final = 1024
+"""Events per frame of a run file: what a merge holds per run (about 400KB)."""
+FAN_IN: Final = 16
+"""The most runs merged at once; more are first merged into fewer, 16 at a time."""
 _LEN = struct.Struct("<I")
 _TIME = itemgetter(0)
 """The sort key. Events are added in input order and sorts are stable, so events of
@@ -79,6 +83,7 @@ class ExternalSort:
         self.buffer: list[Event] = []
         self.held = 0
         self.runs: list[str] = []
+        self.written = 0
         self.dir: str | None = None
         self.files: list[BinaryIO] = []
         budget.sorting.add(id(self))
@@ -99,8 +104,22 @@ class ExternalSort:
             return iter(self.buffer)
         if self.buffer:
             self._spill()
-        self.files = [open(path, "rb") for path in self.runs]  # noqa: SIM115 - closed in close()
-        return chain.from_iterable(merge_runs([_frames(f) for f in self.files]))
+        while len(self.runs) > FAN_IN:
+            # Merge the first runs into one until few enough are left to merge at once
+            # (each open run holds a file and a frame of events). The merged run holds
+            # the earliest input, so it goes first: runs stay in input order.
+            first, rest = self.runs[:FAN_IN], self.runs[FAN_IN:]
+            self.runs = []
+            self._write_run(self._merge(first))
+            for path in first:
+                os.unlink(path)
+            self.runs += rest
+        return self._merge(self.runs)
+
+    def _merge(self, paths: list[str]) -> Iterator[Event]:
+        files = [open(path, "rb") for path in paths]  # noqa: SIM115 - closed in close()
+        self.files += files
+        return chain.from_iterable(merge_runs([_frames(f) for f in files]))
 
     def close(self) -> None:
         """Remove the runs (the partition is done, or failed)."""
@@ -115,24 +134,31 @@ class ExternalSort:
             self.dir = None
 
     def _spill(self) -> None:
-        buffer = self.buffer
-        buffer.sort(key=_TIME)
+        self.buffer.sort(key=_TIME)
+        self._write_run(iter(self.buffer))
+        self.buffer = []
+        self.held = 0
+
+    def _write_run(self, events: Iterator[Event]) -> None:
+        """Write sorted events as the next run, in frames."""
         if self.dir is None:
             self.dir = _make_dir(self.temp_dir)
             atexit.register(self.close)
-        path = os.path.join(self.dir, f"run-{len(self.runs):05d}")
+        path = os.path.join(self.dir, f"run-{self.written:05d}")
+        self.written += 1
         try:
             with open(path, "wb") as f:
-                for i in range(0, len(buffer), _FRAME):
-                    data = pack_events(buffer[i : i + _FRAME])
+                while frame := list(islice(events, _FRAME)):
+                    data = pack_events(frame)
                     f.write(_LEN.pack(len(data)))
                     f.write(data)
         except OSError as exc:
             self.close()
             raise RunError(f"cannot spill a sorted run to {path}: {exc.strerror}") from None
+        for done in self.files:
+            done.close()
+        self.files = []
         self.runs.append(path)
-        self.buffer = []
-        self.held = 0
 
 
 def _frames(f: BinaryIO) -> Iterator[list[Event]]:
@@ -181,6 +207,7 @@ def merge_runs(runs: list[Iterator[list[Event]]]) -> Iterator[list[Event]]:
 def _make_dir(temp_dir: str | None) -> str:
     """A fresh directory for this process's runs, after removing those left by
     processes that are gone (killed mid-sort)."""
+    _more_files()
     parent = Path(temp_dir or tempfile.gettempdir())
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +218,16 @@ def _make_dir(temp_dir: str | None) -> str:
         return tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=parent)
     except OSError as exc:
         raise RunError(f"cannot make a directory for sorted runs in {parent}: {exc}") from None
+
+
+def _more_files() -> None:
+    """Let this process open as many files as it may: many inputs sorting at once each
+    merge up to :data:`FAN_IN` runs (the soft limit is often 1024, the hard far more)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def _alive(pid: int) -> bool:
