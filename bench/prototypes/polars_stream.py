@@ -109,19 +109,21 @@ def render(done: pl.DataFrame) -> pl.DataFrame:
         .alias("shown")
     )
     click = pl.col("type") == "click"
+    # The clicked item's place in the latest list shown: explode the lists of the clicks
+    # that need it, keep the first equal item.
+    df = df.with_row_index("row")
+    need = df.filter(click & pl.col("rank").is_null() & pl.col("shown").is_not_null())
     found = (
-        pl.struct("shown", "item")
-        .map_elements(
-            lambda s: (
-                (s["shown"].index(s["item"]) + 1)
-                if s["shown"] is not None and s["item"] in s["shown"]
-                else None
-            ),
-            return_dtype=pl.Int64,
-        )
-        .alias("found")
+        need.select("row", "item", "shown")
+        .explode("shown")
+        .with_columns((pl.int_range(pl.len()).over("row") + 1).alias("pos"))
+        .filter(pl.col("shown") == pl.col("item"))
+        .group_by("row")
+        .agg(pl.col("pos").min().alias("found"))
     )
-    df = df.with_columns(pl.when(click).then(pl.coalesce("rank", found)).alias("click_rank"))
+    df = df.join(found, on="row", how="left").with_columns(
+        pl.when(click).then(pl.coalesce("rank", "found")).alias("click_rank")
+    )
     searches = df.group_by(["session", "search_no"], maintain_order=True).agg(
         pl.col("user").first(),
         pl.col("query").first(),
