@@ -347,3 +347,43 @@ def test_many_runs_are_merged_in_passes_of_a_few(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("*/run-*"))) == len(sort.runs)
     sort.close()
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("layout", ["gzip", "json_array", "parquet", "csv"])
+def test_user_sorted_inputs_of_every_layout_are_sorted_under_auto(
+    tmp_path: Path, run_flow: RunFlow, traffic: list[dict[str, Any]], layout: str
+) -> None:
+    """auto finds a gzipped, JSON-array, Parquet or CSV input out of order too, and the
+    answer is the batch answer of the same events as JSON Lines."""
+    import gzip
+
+    events = _user_sorted(traffic)
+    plain = write_events(tmp_path / "plain.jsonl", list(events))
+    if layout == "gzip":
+        path = tmp_path / "by_user.jsonl.gz"
+        path.write_bytes(gzip.compress(plain.read_bytes()))
+    elif layout == "json_array":
+        path = tmp_path / "by_user.json"
+        path.write_text(json.dumps(events))
+    elif layout == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = tmp_path / "by_user.parquet"
+        cols = ("type", "user", "time", "query", "items", "item")
+        table = pa.table({c: [e.get(c) for e in events] for c in cols if c != "time"})
+        table = table.append_column("time", pa.array([str(e["time"]) for e in events]))
+        pq.write_table(table, path)
+    else:
+        path = tmp_path / "by_user.csv"
+        rows = ["type,user,time,query,items,item"]
+        for e in events:
+            items = "|".join(e.get("items", []))
+            rows.append(
+                f"{e['type']},{e['user']},{e['time']},{e.get('query', '')},{items},"
+                f"{e.get('item', '')}"
+            )
+        path.write_text("\n".join(rows) + "\n")
+    out, summary = run_flow([path])
+    assert summary.counts["late"] == 0
+    _check(out, plain)
