@@ -104,25 +104,21 @@ def file_format(path: str, configured: str) -> str:
 def _first_block(path: str, size: int) -> bytes:
     """The first ``size`` bytes of a file (decompressed if gzip), through a file of its
     own, so a partition's reading position stays."""
-    with open(path, "rb") as f:
-        if f.read(2) == _GZIP_MAGIC:
-            f.seek(0)
-            with gzip.GzipFile(fileobj=f, mode="rb") as g:
-                return g.read(size)
-        f.seek(0)
+    with _reopen(path) as f:
         return f.read(size)
 
 
 def _first_line(path: str, limit: int = 1 << 20) -> bytes:
-    """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it;
-    read through a file of its own, so a partition's reading position stays."""
-    with open(path, "rb") as f:
-        if f.read(2) == _GZIP_MAGIC:
-            f.seek(0)
-            with gzip.GzipFile(fileobj=f, mode="rb") as g:
-                return g.readline(limit)
-        f.seek(0)
+    """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it."""
+    with _reopen(path) as f:
         return f.readline(limit)
+
+
+def _reopen(path: str) -> gzip.GzipFile | io.BufferedReader:
+    """The file opened again from its start, decompressed if gzip."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
 
 class FilePartition(LinePartition):
