@@ -39,6 +39,39 @@ def write_events(path: Path, events: list[dict[str, Any] | str | bytes]) -> Path
 RunFlow = Callable[..., tuple[Records, Summary]]
 
 
+def drain(part: Any, out: dict[str, Any], batches: int | None = None) -> None:
+    """Read ``batches`` batches (all when None) of a source partition into ``out``:
+    ``events`` (maybe-late ones included), ``dead`` (dead-letter records as dicts) and
+    ``stats`` (counters summed)."""
+    n = 0
+    while batches is None or n < batches:
+        try:
+            items = part.next_batch()
+        except StopIteration:
+            return
+        n += 1
+        for key, value in items:
+            if key == "dead_letter":
+                out["dead"] += [json.loads(x) for x in value.splitlines()]
+            elif key == "stats":
+                stats = out.setdefault("stats", {})
+                for k, v in value.items():
+                    stats[k] = stats.get(k, 0) + v
+            else:
+                out["events"] += value[3] + [ev for ev, _ in value[4]]
+
+
+def write_parts(lines: list[bytes], n_files: int, directory: Path) -> list[Path]:
+    """``lines`` cut into ``n_files`` consecutive JSON Lines files in ``directory``."""
+    size = -(-len(lines) // n_files)
+    paths = []
+    for i in range(n_files):
+        p = directory / f"p{i}.jsonl"
+        p.write_bytes(b"".join(x + b"\n" for x in lines[i * size : (i + 1) * size]))
+        paths.append(p)
+    return paths
+
+
 @pytest.fixture
 def run_flow(tmp_path: Path) -> RunFlow:
     """Run the real dataflow on input files; return every output's records and the summary."""

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 
 from search_sessions.config import Config
-from search_sessions.connectors.base import LinePartition
 from search_sessions.connectors.files import read_partitions
 from search_sessions.connectors.registry import resolve_inputs
 from search_sessions.connectors.source import EventSource
 
-from ..conftest import write_events
+from ..conftest import drain, write_events
 
 BLOCK = 64  # bytes: small blocks, so lines longer than a block and empty blocks happen
 
@@ -43,25 +42,6 @@ def log(tmp_path: Path) -> Path:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(_lines()))  # no newline after the last line
     return path
-
-
-def drain(part: LinePartition, out: dict[str, Any], batches: int | None = None) -> None:
-    """Read ``batches`` batches (all when None) into ``out``."""
-    n = 0
-    while batches is None or n < batches:
-        try:
-            items = part.next_batch()
-        except StopIteration:
-            return
-        n += 1
-        for key, value in items:
-            if key == "dead_letter":
-                out["dead"] += [json.loads(x) for x in value.splitlines()]
-            elif key == "stats":
-                for k, v in value.items():
-                    out["stats"][k] = out["stats"].get(k, 0) + v
-            else:
-                out["events"] += value[3] + [ev for ev, _ in value[4]]
 
 
 def read(path: Path, workers: int, resume_after: int | None = None) -> dict[str, Any]:

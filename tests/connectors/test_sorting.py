@@ -23,7 +23,7 @@ from search_sessions.connectors.registry import resolve_inputs
 from search_sessions.connectors.source import EventSource
 from search_sessions.errors import ConfigError
 
-from ..conftest import RunFlow, write_events
+from ..conftest import RunFlow, write_events, write_parts
 from ..oracle import canon, oracle
 
 CLI = [sys.executable, "-m", "search_sessions"]
@@ -290,13 +290,7 @@ def shuffled(draw: st.DrawFn) -> list[bytes]:
 def test_any_order_equals_the_batch_oracle(
     lines: list[bytes], n_files: int, workers: int, tmp_path: Path, run_flow: RunFlow
 ) -> None:
-    d = Path(tempfile.mkdtemp(dir=tmp_path))
-    size = -(-len(lines) // n_files)
-    paths = []
-    for i in range(n_files):
-        p = d / f"p{i}.jsonl"
-        p.write_bytes(b"".join(x + b"\n" for x in lines[i * size : (i + 1) * size]))
-        paths.append(p)
+    paths = write_parts(lines, n_files, Path(tempfile.mkdtemp(dir=tmp_path)))
     out, summary = run_flow(paths, order="sort", gap=100, lateness=5, workers=workers)
     want = oracle([str(p) for p in paths], gap=100, lateness=5)
     assert out["late"] == []

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..conftest import RunFlow
+from ..conftest import RunFlow, write_parts
 from ..oracle import canon, oracle
 
 GAP, LATENESS, MAX = 100, 30, 400
@@ -80,13 +80,7 @@ def stream(draw: st.DrawFn) -> list[bytes]:
 def test_flow_equals_batch_oracle(
     lines: list[bytes], n_files: int, workers: int, tmp_path: Path, run_flow: RunFlow
 ) -> None:
-    d = Path(tempfile.mkdtemp(dir=tmp_path))
-    size = -(-len(lines) // n_files)
-    paths = []
-    for i in range(n_files):
-        p = d / f"p{i}.jsonl"
-        p.write_bytes(b"".join(x + b"\n" for x in lines[i * size : (i + 1) * size]))
-        paths.append(p)
+    paths = write_parts(lines, n_files, Path(tempfile.mkdtemp(dir=tmp_path)))
     out, summary = run_flow(paths, gap=GAP, lateness=LATENESS, max_session=MAX, workers=workers)
     want = oracle([str(p) for p in paths], gap=GAP, lateness=LATENESS, max_session=MAX)
     assert out["late"] == []
