@@ -237,6 +237,12 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
       search-sessions run logs/ --sessions out/sessions.jsonl \\
           --searches out/searches.jsonl --dead-letter out/bad.jsonl --processes 2
 
+    \b
+    Logs in other layouts and orders:
+      search-sessions run user-ct-test-collection-01.txt.gz --sessions out/sessions.jsonl
+      search-sessions run export.csv --field user=anon_id --field time=ts --time-unit ms
+      search-sessions run events.parquet --order sort --searches out/searches.parquet
+
     A summary (events, invalid, duplicates, late, sessions, searches, CTR,
     events/s) goes to standard error at the end.
 
