@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ..conftest import RunFlow, write_parts
@@ -77,6 +78,15 @@ def stream(draw: st.DrawFn) -> list[bytes]:
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(lines=stream(), n_files=st.integers(1, 3), workers=st.integers(1, 2))
+@example(  # sessions starting in the same second, one at a fraction of it
+    lines=[
+        b'{"type": "app_open", "user": "b", "time": 1704067200}',
+        b'{"type": "app_open", "user": "b", "time": 1704067200.5}',
+        b'{"type": "search", "user": "b", "time": 1704067201, "query": "dogs"}',
+    ],
+    n_files=1,
+    workers=1,
+)
 def test_flow_equals_batch_oracle(
     lines: list[bytes], n_files: int, workers: int, tmp_path: Path, run_flow: RunFlow
 ) -> None:
@@ -89,10 +99,11 @@ def test_flow_equals_batch_oracle(
     assert summary.counts["duplicates"] == want.duplicates
     # every valid event is counted once: in a session, or as a duplicate
     assert sum(s["events"] for s in out["sessions"]) + want.duplicates == summary.counts["events"]
-    # a user's sessions never overlap
-    by_user: dict[str, list[tuple[str, str]]] = {}
+    # a user's sessions never overlap (compared as times: as text, "00:00.5Z" < "00:00Z")
+    by_user: dict[str, list[tuple[datetime, datetime]]] = {}
     for s in out["sessions"]:
-        by_user.setdefault(s["user"], []).append((s["start"], s["end"]))
+        span = (datetime.fromisoformat(s["start"]), datetime.fromisoformat(s["end"]))
+        by_user.setdefault(s["user"], []).append(span)
     for spans in by_user.values():
         spans.sort()
         for (_s1, e1), (s2, _e2) in itertools.pairwise(spans):
