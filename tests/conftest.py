@@ -8,13 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from search_sessions import Summary, run
+from search_sessions.config import Config
 
 # Test modules import pyarrow; its jemalloc background thread would keep this process
 # from forking local clusters (as search_sessions.connectors.parquet sets it too).
 os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
-from search_sessions.config import Config
+
+# Property tests draw the same examples on every run (so `make test` passes or fails the
+# same way each time); HYPOTHESIS_PROFILE=explore draws new ones on each run.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 Records = dict[str, list[dict[str, Any]]]
 
