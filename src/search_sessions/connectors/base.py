@@ -240,22 +240,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             self._consumed(size)
         self.newest = newest
         self._count(len(lines), sum(map(len, per_shard)) + sum(map(len, maybe_late)), len(dead))
-        remote = self.remote
-        out: list[SourceItem] = [
-            (
-                key,
-                (
-                    self.part,
-                    newest,
-                    at_end,
-                    pack_events(per_shard[i]) if i in remote and per_shard[i] else per_shard[i],
-                    maybe_late[i],
-                    idle_us,
-                    i,
-                ),
-            )
-            for i, key in enumerate(self.shard_keys)
-        ]
+        out = self._shard_items(per_shard, maybe_late, at_end, idle_us)
         if dead:
             out.append((OutputKind.DEAD_LETTER, b"".join(dead)))
         if at_end:
@@ -371,8 +356,23 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             self.newest = batch[-1][0]
             self.emitted += len(batch)
         at_end = not batch
+        out = self._shard_items(per_shard, [[] for _ in range(n)], at_end, -1)
+        if at_end:
+            self.sorter.close()
+            out.append(self._end())
+        return out
+
+    def _shard_items(
+        self,
+        per_shard: list[list[Event]],
+        maybe_late: list[list[tuple[Event, int]]],
+        at_end: bool,
+        idle_us: int,
+    ) -> list[SourceItem]:
+        """One :data:`ShardBatch` for every shard: its events (packed for a shard in
+        another process) and this partition's progress."""
         remote = self.remote
-        out: list[SourceItem] = [
+        return [
             (
                 key,
                 (
@@ -380,17 +380,13 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
                     self.newest,
                     at_end,
                     pack_events(per_shard[i]) if i in remote and per_shard[i] else per_shard[i],
-                    [],
-                    -1,
+                    maybe_late[i],
+                    idle_us,
                     i,
                 ),
             )
             for i, key in enumerate(self.shard_keys)
         ]
-        if at_end:
-            self.sorter.close()
-            out.append(self._end())
-        return out
 
     def _waiting(self) -> list[SourceItem]:
         """While alignment holds this partition back (it is polled again at once, and

@@ -18,18 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Final, Union
+from typing import Any, Final, Union
 
 import msgspec
 
 from .schema import (
-    APP_CLOSE,
-    APP_OPEN,
-    CLICK,
     KIND_NAMES,
     KIND_OF,
-    RESULTS,
-    SEARCH,
     AnyEvent,
 )
 
@@ -58,27 +53,22 @@ class InputLayout:
         return dict(self.fields).get(field, field)
 
 
-KIND_OF_TYPE: Final[dict[type, int]] = dict(KIND_OF)
+KIND_OF_TYPE: Final[dict[type[msgspec.Struct], int]] = dict(KIND_OF)
 """The kind of every struct :func:`event_types` builds (the plain ones included)."""
 
-_FIELDS: Final[dict[int, list[tuple[str, Any, Any]]]] = {
-    APP_OPEN: [],
-    SEARCH: [("query", str, msgspec.NODEFAULT), ("search_id", Union[str, None], None)],
-    RESULTS: [("items", list[str], msgspec.NODEFAULT), ("search_id", Union[str, None], None)],
-    CLICK: [
-        ("item", str, msgspec.NODEFAULT),
-        ("rank", Union[Annotated[int, msgspec.Meta(ge=1)], None], None),
-        ("search_id", Union[str, None], None),
-    ],
-    APP_CLOSE: [],
-}
-_TUTORIAL_TAGS: Final = {
-    APP_OPEN: "AppOpen",
-    SEARCH: "Search",
-    RESULTS: "Results",
-    CLICK: "ClickResult",
-    APP_CLOSE: "AppClose",
-}
+_TAGS: Final[dict[int, list[str]]] = {}
+"""Every type name each kind has (ours, then the tutorial's), from the input structs."""
+_FIELDS: Final[dict[int, list[tuple[Any, ...]]]] = {}
+"""Each kind's fields (``user`` and ``time`` first) as :func:`msgspec.defstruct` takes them."""
+for _cls, _kind in KIND_OF.items():
+    _TAGS.setdefault(_kind, []).append(str(_cls.__struct_config__.tag))
+    _FIELDS.setdefault(
+        _kind,
+        [
+            (f.name, f.type) if f.required else (f.name, f.type, f.default)
+            for f in msgspec.structs.fields(_cls)
+        ],
+    )
 
 
 @cache
@@ -92,14 +82,12 @@ def event_types(layout: InputLayout) -> Any:
     tag_field = layout.name_of("type")
     structs: list[Any] = []
     for kind, name in enumerate(KIND_NAMES):
-        tags = [name, _TUTORIAL_TAGS[kind]]
+        tags = list(_TAGS[kind])
         tags += [theirs for ours, theirs in layout.types if ours == name and theirs not in tags]
         for tag in tags:
-            fields: list[Any] = [("user", Union[str, int]), ("time", Union[str, int, float])]
-            fields += [(n, t) if d is msgspec.NODEFAULT else (n, t, d) for n, t, d in _FIELDS[kind]]
             struct = msgspec.defstruct(
                 f"{name}_{len(structs)}",
-                fields,
+                _FIELDS[kind],
                 tag_field=tag_field,
                 tag=tag,
                 rename=rename or None,

@@ -86,7 +86,7 @@ class _AppCloseAlias(AppClose, tag="AppClose"):
     pass
 
 
-KIND_OF: Final[dict[type, int]] = {
+KIND_OF: Final[dict[type[msgspec.Struct], int]] = {
     AppOpen: APP_OPEN,
     _AppOpenAlias: APP_OPEN,
     Search: SEARCH,
