@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
@@ -25,6 +26,9 @@ KINDS = {
     "ClickResult": "click",
     "app_close": "app_close",
     "AppClose": "app_close",
+    "conversion": "conversion",
+    "purchase": "conversion",
+    "add_to_cart": "conversion",
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -41,6 +45,9 @@ class Ev:
     item: str | None = None
     rank: int | None = None
     sid: str | None = None
+    value: float | None = None
+    ckind: str | None = None
+    dims: tuple[Any, ...] = ()
 
     def key(self) -> tuple[Any, ...]:
         return (
@@ -52,6 +59,9 @@ class Ev:
             self.item,
             self.rank,
             self.sid,
+            self.value,
+            self.ckind,
+            tuple((type(v), v) for v in self.dims),
         )
 
 
@@ -73,7 +83,9 @@ def parse_time(v: Any) -> int:
     raise ValueError("bad time")
 
 
-def decode(line: bytes, part: int, seq: int) -> Ev:
+def decode(
+    line: bytes, part: int, seq: int, dimensions: tuple[str, ...] = (), currency: str | None = None
+) -> Ev:
     obj = json.loads(line.decode("utf-8"))
     if not isinstance(obj, dict):
         raise ValueError("not an object")
@@ -109,6 +121,27 @@ def decode(line: bytes, part: int, seq: int) -> Ev:
             raise ValueError("rank")
         ev.rank = rank
         ev.sid = opt_str("search_id")
+    elif kind == "conversion":
+        ev.item = opt_str("item")
+        ev.sid = opt_str("search_id")
+        value = obj.get("value")
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError("value")
+            if not math.isfinite(value):
+                raise ValueError("value")
+            ev.value = float(value)
+        cur = opt_str("currency")
+        if currency is not None and cur is not None and cur.upper() != currency.upper():
+            raise ValueError("currency")
+        ev.ckind = obj["type"] if obj["type"] in ("purchase", "add_to_cart") else opt_str("kind")
+    dims = []
+    for name in dimensions:
+        v = obj.get(name)
+        if v is not None and not isinstance(v, (str, int, float, bool)):
+            raise ValueError(name)
+        dims.append(v)
+    ev.dims = tuple(dims)
     return ev
 
 
@@ -145,8 +178,18 @@ def oracle(
     lateness: float = 60,
     max_session: float = 43200,
     long_click: float = 30,
+    short_click: float = 10,
+    typeahead: float | None = None,
+    dimensions: tuple[str, ...] = (),
+    currency: str | None = None,
 ) -> Result:
     """The batch answer for input files with disorder within ``lateness`` (seconds)."""
+    rules = Rules(
+        int(long_click * 1e6),
+        int(short_click * 1e6),
+        None if typeahead is None else int(typeahead * 1e6),
+        dimensions,
+    )
     gap_us, late_us, max_us = int(gap * 1e6), int(lateness * 1e6), int(max_session * 1e6)
     res = Result()
     events: list[Ev] = []
@@ -155,7 +198,7 @@ def oracle(
             if not line.strip():
                 continue
             try:
-                events.append(decode(line, part, seq))
+                events.append(decode(line, part, seq, dimensions, currency))
             except (ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError):
                 res.invalid.append(f"{paths[part]}:{seq}")
     t_max = max((e.t for e in events), default=0)
@@ -207,51 +250,125 @@ def oracle(
         for sess, why in zip(sessions, reasons, strict=True):
             n = starts.get(sess[0].t, 0)
             starts[sess[0].t] = n + 1
-            _emit(res, user, sess, why, n, int(long_click * 1e6))
+            _emit(res, user, sess, why, n, rules)
     return res
 
 
-def _emit(res: Result, user: str, sess: list[Ev], why: str, ordinal: int, long_us: int) -> None:
+@dataclass
+class Rules:
+    long_us: int
+    short_us: int
+    typeahead_us: int | None
+    dimensions: tuple[str, ...]
+
+
+def extends(q: str, prev: str) -> bool:
+    """q starts with prev, or one insertion, deletion or substitution turns prev into q."""
+    if q.startswith(prev):
+        return True
+    if len(q) == len(prev):
+        return sum(a != b for a, b in zip(q, prev, strict=True)) == 1
+    longer, shorter = (q, prev) if len(q) > len(prev) else (prev, q)
+    if len(longer) != len(shorter) + 1:
+        return False
+    return any(longer[:k] + longer[k + 1 :] == shorter for k in range(len(longer)))
+
+
+def _emit(res: Result, user: str, sess: list[Ev], why: str, ordinal: int, rules: Rules) -> None:
     sid = h("s", user, sess[0].t, ordinal)
-    searches = [i for i, e in enumerate(sess) if e.kind == "search"]
-    info = {i: {"items": None, "clicks": [], "long": False} for i in searches}
-    for i, e in enumerate(sess):
-        if e.kind not in ("results", "click"):
-            continue
+    search_idx = [i for i, e in enumerate(sess) if e.kind == "search"]
+    # Intents: runs of search requests (indices) that keystroke collapse joins.
+    intents: list[list[int]] = []
+    intent_of: dict[int, int] = {}
+    for i in search_idx:
+        if intents and rules.typeahead_us is not None:
+            p = intents[-1][-1]
+            quiet = all(e.kind not in ("click", "conversion") for e in sess[p + 1 : i])
+            q, pq = sess[i].query.strip().lower(), sess[p].query.strip().lower()  # type: ignore[union-attr]
+            if quiet and sess[i].t - sess[p].t <= rules.typeahead_us and extends(q, pq):
+                intents[-1].append(i)
+                intent_of[i] = len(intents) - 1
+                continue
+        intents.append([i])
+        intent_of[i] = len(intents) - 1
+
+    def owner(i: int, e: Ev) -> int | None:
         if e.sid is not None:
-            same = [j for j in searches if sess[j].sid == e.sid]
+            same = [j for j in search_idx if sess[j].sid == e.sid]
             before = [j for j in same if j < i]
-            owner = before[-1] if before else (same[0] if same else None)
+            j = before[-1] if before else (same[0] if same else None)
         else:
-            before = [j for j in searches if j < i]
-            owner = before[-1] if before else None
-        if owner is None:
-            continue
-        s = info[owner]
+            before = [j for j in search_idx if j < i]
+            j = before[-1] if before else None
+        return None if j is None else intent_of[j]
+
+    info: list[dict[str, Any]] = [
+        {"items": None, "clicks": [], "long": False, "short": False, "convs": []} for _ in intents
+    ]
+    success: list[int] = []
+    for i, e in enumerate(sess):
+        nxt = sess[i + 1] if i + 1 < len(sess) else None
         if e.kind == "results":
-            s["items"] = e.items
-        else:
+            o = owner(i, e)
+            if o is not None:
+                info[o]["items"] = e.items
+        elif e.kind == "click":
+            long = nxt is None or nxt.t - e.t >= rules.long_us
+            if long:
+                success.append(e.t)
+            o = owner(i, e)
+            if o is None:
+                continue
+            s = info[o]
             rank = e.rank
             if rank is None and s["items"] is not None and e.item in s["items"]:
                 rank = s["items"].index(e.item) + 1
             s["clicks"].append((e.t, rank))
-            if i == len(sess) - 1 or sess[i + 1].t - e.t >= long_us:
+            if long:
                 s["long"] = True
+            elif nxt is not None and nxt.t - e.t < rules.short_us:
+                s["short"] = True
+        elif e.kind == "conversion":
+            success.append(e.t)
+            if e.sid is not None:
+                o = owner(i, e)
+            elif e.item is not None:
+                o = None
+                for k in reversed(range(len(intents))):
+                    items = info[k]["items"]
+                    if intents[k][0] < i and items is not None and e.item in items:
+                        o = k
+                        break
+            else:
+                before = [j for j in search_idx if j < i]
+                o = intent_of[before[-1]] if before else None
+            if o is not None:
+                info[o]["convs"].append(e.value)
+
+    def dims_at(i: int) -> dict[str, Any]:
+        out = {}
+        for d, name in enumerate(rules.dimensions):
+            vals = [sess[j].dims[d] for j in range(i + 1) if sess[j].dims[d] is not None]
+            out[name] = vals[-1] if vals else None
+        return out
+
     clicked_searches = 0
-    for pos, i in enumerate(searches):
-        e, s = sess[i], info[i]
+    for pos, reqs in enumerate(intents):
+        first, last = sess[reqs[0]], sess[reqs[-1]]
+        s = info[pos]
         clicks = s["clicks"]
         clicked = bool(clicks)
         clicked_searches += clicked
         n_results = None if s["items"] is None else len(s["items"])
         rank = clicks[0][1] if clicks else None
+        convs = s["convs"]
         res.searches.append(
             {
-                "search_id": e.sid if e.sid is not None else f"{sid}-{pos}",
+                "search_id": last.sid if last.sid is not None else f"{sid}-{pos}",
                 "session_id": sid,
                 "user": user,
-                "query": e.query,
-                "time": fmt(e.t),
+                "query": last.query,
+                "time": fmt(first.t),
                 "results": n_results,
                 "zero_results": n_results == 0,
                 "clicks": len(clicks),
@@ -259,12 +376,23 @@ def _emit(res: Result, user: str, sess: list[Ev], why: str, ordinal: int, long_u
                 "ctr": 1.0 if clicked else 0.0,
                 "first_click_rank": rank,
                 "reciprocal_rank": (0.0 if not clicked else None if rank is None else 1 / rank),
-                "time_to_first_click": (clicks[0][0] - e.t) / 1e6 if clicks else None,
+                "time_to_first_click": (clicks[0][0] - last.t) / 1e6 if clicks else None,
                 "abandoned": not clicked and n_results != 0,
-                "reformulated": not clicked and pos < len(searches) - 1,
+                "reformulated": not clicked and pos < len(intents) - 1,
                 "long_click": s["long"],
+                "short_click": s["short"],
+                "keystrokes": len(reqs),
+                "conversions": len(convs),
+                "converted": bool(convs),
+                "conversion_value": math.fsum(v for v in convs if v is not None),
+                "dimensions": dims_at(reqs[-1]),
             }
         )
+    all_values = [e.value for e in sess if e.kind == "conversion" and e.value is not None]
+    first_dims = {}
+    for d, name in enumerate(rules.dimensions):
+        vals = [e.dims[d] for e in sess if e.dims[d] is not None]
+        first_dims[name] = vals[0] if vals else None
     res.sessions.append(
         {
             "session_id": sid,
@@ -273,11 +401,16 @@ def _emit(res: Result, user: str, sess: list[Ev], why: str, ordinal: int, long_u
             "end": fmt(sess[-1].t),
             "duration": (sess[-1].t - sess[0].t) / 1e6,
             "events": len(sess),
-            "searches": len(searches),
+            "searches": len(intents),
             "clicked_searches": clicked_searches,
             "clicks": sum(e.kind == "click" for e in sess),
-            "ctr": clicked_searches / len(searches) if searches else None,
+            "ctr": clicked_searches / len(intents) if intents else None,
             "end_reason": why,
+            "conversions": sum(e.kind == "conversion" for e in sess),
+            "conversion_value": math.fsum(all_values),
+            "success": bool(success),
+            "time_to_success": (min(success) - sess[0].t) / 1e6 if success else None,
+            "dimensions": first_dims,
         }
     )
 

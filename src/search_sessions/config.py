@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from .core.layout import InputLayout
+from .core.searches import Rules
 from .core.time import to_us
 from .errors import ConfigError
 
@@ -58,9 +59,21 @@ def parse_rollup_window(text: str) -> tuple[str, int]:
 ORDERS = ("auto", "time", "sort")
 FORMATS = ("auto", "jsonl", "csv", "tsv", "aol", "parquet")
 TIME_UNITS = ("auto", "s", "ms", "us", "ns")
-FIELD_NAMES = ("type", "user", "time", "query", "items", "item", "rank", "search_id")
+FIELD_NAMES = (
+    "type",
+    "user",
+    "time",
+    "query",
+    "items",
+    "item",
+    "rank",
+    "search_id",
+    "value",
+    "currency",
+    "kind",
+)
 """The input fields ``--field`` can rename."""
-TYPE_NAMES = ("app_open", "search", "results", "click", "app_close")
+TYPE_NAMES = ("app_open", "search", "results", "click", "app_close", "conversion")
 """The event types ``--type`` can give other names."""
 
 
@@ -118,6 +131,14 @@ class Config:
     lateness: timedelta = timedelta(minutes=1)
     max_session: timedelta = timedelta(hours=12)
     long_click: timedelta = timedelta(seconds=30)
+    short_click: timedelta = timedelta(seconds=10)
+    """A click followed by another event sooner than this is a short click (a pogo-stick)."""
+    collapse_typeahead: timedelta | None = None
+    """Keystroke requests at most this far apart join one search intent (``None``: off)."""
+    dimensions: tuple[str, ...] = ()
+    """Fields of the events copied into the records and rolled up (``--dimension``)."""
+    currency: str | None = None
+    """The one currency conversions may have (``None``: not checked)."""
     searches: str | None = "-"
     sessions: str | None = None
     dead_letter: str | None = None
@@ -175,6 +196,13 @@ class Config:
         _check_choice("time unit", self.time_unit, TIME_UNITS)
         if self.sort_memory < 1 << 20:
             raise ConfigError(f"sort memory must be at least 1MB, got {self.sort_memory:,} bytes")
+        if self.short_click < timedelta(0) or self.long_click < timedelta(0):
+            raise ConfigError("click dwell thresholds must not be negative")
+        if self.collapse_typeahead is not None and self.collapse_typeahead < timedelta(0):
+            raise ConfigError(
+                f"--collapse-typeahead must not be negative, got {self.collapse_typeahead}"
+            )
+        self._check_dimensions()
         for what, pairs, names in (
             ("--field", self.fields, FIELD_NAMES),
             ("--type", self.types, TYPE_NAMES),
@@ -184,10 +212,37 @@ class Config:
                 if not theirs:
                     raise ConfigError(f"{what} {ours}= needs the input's name for it")
 
+    def _check_dimensions(self) -> None:
+        taken = {theirs for _, theirs in self.fields} | (
+            set(FIELD_NAMES) - {ours for ours, _ in self.fields}
+        )
+        seen: set[str] = set()
+        for name in self.dimensions:
+            if not name:
+                raise ConfigError("--dimension needs a field name")
+            if name in taken:
+                raise ConfigError(
+                    f"--dimension {name}: that is an event field, not a dimension "
+                    f"(dimensions are extra fields such as variant or platform)"
+                )
+            if name in seen:
+                raise ConfigError(f"--dimension {name} is given twice")
+            seen.add(name)
+
     @property
     def layout(self) -> InputLayout:
-        """How the inputs name fields and types, and their epoch unit."""
-        return InputLayout(self.fields, self.types, self.time_unit)
+        """How the inputs name fields and types, their epoch unit, dimensions and currency."""
+        return InputLayout(self.fields, self.types, self.time_unit, self.dimensions, self.currency)
+
+    @property
+    def rules(self) -> Rules:
+        """The options of the per-search rules."""
+        return Rules(
+            self.long_click_us,
+            to_us(self.short_click),
+            None if self.collapse_typeahead is None else to_us(self.collapse_typeahead),
+            self.dimensions,
+        )
 
     @property
     def gap_us(self) -> int:
@@ -206,7 +261,16 @@ class Config:
         return to_us(self.long_click)
 
 
-_DURATIONS = ("gap", "lateness", "max_session", "long_click", "snapshot_interval", "idle_timeout")
+_DURATIONS = (
+    "gap",
+    "lateness",
+    "max_session",
+    "long_click",
+    "short_click",
+    "collapse_typeahead",
+    "snapshot_interval",
+    "idle_timeout",
+)
 
 
 def config_to_json(cfg: Config) -> dict[str, Any]:
@@ -224,7 +288,7 @@ def config_from_json(data: dict[str, Any]) -> Config:
     for name in _DURATIONS:
         if kw.get(name) is not None:
             kw[name] = timedelta(seconds=kw[name])
-    for name in ("inputs", "partitions"):
+    for name in ("inputs", "partitions", "dimensions"):
         if name in kw:
             kw[name] = tuple(kw[name])
     for name in ("fields", "types"):

@@ -20,8 +20,9 @@ from typing import Any
 
 import msgspec
 
+from .connectors.sql import read_rows
 from .core.rollups import WindowAgg, aggregate, window_records
-from .core.schema import QueryRow, SearchRecord, WindowRow, field_names, field_types
+from .core.schema import QueryRow, WindowRow, field_names
 from .core.time import format_time, parse_time
 
 NICE_WINDOWS = [
@@ -35,7 +36,6 @@ NICE_WINDOWS = [
 
 
 # SQLite stores booleans as 0/1.
-_SEARCH_BOOLS = [name for name, scalar, _ in field_types(SearchRecord) if scalar is bool]
 
 # The query tables show every QueryRow field but the window's bounds, in schema
 # order: field -> (label, shown as a percentage).
@@ -82,14 +82,9 @@ def load(inputs: list[str]) -> ReportData:
             head = f.read(16)
         if head.startswith(b"SQLite format 3"):
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            conn.row_factory = sqlite3.Row
             try:
-                for r in conn.execute("SELECT * FROM searches"):
-                    rec = dict(r)
-                    for k in _SEARCH_BOOLS:
-                        rec[k] = bool(rec[k])
-                    searches.append(rec)
-                sessions += [dict(r) for r in conn.execute("SELECT * FROM sessions")]
+                searches += read_rows(conn, "searches")
+                sessions += read_rows(conn, "sessions")
             finally:
                 conn.close()
             continue
@@ -124,12 +119,13 @@ def summarize(data: ReportData, window: tuple[str, int]) -> ReportSummary:
     total = WindowAgg()
     for agg in per_window.values():
         total.merge(agg)
-    headline, queries = window_records(("all", 0), total, 1)
+    headline, rows = window_records(("all", 0), total, 1)
+    queries = [r for r in rows if isinstance(r, QueryRow)]
     sessions = (
         len(data.sessions) if data.sessions else len({s["session_id"] for s in data.searches})
     )
     series = [
-        window_records(key, per_window[key], length, set())[0]
+        window_records(key, per_window[key], length, set(), set())[0]
         for key in sorted(per_window, key=lambda k: k[1])
     ]
     positions = Counter(

@@ -209,6 +209,8 @@ def parquet_records(path: Path) -> list[dict[str, Any]]:
         for k, v in row.items():
             if isinstance(v, datetime):
                 v = format_time((v - EPOCH) // timedelta(microseconds=1))
+            elif k in ("dimensions", "value") and isinstance(v, str):
+                v = json.loads(v)  # JSON text, as in the SQL tables
             rec[k] = v
         if rec.get("level") is not None:
             keep = set(field_names(ROLLUP_TYPES[rec["level"]])) | {"level"}

@@ -15,6 +15,7 @@ import pytest
 
 from search_sessions.connectors.sql import KIND_TABLES, connect
 from search_sessions.core.schema import OutputKind, field_names, field_types
+from search_sessions.errors import ConfigError
 from search_sessions.simulate import SimSpec, write
 
 from ..conftest import Records, RunFlow
@@ -31,10 +32,25 @@ def rows(db: Path, table: str) -> list[dict[str, object]]:
 
 
 def as_json_bools(recs: list[dict[str, object]], bools: tuple[str, ...]) -> list[dict[str, object]]:
-    return [{k: (bool(v) if k in bools else v) for k, v in r.items()} for r in recs]
+    """Rows as records: 0/1 columns as booleans, the JSON text column ``dimensions`` decoded."""
+    return [
+        {
+            k: (bool(v) if k in bools else json.loads(v) if k == "dimensions" else v)  # type: ignore[arg-type]
+            for k, v in r.items()
+        }
+        for r in recs
+    ]
 
 
-SEARCH_BOOLS = ("zero_results", "clicked", "abandoned", "reformulated", "long_click")
+SEARCH_BOOLS = (
+    "zero_results",
+    "clicked",
+    "abandoned",
+    "reformulated",
+    "long_click",
+    "short_click",
+    "converted",
+)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -55,7 +71,7 @@ def sql_run(log: Path, url: str, *extra: str) -> None:
 def check_tables(fetch: Callable[[str], list[dict[str, object]]], files: Records) -> None:
     """The tables hold exactly what the file outputs hold."""
     assert canon(as_json_bools(fetch("searches"), SEARCH_BOOLS)) == canon(files["searches"])
-    assert canon(fetch("sessions")) == canon(files["sessions"])
+    assert canon(as_json_bools(fetch("sessions"), ("success",))) == canon(files["sessions"])
     assert sorted(r["source"] for r in fetch("dead_letter")) == sorted(
         d["source"] for d in files["dead"]
     )
@@ -97,6 +113,7 @@ def test_every_table_belongs_to_a_kind(tmp_path: Path) -> None:
         "sessions",
         "rollup_windows",
         "rollup_queries",
+        "rollup_dimensions",
         "dead_letter",
         "late",
     }
@@ -165,3 +182,12 @@ def test_postgresql_outputs_match_files_and_replays_are_idempotent(
         for _ in range(2):  # the second run is a replay: upserts leave the tables exact
             sql_run(log, url, "--workers", "2")
             check_tables(fetch, files)
+
+
+def test_a_database_of_an_older_schema_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE "searches" ("search_id" TEXT, "session_id" TEXT)')
+    conn.close()
+    with pytest.raises(ConfigError, match=r"table searches .* older search-sessions .*query"):
+        connect(str(path))

@@ -60,6 +60,11 @@ def test_tutorial_session_for_user_1() -> None:
         "clicks": 3,
         "ctr": 1.0,
         "end_reason": "app_close",
+        "conversions": 0,
+        "conversion_value": 0.0,
+        "success": False,
+        "time_to_success": None,
+        "dimensions": {},
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ kinds = st.sampled_from(
         "app_close",
         "Search",
         "ClickResult",
+        "conversion",
+        "purchase",
     ]
 )
 
@@ -42,13 +44,21 @@ def event(draw: st.DrawFn) -> tuple[float, dict[str, Any]]:
     rec["time"] = draw(st.sampled_from([T0 + t, _iso(T0 + t)]))
     sid = draw(st.sampled_from([None, None, "s1", "s2"]))
     if kind in ("search", "Search"):
-        rec["query"] = draw(st.sampled_from(["dogs", "cats", "ünï", ""]))
+        rec["query"] = draw(st.sampled_from(["dogs", "dog", "cats", "ünï", ""]))
     elif kind == "results":
         rec["items"] = draw(st.lists(st.sampled_from(["x", "y", "z"]), max_size=4))
     elif kind in ("click", "ClickResult"):
         rec["item"] = draw(st.sampled_from(["x", "y", "z", "w"]))
         if draw(st.booleans()):
             rec["rank"] = draw(st.integers(1, 5))
+    elif kind in ("conversion", "purchase"):
+        item = draw(st.sampled_from([None, "x", "y"]))
+        if item is not None:
+            rec["item"] = item
+        rec["value"] = draw(st.sampled_from([1, 2.5, 0.1]))
+    platform = draw(st.sampled_from([None, None, "ios", "web", 3, True]))
+    if platform is not None:
+        rec["platform"] = platform
     if sid is not None and kind not in ("app_open", "app_close"):
         rec["search_id"] = sid
     return float(t), rec
@@ -77,7 +87,12 @@ def stream(draw: st.DrawFn) -> list[bytes]:
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(lines=stream(), n_files=st.integers(1, 3), workers=st.integers(1, 2))
+@given(
+    lines=stream(),
+    n_files=st.integers(1, 3),
+    workers=st.integers(1, 2),
+    typeahead=st.sampled_from([None, 0, 5]),
+)
 @example(  # sessions starting in the same second, one at a fraction of it
     lines=[
         b'{"type": "app_open", "user": "b", "time": 1704067200}',
@@ -86,13 +101,34 @@ def stream(draw: st.DrawFn) -> list[bytes]:
     ],
     n_files=1,
     workers=1,
+    typeahead=None,
 )
 def test_flow_equals_batch_oracle(
-    lines: list[bytes], n_files: int, workers: int, tmp_path: Path, run_flow: RunFlow
+    lines: list[bytes],
+    n_files: int,
+    workers: int,
+    typeahead: int | None,
+    tmp_path: Path,
+    run_flow: RunFlow,
 ) -> None:
     paths = write_parts(lines, n_files, Path(tempfile.mkdtemp(dir=tmp_path)))
-    out, summary = run_flow(paths, gap=GAP, lateness=LATENESS, max_session=MAX, workers=workers)
-    want = oracle([str(p) for p in paths], gap=GAP, lateness=LATENESS, max_session=MAX)
+    out, summary = run_flow(
+        paths,
+        gap=GAP,
+        lateness=LATENESS,
+        max_session=MAX,
+        workers=workers,
+        dimensions=("platform",),
+        collapse_typeahead=None if typeahead is None else timedelta(seconds=typeahead),
+    )
+    want = oracle(
+        [str(p) for p in paths],
+        gap=GAP,
+        lateness=LATENESS,
+        max_session=MAX,
+        typeahead=typeahead,
+        dimensions=("platform",),
+    )
     assert out["late"] == []
     assert canon(out["sessions"]) == canon(want.sessions)
     assert canon(out["searches"]) == canon(want.searches)

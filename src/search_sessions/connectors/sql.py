@@ -25,12 +25,13 @@ import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from ..core.schema import OutputKind, Record, field_types
+from ..errors import ConfigError
 from .specs import sqlite_path
 
 KIND_TABLES: dict[OutputKind, list[str]] = {
     OutputKind.SEARCHES: ["searches"],
     OutputKind.SESSIONS: ["sessions"],
-    OutputKind.ROLLUPS: ["rollup_windows", "rollup_queries"],
+    OutputKind.ROLLUPS: ["rollup_windows", "rollup_queries", "rollup_dimensions"],
     OutputKind.DEAD_LETTER: ["dead_letter"],
     OutputKind.LATE: ["late"],
 }
@@ -115,6 +116,15 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(schema_sql())
+    for table, spec in TABLES.items():
+        have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        missing = [name for name, _ in spec.columns if name not in have]
+        if missing:
+            conn.close()
+            raise ConfigError(
+                f"{path}: table {table} was made by an older search-sessions (no column "
+                f"{', '.join(missing)}); write to a new database, or drop its tables"
+            )
     return conn
 
 
@@ -174,6 +184,33 @@ def _row(table: str, rec: dict[str, Any]) -> tuple[Any, ...]:
             value = int(value)
         out.append(value)
     return tuple(out)
+
+
+def read_rows(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
+    """A table's rows as the JSON Lines output has them: booleans as booleans and the
+    JSON text columns decoded.
+
+    >>> conn = connect(":memory:")
+    >>> read_rows(conn, "searches")
+    []
+    """
+    spec = TABLES[table]
+    kinds = {name: scalar for name, scalar, _ in field_types(spec.record_type)}
+    cur = conn.execute(f'SELECT * FROM "{table}"')
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur:
+        rec = dict(zip(names, row, strict=True))
+        for name, value in rec.items():
+            kind = kinds.get(name)
+            if value is None:
+                continue
+            if kind is bool:
+                rec[name] = bool(value)
+            elif kind is object and isinstance(value, str):
+                rec[name] = json.loads(value)
+        out.append(rec)
+    return out
 
 
 class _SqlPartition(StatefulSinkPartition[bytes, None]):

@@ -4,12 +4,14 @@ A line is decoded by msgspec into a typed struct chosen by its ``type`` tag
 (``search`` or the tutorial's ``Search``), then flattened into an
 :data:`Event` tuple that the rest of the core works on::
 
-    (time_us, part, seq, kind, user, payload, rank, search_id)
+    (time_us, part, seq, kind, user, payload, rank, search_id[, dimensions])
 
 ``time_us`` is UTC microseconds since the epoch; ``part`` and ``seq`` are the
 input partition's index and the line number, which break ties in event time
 and name the event's source. Tuples sort by ``(time_us, part, seq)``, which is
-unique, so sorting never compares payloads.
+unique, so sorting never compares payloads. ``dimensions``, the values of the
+``--dimension`` fields (a tuple, ``None`` for each one missing), is there only when
+the layout names dimensions.
 
 >>> decoder = EventDecoder(part=0)
 >>> decoder.decode(b'{"type": "search", "user": 7, "time": 0, "query": "dogs"}', seq=1)
@@ -22,13 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Final, Union
+from operator import attrgetter
+from pickle import HIGHEST_PROTOCOL, dumps, loads
+from typing import Any, Final
 from zlib import crc32
 
 import msgspec
 
 from .layout import KIND_OF_TYPE, InputLayout, event_types
-from .schema import CLICK, KIND_NAMES, RESULTS, SEARCH
+from .schema import CLICK, CONVERSION, CONVERSION_ALIASES, KIND_NAMES, RESULTS, SEARCH
 from .time import EPOCH, MAX_US, MIN_US, BadTime, format_time, parse_time
 
 __all__ = [
@@ -45,7 +49,9 @@ Event = tuple[int, int, int, int, str, Any, int | None, str | None]
 """``(time_us, part, seq, kind, user, payload, rank, search_id)``.
 
 ``payload`` is the query (search), the tuple of items (results), the clicked
-item (click) or ``None``; ``rank`` is a click's given rank.
+item (click), ``(item, value, kind)`` (conversion) or ``None``; ``rank`` is a
+click's given rank. A ninth item, the dimension values, follows when the layout
+has dimensions.
 """
 
 
@@ -61,14 +67,23 @@ class EventDecoder:
     types when they are not ours (see :mod:`search_sessions.core.layout`).
     """
 
-    __slots__ = ("_decode", "_tag_at", "layout", "part", "unit")
+    __slots__ = ("_decode", "_dims", "_tag_at", "currency", "layout", "part", "unit")
 
     def __init__(self, part: int, layout: InputLayout = PLAIN) -> None:
         self.part = part
         self.layout = layout
         self.unit = layout.time_unit
+        self.currency = None if layout.currency is None else layout.currency.upper()
         self._decode = msgspec.json.Decoder(event_types(layout)).decode
         self._tag_at = f"`$.{layout.name_of('type')}`"
+        names = [f"dim_{i}" for i in range(len(layout.dimensions))]
+        self._dims: Callable[[Any], tuple[Any, ...]] | None = (
+            None
+            if not names
+            else attrgetter(*names)
+            if len(names) > 1
+            else (lambda ev, get=attrgetter(names[0]): (get(ev),))
+        )
 
     def decode(self, raw: bytes, seq: int) -> Event | str | list[Event]:
         """The event on the line, or why there is none (other formats' decoders may
@@ -98,17 +113,41 @@ class EventDecoder:
         if user.__class__ is not str:
             user = str(user)
         kind = KIND_OF_TYPE[ev.__class__]
+        out: Event
         if kind == SEARCH:
-            return (t, self.part, seq, kind, user, ev.query, None, ev.search_id)
-        if kind == RESULTS:
-            return (t, self.part, seq, kind, user, tuple(ev.items), None, ev.search_id)
-        if kind == CLICK:
-            return (t, self.part, seq, kind, user, ev.item, ev.rank, ev.search_id)
-        return (t, self.part, seq, kind, user, None, None, None)
+            out = (t, self.part, seq, kind, user, ev.query, None, ev.search_id)
+        elif kind == RESULTS:
+            out = (t, self.part, seq, kind, user, tuple(ev.items), None, ev.search_id)
+        elif kind == CLICK:
+            out = (t, self.part, seq, kind, user, ev.item, ev.rank, ev.search_id)
+        elif kind == CONVERSION:
+            conv = self._conversion(ev)
+            if conv.__class__ is str:
+                return conv
+            out = (t, self.part, seq, kind, user, conv, None, ev.search_id)
+        else:
+            out = (t, self.part, seq, kind, user, None, None, None)
+        if self._dims is not None:
+            return (*out, self._dims(ev))
+        return out
+
+    def _conversion(self, ev: Any) -> tuple[str | None, float | None, str | None] | str:
+        """A conversion's ``(item, value, kind)``, or why it is refused: a currency other
+        than ``--currency``, or a value that is not finite."""
+        value = ev.value
+        if value is not None and (value != value or value in (_INF, -_INF)):
+            return f"conversion value {value!r} is not a finite number"
+        currency = ev.currency
+        if self.currency is not None and currency is not None and currency.upper() != self.currency:
+            return f"conversion in currency {currency!r}, not {self.currency} (--currency)"
+        tag = ev.__struct_config__.tag
+        kind = tag if tag in CONVERSION_ALIASES else ev.kind
+        return (ev.item, value, kind)
 
 
 _fromisoformat = datetime.fromisoformat
 _ONE_US: Final = timedelta(microseconds=1)
+_INF: Final = float("inf")
 
 
 Block = tuple[
@@ -185,27 +224,25 @@ def _deal(
     return max(newest, t)
 
 
-_PackedEvent = tuple[
-    int, int, int, int, str, Union[str, tuple[str, ...], None], Union[int, None], Union[str, None]
-]
-_pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.Decoder(list[_PackedEvent]).decode
-
-
 def pack_events(events: list[Event]) -> bytes:
-    """Events as one msgpack blob, for a shard in another process: about twice as
-    cheap to send and rebuild as pickling the tuples.
+    """Events as one blob, for a shard in another process or a sorted run on disk.
 
-    >>> evs = [(0, 0, 1, 2, "u", ("a", "b"), None, "s1"), (1, 0, 2, 3, "u", "a", 1, None)]
+    Pickled: as cheap to send and rebuild as msgpack with a typed decoder (about
+    0.8 us per event), and it keeps every slot's type (a conversion's payload, the
+    optional dimensions) without a schema per shape.
+
+    >>> evs = [(0, 0, 1, 2, "u", ("a", "b"), None, "s1"),
+    ...        (1, 0, 2, 5, "u", ("a", 2.5, None), None, None, ("web",))]
     >>> unpack_events(pack_events(evs)) == evs
     True
     """
-    return _pack(events)
+    return dumps(events, HIGHEST_PROTOCOL)
 
 
 def unpack_events(data: bytes) -> list[Event]:
     """The events :func:`pack_events` packed, equal to the originals."""
-    return _unpack(data)
+    events: list[Event] = loads(data)
+    return events
 
 
 def _reason(exc: Exception, raw: bytes, tag_at: str = "`$.type`") -> str:
@@ -225,9 +262,10 @@ def _reason(exc: Exception, raw: bytes, tag_at: str = "`$.type`") -> str:
     return text
 
 
-def event_to_json(ev: Event) -> dict[str, Any]:
-    """The event as a normalised input record (used for the late output)."""
-    t, _part, _seq, kind, user, payload, rank, sid = ev
+def event_to_json(ev: Event, dimensions: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The event as a normalised input record (used for the late output);
+    ``dimensions`` names the values of a ninth slot."""
+    t, _part, _seq, kind, user, payload, rank, sid = ev[:8]
     out: dict[str, Any] = {"type": KIND_NAMES[kind], "user": user, "time": format_time(t)}
     if kind == SEARCH:
         out["query"] = payload
@@ -237,6 +275,14 @@ def event_to_json(ev: Event) -> dict[str, Any]:
         out["item"] = payload
         if rank is not None:
             out["rank"] = rank
+    elif kind == CONVERSION:
+        for name, v in zip(("item", "value", "kind"), payload, strict=True):
+            if v is not None:
+                out[name] = v
     if sid is not None:
         out["search_id"] = sid
+    if len(ev) > 8:
+        for name, v in zip(dimensions, ev[8], strict=False):
+            if v is not None:
+                out[name] = v
     return out

@@ -28,21 +28,28 @@ from .schema import (
     AnyEvent,
 )
 
-__all__ = ["KIND_OF_TYPE", "InputLayout", "event_types"]
+__all__ = ["KIND_OF_TYPE", "DimensionValue", "InputLayout", "event_types"]
+
+DimensionValue = Union[str, int, float, bool, None]
+"""What a ``--dimension`` field may hold (anything else makes the record invalid)."""
 
 
 @dataclass(frozen=True)
 class InputLayout:
-    """Field names (``(ours, theirs)`` pairs), extra type names and the epoch unit."""
+    """Field names (``(ours, theirs)`` pairs), extra type names, the epoch unit, the
+    dimension fields read from every event (``--dimension``) and the one currency
+    conversions may have (``--currency``; ``None``: not checked)."""
 
     fields: tuple[tuple[str, str], ...] = ()
     types: tuple[tuple[str, str], ...] = ()
     time_unit: str = "auto"
+    dimensions: tuple[str, ...] = ()
+    currency: str | None = None
 
     @property
     def plain(self) -> bool:
-        """Whether the input uses this project's own names."""
-        return not self.fields and not self.types
+        """Whether the input uses this project's own names and has no dimensions."""
+        return not self.fields and not self.types and not self.dimensions
 
     def name_of(self, field: str) -> str:
         """The input's name for one of our fields.
@@ -81,13 +88,15 @@ def event_types(layout: InputLayout) -> Any:
     rename = {ours: theirs for ours, theirs in layout.fields if ours != "type"}
     tag_field = layout.name_of("type")
     structs: list[Any] = []
+    extra = [(f"dim_{i}", DimensionValue, None) for i in range(len(layout.dimensions))]
+    rename.update({f"dim_{i}": name for i, name in enumerate(layout.dimensions)})
     for kind, name in enumerate(KIND_NAMES):
         tags = list(_TAGS[kind])
         tags += [theirs for ours, theirs in layout.types if ours == name and theirs not in tags]
         for tag in tags:
             struct = msgspec.defstruct(
                 f"{name}_{len(structs)}",
-                _FIELDS[kind],
+                _FIELDS[kind] + extra,
                 tag_field=tag_field,
                 tag=tag,
                 rename=rename or None,

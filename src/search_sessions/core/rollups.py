@@ -4,7 +4,8 @@ Plain Python, no Bytewax. :class:`WindowAgg` holds a window's sums (and the
 times to first click, for the median); partial aggregates from shards merge
 into it, so the result never depends on how searches were split. A window is
 keyed by ``(length name, window_start_us)``; :func:`window_records` renders the
-window row and one row per query (:class:`WindowRow`, :class:`QueryRow`).
+window row, one row per query and one per value of each dimension
+(:class:`WindowRow`, :class:`QueryRow`, :class:`DimensionRow`).
 
 >>> agg = WindowAgg()
 >>> agg.add_search("dogs", clicked=True, clicks=2, rank=1, zero=False, abandoned=False,
@@ -23,8 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import QueryRow, WindowRow
+import msgspec
+
+from .schema import DimensionRow, QueryRow, WindowRow
 from .time import format_time, parse_time
+
+_json = msgspec.json.encode
+_from_json = msgspec.json.decode
 
 Z95 = 1.959963984540054
 
@@ -68,6 +74,39 @@ class QueryAgg:
 
 
 @dataclass
+class DimensionAgg:
+    """Mergeable sums of one dimension value's searches in a window."""
+
+    searches: int = 0
+    clicked: int = 0
+    converted: int = 0
+    values: list[float] = field(default_factory=list)
+    zero: int = 0
+    abandoned: int = 0
+    rank_sum: int = 0
+    ranks: int = 0
+    rr_ranks: dict[int, int] = field(default_factory=dict)
+    rr_n: int = 0
+
+    def merge(self, other: DimensionAgg) -> None:
+        self.searches += other.searches
+        self.clicked += other.clicked
+        self.converted += other.converted
+        self.values += other.values
+        self.zero += other.zero
+        self.abandoned += other.abandoned
+        self.rank_sum += other.rank_sum
+        self.ranks += other.ranks
+        for rank, n in other.rr_ranks.items():
+            self.rr_ranks[rank] = self.rr_ranks.get(rank, 0) + n
+        self.rr_n += other.rr_n
+
+
+DimensionKey = tuple[str, str]
+"""``(dimension, value as JSON text)``: ``true``, ``1`` and ``1.0`` stay apart."""
+
+
+@dataclass
 class WindowAgg:
     """Mergeable sums of one window's searches."""
 
@@ -84,6 +123,12 @@ class WindowAgg:
     rr_n: int = 0
     ttfc: list[float] = field(default_factory=list)
     queries: dict[str, QueryAgg] = field(default_factory=dict)
+    conversions: int = 0
+    converted: int = 0
+    values: list[float] = field(default_factory=list)
+    """Conversion values (summed with ``fsum`` at the end: any merge order, same sum)."""
+    short_click: int = 0
+    dimensions: dict[DimensionKey, DimensionAgg] = field(default_factory=dict)
 
     def add_search(
         self,
@@ -98,8 +143,37 @@ class WindowAgg:
         long_click: bool,
         rr: float | None,
         ttfc: float | None,
+        conversions: int = 0,
+        conversion_value: float = 0.0,
+        short_click: bool = False,
+        dimensions: dict[str, Any] | None = None,
     ) -> None:
         self.searches += 1
+        self.conversions += conversions
+        self.converted += conversions > 0
+        if conversion_value:
+            self.values.append(conversion_value)
+        self.short_click += short_click
+        if dimensions:
+            for name, value in dimensions.items():
+                dkey = (name, _json(value).decode())
+                d = self.dimensions.get(dkey)
+                if d is None:
+                    d = self.dimensions[dkey] = DimensionAgg()
+                d.searches += 1
+                d.clicked += clicked
+                d.converted += conversions > 0
+                if conversion_value:
+                    d.values.append(conversion_value)
+                d.zero += zero
+                d.abandoned += abandoned
+                if rank is not None:
+                    d.rank_sum += rank
+                    d.ranks += 1
+                if rr is not None:
+                    d.rr_n += 1
+                    if clicked and rank is not None:
+                        d.rr_ranks[rank] = d.rr_ranks.get(rank, 0) + 1
         self.clicked += clicked
         self.clicks += clicks
         self.zero += zero
@@ -146,6 +220,15 @@ class WindowAgg:
                 self.queries[query] = QueryAgg(q.searches, q.clicked, q.zero, q.rank_sum, q.ranks)
             else:
                 mine.merge(q)
+        self.conversions += other.conversions
+        self.converted += other.converted
+        self.values += other.values
+        self.short_click += other.short_click
+        for dkey, d in other.dimensions.items():
+            have = self.dimensions.get(dkey)
+            if have is None:
+                have = self.dimensions[dkey] = DimensionAgg()
+            have.merge(d)
 
 
 def _median(values: list[float]) -> float | None:
@@ -164,14 +247,29 @@ WindowKey = tuple[str, int]
 """``(length name, window_start_us)``."""
 
 
+def _mrr(rr_ranks: dict[int, int], n: int) -> float | None:
+    """Mean reciprocal rank from counts per rank: the same float in any merge order."""
+    return math.fsum(k / rank for rank, k in sorted(rr_ranks.items())) / n if n else None
+
+
+def _per_search(values: list[float], n: int) -> float | None:
+    return math.fsum(values) / n if n else None
+
+
 def window_records(
-    key: WindowKey, agg: WindowAgg, length_s: int, queries: set[str] | None = None
-) -> tuple[WindowRow, list[QueryRow]]:
-    """The window row and its per-query rows (only ``queries`` when given)."""
+    key: WindowKey,
+    agg: WindowAgg,
+    length_s: int,
+    queries: set[str] | None = None,
+    dimensions: set[DimensionKey] | None = None,
+) -> tuple[WindowRow, list[QueryRow | DimensionRow]]:
+    """The window row, its per-query rows (only ``queries`` when given) and its
+    per-dimension-value rows (only ``dimensions`` when given)."""
     name, start = key
     start_text = format_time(start)
     end_text = format_time(start + length_s * 1_000_000)
     low, high = wilson(agg.clicked, agg.searches)
+    conv_low, conv_high = wilson(agg.converted, agg.searches)
     window = WindowRow(
         window=name,
         window_start=start_text,
@@ -188,14 +286,16 @@ def window_records(
         abandonment_rate=_rate(agg.abandoned, agg.searches),
         reformulation_rate=_rate(agg.reformulated, agg.searches),
         long_click_rate=_rate(agg.long_click, agg.searches),
-        mrr=(
-            math.fsum(n / rank for rank, n in sorted(agg.rr_ranks.items())) / agg.rr_n
-            if agg.rr_n
-            else None
-        ),
+        mrr=_mrr(agg.rr_ranks, agg.rr_n),
         median_time_to_first_click=_median(agg.ttfc),
+        conversions=agg.conversions,
+        conversion_rate=_rate(agg.converted, agg.searches),
+        conversion_rate_low=conv_low,
+        conversion_rate_high=conv_high,
+        conversion_value_per_search=_per_search(agg.values, agg.searches),
+        short_click_rate=_rate(agg.short_click, agg.searches),
     )
-    rows = []
+    rows: list[QueryRow | DimensionRow] = []
     for query in sorted(agg.queries if queries is None else queries):
         q = agg.queries[query]
         qlow, qhigh = wilson(q.clicked, q.searches)
@@ -211,6 +311,31 @@ def window_records(
                 ctr_high=qhigh,
                 zero_result_rate=_rate(q.zero, q.searches),
                 avg_click_position=q.rank_sum / q.ranks if q.ranks else None,
+            )
+        )
+    for dkey in sorted(agg.dimensions if dimensions is None else dimensions):
+        d = agg.dimensions[dkey]
+        dlow, dhigh = wilson(d.clicked, d.searches)
+        clow, chigh = wilson(d.converted, d.searches)
+        rows.append(
+            DimensionRow(
+                window=name,
+                window_start=start_text,
+                window_end=end_text,
+                dimension=dkey[0],
+                value=_from_json(dkey[1]),
+                searches=d.searches,
+                ctr=_rate(d.clicked, d.searches),
+                ctr_low=dlow,
+                ctr_high=dhigh,
+                conversion_rate=_rate(d.converted, d.searches),
+                conversion_rate_low=clow,
+                conversion_rate_high=chigh,
+                conversion_value_per_search=_per_search(d.values, d.searches),
+                zero_result_rate=_rate(d.zero, d.searches),
+                abandonment_rate=_rate(d.abandoned, d.searches),
+                avg_click_position=d.rank_sum / d.ranks if d.ranks else None,
+                mrr=_mrr(d.rr_ranks, d.rr_n),
             )
         )
     return window, rows
@@ -243,5 +368,9 @@ def aggregate(
                 long_click=get("long_click"),
                 rr=get("reciprocal_rank"),
                 ttfc=get("time_to_first_click"),
+                conversions=get("conversions") or 0,
+                conversion_value=get("conversion_value") or 0.0,
+                short_click=get("short_click") or False,
+                dimensions=get("dimensions"),
             )
     return out

@@ -28,8 +28,9 @@ SEARCH: Final = 1
 RESULTS: Final = 2
 CLICK: Final = 3
 APP_CLOSE: Final = 4
+CONVERSION: Final = 5
 
-KIND_NAMES: Final = ("app_open", "search", "results", "click", "app_close")
+KIND_NAMES: Final = ("app_open", "search", "results", "click", "app_close", "conversion")
 """Input ``type`` names, indexed by kind."""
 
 
@@ -65,6 +66,28 @@ class AppClose(_Base, tag="app_close"):
     pass
 
 
+class Conversion(_Base, tag="conversion"):
+    """A purchase, an add to cart or any other goal; ``kind`` says which."""
+
+    item: Union[str, None] = None
+    value: Union[float, None] = None
+    currency: Union[str, None] = None
+    kind: Union[str, None] = None
+    search_id: Union[str, None] = None
+
+
+class _Purchase(Conversion, tag="purchase"):
+    pass
+
+
+class _AddToCart(Conversion, tag="add_to_cart"):
+    pass
+
+
+CONVERSION_ALIASES: Final = ("purchase", "add_to_cart")
+"""Type names that are conversions of the kind they name."""
+
+
 # The tutorial's class names, accepted as tags with the same fields.
 class _AppOpenAlias(AppOpen, tag="AppOpen"):
     pass
@@ -97,6 +120,9 @@ KIND_OF: Final[dict[type[msgspec.Struct], int]] = {
     _ClickAlias: CLICK,
     AppClose: APP_CLOSE,
     _AppCloseAlias: APP_CLOSE,
+    Conversion: CONVERSION,
+    _Purchase: CONVERSION,
+    _AddToCart: CONVERSION,
 }
 
 AnyEvent = Union[
@@ -110,6 +136,9 @@ AnyEvent = Union[
     _ResultsAlias,
     _ClickAlias,
     _AppCloseAlias,
+    Conversion,
+    _Purchase,
+    _AddToCart,
 ]
 
 
@@ -143,6 +172,13 @@ class SearchRecord(Record):
     abandoned: bool
     reformulated: bool
     long_click: bool
+    short_click: bool
+    keystrokes: int
+    conversions: int
+    converted: bool
+    conversion_value: float
+    dimensions: Any
+    """``{NAME: value or None}`` for each ``--dimension`` (``{}`` without)."""
 
 
 class SessionRecord(Record):
@@ -161,6 +197,12 @@ class SessionRecord(Record):
     clicks: int
     ctr: float | None
     end_reason: str
+    conversions: int
+    conversion_value: float
+    success: bool
+    time_to_success: float | None
+    dimensions: Any
+    """The first value of each ``--dimension`` in the session (``None`` when none)."""
 
 
 class WindowRow(Record, tag_field="level", tag="window"):
@@ -185,6 +227,12 @@ class WindowRow(Record, tag_field="level", tag="window"):
     long_click_rate: float | None
     mrr: float | None
     median_time_to_first_click: float | None
+    conversions: int
+    conversion_rate: float | None
+    conversion_rate_low: float | None
+    conversion_rate_high: float | None
+    conversion_value_per_search: float | None
+    short_click_rate: float | None
 
 
 class QueryRow(Record, tag_field="level", tag="query"):
@@ -202,6 +250,31 @@ class QueryRow(Record, tag_field="level", tag="query"):
     ctr_high: float | None
     zero_result_rate: float | None
     avg_click_position: float | None
+
+
+class DimensionRow(Record, tag_field="level", tag="dimension"):
+    """One value of one ``--dimension`` within a rollup window; ``value`` is ``None``
+    for the searches without one."""
+
+    KEY = ("window", "window_start", "dimension", "value")
+
+    window: str
+    window_start: str
+    window_end: str
+    dimension: str
+    value: Any
+    searches: int
+    ctr: float | None
+    ctr_low: float | None
+    ctr_high: float | None
+    conversion_rate: float | None
+    conversion_rate_low: float | None
+    conversion_rate_high: float | None
+    conversion_value_per_search: float | None
+    zero_result_rate: float | None
+    abandonment_rate: float | None
+    avg_click_position: float | None
+    mrr: float | None
 
 
 class Problem(Record):
@@ -243,7 +316,7 @@ _RECORD_TYPES: Final[dict[OutputKind, tuple[type[Record], ...]]] = {
     OutputKind.SESSIONS: (SessionRecord,),
     OutputKind.LATE: (Problem,),
     OutputKind.DEAD_LETTER: (Problem,),
-    OutputKind.ROLLUPS: (WindowRow, QueryRow),
+    OutputKind.ROLLUPS: (WindowRow, QueryRow, DimensionRow),
 }
 
 _SCALARS: Final[dict[type, type]] = {

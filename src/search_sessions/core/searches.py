@@ -16,11 +16,13 @@ search with that id).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from hashlib import blake2b
+from math import fsum
 from typing import Any, Final
 
 from .events import Event
-from .schema import CLICK, RESULTS, SEARCH, SearchRecord, SessionRecord
+from .schema import CLICK, CONVERSION, RESULTS, SEARCH, SearchRecord, SessionRecord
 from .time import format_time
 
 LONG_CLICK_US: Final = 30_000_000
@@ -31,8 +33,48 @@ def session_id_for(user: str, start_us: int, ordinal: int) -> str:
     return blake2b(f"s\x1f{user}\x1f{start_us}\x1f{ordinal}".encode(), digest_size=8).hexdigest()
 
 
-# Per-search working state, a list for speed:
-_T, _QUERY, _SID, _ITEMS, _CLICKS, _FIRST_T, _FIRST_RANK, _LONG, _INDEX = range(9)
+SHORT_CLICK_US: Final = 10_000_000
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The options of the per-search and per-session rules (SPEC 4 and the README).
+
+    ``typeahead_us``: a search at most this long after the previous one, with no click
+    or conversion between them, whose query extends the previous one's or is one
+    edit away from it, joins that search's intent (``None``: each search is its own).
+    ``dimensions`` names the ninth slot of the events (``--dimension``).
+    """
+
+    long_click_us: int = LONG_CLICK_US
+    short_click_us: int = SHORT_CLICK_US
+    typeahead_us: int | None = None
+    dimensions: tuple[str, ...] = ()
+
+
+DEFAULT_RULES: Final = Rules()
+
+# Per-search (per-intent) working state, a list for speed:
+(
+    _T,
+    _QUERY,
+    _SID,
+    _ITEMS,
+    _CLICKS,
+    _FIRST_T,
+    _FIRST_RANK,
+    _LONG,
+    _LAST_T,
+    _KEYS,
+    _SHORT,
+    _CONV,
+    _VALUES,
+    _DIMS,
+) = range(14)
+
+
+def _state(ev: Event) -> list[Any]:
+    return [ev[0], ev[5], ev[7], None, 0, None, None, False, ev[0], 1, False, 0, None, None]
 
 
 def session_records(
@@ -40,14 +82,19 @@ def session_records(
     events: list[Event],
     end_reason: str,
     ordinal: int,
-    long_click_us: int = LONG_CLICK_US,
+    rules: Rules = DEFAULT_RULES,
+    times_us: list[int] | None = None,
 ) -> tuple[SessionRecord, list[SearchRecord]]:
-    """The session record and its per-search records, in search order."""
+    """The session record and its per-search records, in search order; adds each
+    search's time to ``times_us`` when given."""
     start = events[0][0]
     end = events[-1][0]
     session_id = session_id_for(user, start, ordinal)
-    searches, clicks_total = _attach(events, long_click_us)
-    records, clicked_searches = _search_records(searches, session_id, user)
+    searches, totals = _attach(events, rules)
+    clicks_total, conversions, values, success_t, first_dims = totals
+    records, clicked_searches = _search_records(searches, session_id, user, rules.dimensions)
+    if times_us is not None:
+        times_us += [s[_T] for s in searches]
     session = SessionRecord(
         session_id,
         user,
@@ -60,44 +107,158 @@ def session_records(
         clicks_total,
         clicked_searches / len(searches) if searches else None,
         end_reason,
+        conversions,
+        fsum(values) if values else 0.0,
+        success_t is not None,
+        None if success_t is None else (success_t - start) / 1e6,
+        dict(zip(rules.dimensions, first_dims, strict=True)) if first_dims is not None else {},
     )
     return session, records
 
 
-def _attach(events: list[Event], long_click_us: int) -> tuple[list[list[Any]], int]:
-    """The session's searches as working state, in order, with their results and clicks
-    attached; and the number of clicks in the session."""
+_Totals = tuple[int, int, list[float], int | None, list[Any] | None]
+"""A session's clicks, conversions, conversion values, first success time and first
+dimension values."""
+
+
+def _intents(events: list[Event], typeahead_us: int | None) -> dict[int, list[Any]]:
+    """Each search event's working state (by index); the requests of one intent (with
+    ``typeahead_us``) share theirs, which holds the first request's time and the last
+    one's query, id and time."""
+    states: dict[int, list[Any]] = {}
+    prev: list[Any] | None = None
+    prev_q = ""
+    prev_t = 0
+    for i, ev in enumerate(events):
+        kind = ev[3]
+        if kind != SEARCH:
+            if kind in (CLICK, CONVERSION):
+                prev = None
+            continue
+        if typeahead_us is None:
+            states[i] = _state(ev)
+            continue
+        q = ev[5].strip().lower()
+        if prev is not None and ev[0] - prev_t <= typeahead_us and continues_typing(q, prev_q):
+            prev[_QUERY] = ev[5]
+            prev[_SID] = ev[7]
+            prev[_LAST_T] = ev[0]
+            prev[_KEYS] += 1
+            states[i] = prev
+        else:
+            states[i] = prev = _state(ev)
+        prev_q = q
+        prev_t = ev[0]
+    return states
+
+
+def continues_typing(q: str, prev: str) -> bool:
+    """Whether query ``q`` continues ``prev`` as typing does: it starts with it, or is
+    one insertion, deletion or substitution away from it (both trimmed, lower-cased).
+
+    >>> [continues_typing(q, "run") for q in ("runn", "rnu", "rn", "ran", "x")]
+    [True, False, True, True, False]
+    """
+    if q.startswith(prev):
+        return True
+    n, m = len(q), len(prev)
+    if abs(n - m) > 1:
+        return False
+    i = 0
+    while i < n and i < m and q[i] == prev[i]:
+        i += 1
+    if n == m:
+        return q[i + 1 :] == prev[i + 1 :]
+    if n > m:
+        return q[i + 1 :] == prev[i:]
+    return q[i:] == prev[i + 1 :]
+
+
+def _attach(events: list[Event], rules: Rules) -> tuple[list[list[Any]], _Totals]:
+    """The session's searches (intents) as working state, in order, with their results,
+    clicks and conversions attached; and the session's totals."""
+    states = _intents(events, rules.typeahead_us)
+    long_us = rules.long_click_us
+    short_us = rules.short_click_us
+    n_dims = len(rules.dimensions)
     searches: list[list[Any]] = []
     seen_ids: dict[str, list[Any]] = {}  # search_id -> latest such search so far
-    clicks_total = 0
+    clicks_total = conversions = 0
+    values: list[float] = []
+    success_t: int | None = None
     current: list[Any] | None = None
-    last_click: list[Any] | None = None  # search of the previous event, if it was a click
-    last_click_t = 0
-    early: dict[int, list[Any]] = {}  # searches met by id before their own event
+    click_t: int | None = None  # the previous event's time, if it was a click
+    click_target: list[Any] | None = None  # and the search it went to
+    latest: list[Any] = [None] * n_dims
+    first: list[Any] | None = [None] * n_dims if n_dims else None
     for i, ev in enumerate(events):
-        if last_click is not None:
-            if ev[0] - last_click_t >= long_click_us:
-                last_click[_LONG] = True
-            last_click = None
+        t = ev[0]
+        if click_t is not None:
+            dwell = t - click_t
+            if dwell >= long_us:
+                if click_target is not None:
+                    click_target[_LONG] = True
+                if success_t is None:
+                    success_t = click_t
+            elif dwell < short_us and click_target is not None:
+                click_target[_SHORT] = True
+            click_t = None
+        if n_dims:
+            for d, v in enumerate(ev[8]):  # type: ignore[misc]
+                if v is not None:
+                    latest[d] = v
+                    if first[d] is None:  # type: ignore[index]
+                        first[d] = v  # type: ignore[index]
         kind = ev[3]
         if kind == SEARCH:
-            current = early.pop(i, None) if early else None
-            if current is None:
-                current = [ev[0], ev[5], ev[7], None, 0, None, None, False, i]
-            searches.append(current)
+            state = states[i]
+            if state is not current:
+                searches.append(state)
+                current = state
+            if n_dims:
+                state[_DIMS] = tuple(latest)
             if ev[7] is not None:
-                seen_ids[ev[7]] = current
+                seen_ids[ev[7]] = state
+            continue
+        sid = ev[7]
+        if kind == CONVERSION:
+            conversions += 1
+            item, value, _kind = ev[5]
+            if value is not None:
+                values.append(value)
+            if success_t is None:
+                success_t = t
+            if sid is not None:
+                target = seen_ids.get(sid) or _later(events, i, sid, states)
+            elif item is not None:
+                target = None
+                for s in reversed(searches):
+                    items = s[_ITEMS]
+                    if items is not None and item in items:
+                        target = s
+                        break
+            else:
+                target = current
+            if target is not None:
+                target[_CONV] += 1
+                if value is not None:
+                    if target[_VALUES] is None:
+                        target[_VALUES] = [value]
+                    else:
+                        target[_VALUES].append(value)
             continue
         if kind == CLICK:
             clicks_total += 1
         elif kind != RESULTS:
             continue
-        sid = ev[7]
-        target = current if sid is None else seen_ids.get(sid) or _later(events, i, sid, early)
-        if target is None:
-            continue
+        target = current if sid is None else seen_ids.get(sid) or _later(events, i, sid, states)
         if kind == RESULTS:
-            target[_ITEMS] = ev[5]
+            if target is not None:
+                target[_ITEMS] = ev[5]
+            continue
+        click_t = t
+        click_target = target
+        if target is None:
             continue
         target[_CLICKS] += 1
         if target[_FIRST_T] is None:
@@ -108,17 +269,18 @@ def _attach(events: list[Event], long_click_us: int) -> tuple[list[list[Any]], i
                     rank = items.index(ev[5]) + 1
                 except ValueError:
                     rank = None
-            target[_FIRST_T] = ev[0]
+            target[_FIRST_T] = t
             target[_FIRST_RANK] = rank
-        last_click = target
-        last_click_t = ev[0]
-    if last_click is not None:
-        last_click[_LONG] = True
-    return searches, clicks_total
+    if click_t is not None:
+        if click_target is not None:
+            click_target[_LONG] = True
+        if success_t is None:
+            success_t = click_t
+    return searches, (clicks_total, conversions, values, success_t, first)
 
 
 def _search_records(
-    searches: list[list[Any]], session_id: str, user: str
+    searches: list[list[Any]], session_id: str, user: str, dimensions: tuple[str, ...]
 ) -> tuple[list[SearchRecord], int]:
     """The records of a session's searches (from :func:`_attach`), and how many were
     clicked."""
@@ -132,22 +294,23 @@ def _search_records(
         results = None if items is None else len(items)
         zero = results == 0
         first_rank: int | None = s[_FIRST_RANK]
-        t: int = s[_T]
         if clicked:
             clicked_searches += 1
             rr = None if first_rank is None else 1.0 / first_rank
-            ttfc: float | None = (s[_FIRST_T] - t) / 1e6
+            ttfc: float | None = (s[_FIRST_T] - s[_LAST_T]) / 1e6
         else:
             rr = 0.0
             ttfc = None
         given: str | None = s[_SID]
+        n_conv: int = s[_CONV]
+        values = s[_VALUES]
         records.append(
             SearchRecord(
                 given if given is not None else f"{session_id}-{pos}",
                 session_id,
                 user,
                 s[_QUERY],
-                format_time(t),
+                format_time(s[_T]),
                 results,
                 zero,
                 n_clicks,
@@ -159,35 +322,38 @@ def _search_records(
                 not clicked and not zero,
                 not clicked and pos < last_search,
                 s[_LONG],
+                s[_SHORT],
+                s[_KEYS],
+                n_conv,
+                n_conv > 0,
+                fsum(values) if values else 0.0,
+                dict(zip(dimensions, s[_DIMS], strict=True)) if dimensions else {},
             )
         )
     return records, clicked_searches
 
 
 def _later(
-    events: list[Event], index: int, sid: str, early: dict[int, list[Any]]
+    events: list[Event], index: int, sid: str, states: dict[int, list[Any]]
 ) -> list[Any] | None:
-    """The first search after ``index`` with id ``sid`` (a result or click that came
-    before its search, say from clock skew), made now and kept in ``early``."""
+    """The search (intent) of the first search event after ``index`` with id ``sid``:
+    a result, click or conversion that came before its search, say from clock skew."""
     for j in range(index + 1, len(events)):
         ev = events[j]
         if ev[3] == SEARCH and ev[7] == sid:
-            found = early.get(j)
-            if found is None:
-                found = early[j] = [ev[0], ev[5], ev[7], None, 0, None, None, False, j]
-            return found
+            return states[j]
     return None
 
 
 def render(
     emitted: list[tuple[str, list[Event], str]],
-    long_click_us: int,
+    rules: Rules,
     counts: list[int],
     times_us: list[int] | None = None,
 ) -> tuple[list[SessionRecord], list[SearchRecord]]:
     """Records for a batch of emitted sessions; adds to ``counts`` (sessions,
     searches, clicked searches, clicks) and, when given, to ``times_us`` each
-    search's time (one search record per ``search`` event, in event order)."""
+    search record's time, in order."""
     sessions: list[SessionRecord] = []
     searches: list[SearchRecord] = []
     seen: dict[tuple[str, int], int] = {}  # (user, start) -> sessions so far
@@ -196,14 +362,12 @@ def render(
         key = (user, evs[0][0])
         ordinal = seen.get(key, 0)
         seen[key] = ordinal + 1
-        session, records = session_records(user, evs, reason, ordinal, long_click_us)
+        session, records = session_records(user, evs, reason, ordinal, rules, times_us)
         n_searches += session.searches
         clicked += session.clicked_searches
         clicks += session.clicks
         searches += records
         sessions.append(session)
-        if times_us is not None:
-            times_us += [ev[0] for ev in evs if ev[3] == SEARCH]
     counts[0] += len(sessions)
     counts[1] += n_searches
     counts[2] += clicked

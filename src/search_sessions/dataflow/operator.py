@@ -289,7 +289,7 @@ class _ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     user's run, not the config, decides whether Bytewax keeps it)."""
 
     def __init__(self, cfg: Config, n_parts: int, resume: bytes | None) -> None:
-        self.long_click_us = cfg.long_click_us
+        self.rules = cfg.rules
         self.labels = [f"worker-{i}" for i in range(n_parts)]
         self.core = sessionizer(cfg, n_parts, resume)
 
@@ -308,7 +308,7 @@ class _ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
     ) -> list[OutItem]:
         out: list[OutItem] = []
         if emitted:
-            sessions, searches = render(emitted, self.long_click_us, self.core.counters)
+            sessions, searches = render(emitted, self.rules, self.core.counters)
             out += [(OutputKind.SEARCHES, _asdict(r)) for r in searches]
             out += [(OutputKind.SESSIONS, _asdict(r)) for r in sessions]
         labels = self.labels
@@ -319,7 +319,7 @@ class _ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
                     "source": f"{labels[ev[1]]}:{ev[2]}",
                     "reason": f"late: event time {format_time(ev[0])} is older than "
                     f"the watermark {format_time(wm)}",
-                    "record": event_to_json(ev),
+                    "record": event_to_json(ev, self.rules.dimensions),
                 },
             )
             for ev, wm in late

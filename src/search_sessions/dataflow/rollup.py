@@ -34,7 +34,7 @@ class RollupLogic(StatefulBatchLogic[RollupPartial, bytes, RollupState | None]):
         self.keep = keep
 
     def on_batch(self, values: list[RollupPartial]) -> tuple[Iterable[bytes], bool]:
-        touched: dict[int, set[str]] = {}
+        touched: dict[int, tuple[set[str], set[tuple[str, str]]]] = {}
         self.name = values[0][0]
         self.length_s = self.lengths[self.name]
         for _name, shard, low, partials in values:
@@ -43,13 +43,15 @@ class RollupLogic(StatefulBatchLogic[RollupPartial, bytes, RollupState | None]):
                 if agg is None:
                     agg = self.windows[start] = WindowAgg()
                 agg.merge(part)
-                touched.setdefault(start, set()).update(part.queries)
+                queries, dims = touched.setdefault(start, (set(), set()))
+                queries.update(part.queries)
+                dims.update(part.dimensions)
             if low > self.lows.get(shard, NEVER):
                 self.lows[shard] = low
         lines = []
         for start in sorted(touched):
             window, rows = window_records(
-                (self.name, start), self.windows[start], self.length_s, touched[start]
+                (self.name, start), self.windows[start], self.length_s, *touched[start]
             )
             lines.append(_encode(window))
             lines += [_encode(row) for row in rows]

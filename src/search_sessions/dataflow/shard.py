@@ -149,7 +149,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         if emitted:
             session_list, search_list = render(
                 emitted,
-                cfg.long_click_us,
+                cfg.rules,
                 self.core.counters,
                 None if cfg.rollups is None else times,
             )
@@ -169,7 +169,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
                     f"{labels[ev[1]]}:{ev[2]}",
                     f"late: event time {format_time(ev[0])} is older than "
                     f"the watermark {format_time(wm)}",
-                    event_to_json(ev),
+                    event_to_json(ev, self.cfg.dimensions),
                 )
                 for ev, wm in late
             ]
