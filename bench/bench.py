@@ -94,6 +94,12 @@ def simulate(events: int, users: int, days: float, seed: int) -> Path:
                 str(days),
                 "--seed",
                 str(seed),
+                # The five event types only: DuckDB's SQL and the tutorial's flow know
+                # no conversions or keystroke requests.
+                "--typeahead",
+                "0",
+                "--conversions",
+                "0",
                 "--output",
                 str(tmp),
             ],
@@ -327,7 +333,7 @@ def write_results(
         f"- Python {platform.python_version()}, bytewax {version('bytewax')}, "
         f"msgspec {version('msgspec')}, duckdb {version('duckdb')}",
         f"- data: `search-sessions simulate --events {args.events} --users {args.users} "
-        f"--seed {args.seed}` (one day)",
+        f"--seed {args.seed} --typeahead 0 --conversions 0` (one day)",
         f"- method: {args.repeat} interleaved rounds of the first five rows, the fastest run "
         "of each kept (peak RSS: the largest); the tutorial flow and the memory runs once",
         "",

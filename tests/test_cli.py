@@ -60,7 +60,11 @@ def test_simulate_is_deterministic_and_realistic(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in a.read_bytes().splitlines()]
     assert len(recs) == 20_000
     kinds = Counter(r["type"] for r in recs)
-    assert set(kinds) == {"app_open", "search", "results", "click", "app_close"}
+    assert set(kinds) == {"app_open", "search", "results", "click", "app_close"} | {
+        "conversion",
+        "purchase",
+        "add_to_cart",
+    }
     queries = Counter(r["query"] for r in recs if r["type"] == "search")
     top = queries.most_common(1)[0][1]
     assert top > 20 * sorted(queries.values())[len(queries) // 2], "Zipf: the head dominates"

@@ -125,6 +125,41 @@ def main() -> None:
 @click.option("--rollups", default=None, help="Rollup rows per window and per window and query.")
 @click.option("--strict", is_flag=True, help="Stop with an error at the first invalid record.")
 @click.option(
+    "--long-click",
+    type=DURATION,
+    default="30s",
+    show_default=True,
+    help="A click followed by nothing, or by the next event this late or later, is long.",
+)
+@click.option(
+    "--short-click",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    help="A click followed by another event sooner than this is short (a pogo-stick).",
+)
+@click.option(
+    "--collapse-typeahead",
+    type=DURATION,
+    default=None,
+    help="Join search-as-you-type requests at most this far apart into one search "
+    "(e.g. 2s; off by default).",
+)
+@click.option(
+    "--dimension",
+    "dimensions",
+    multiple=True,
+    metavar="NAME",
+    help="Copy this event field (variant, platform, ...) into the records and roll it up; "
+    "repeat for several.",
+)
+@click.option(
+    "--currency",
+    default=None,
+    metavar="CODE",
+    help="Conversions in any other currency go to the dead letter (not checked by default).",
+)
+@click.option(
     "--order",
     type=click.Choice(ORDERS),
     default="auto",
@@ -243,6 +278,11 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
       search-sessions run export.csv --field user=anon_id --field time=ts --time-unit ms
       search-sessions run events.parquet --order sort --searches out/searches.parquet
 
+    \b
+    Experiments, segments and search-as-you-type front ends:
+      search-sessions run logs/ --dimension variant --dimension platform \
+          --collapse-typeahead 2s --currency USD --rollup 1h --rollups out/rollups.jsonl
+
     A summary (events, invalid, duplicates, late, sessions, searches, CTR,
     events/s) goes to standard error at the end.
 
@@ -309,6 +349,11 @@ def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:
             fields=parse_mapping(opts["fields"], "--field"),
             types=parse_mapping(opts["types"], "--type"),
             time_unit=opts["time_unit"],
+            long_click=opts["long_click"],
+            short_click=opts["short_click"],
+            collapse_typeahead=opts["collapse_typeahead"],
+            dimensions=tuple(opts["dimensions"]),
+            currency=opts["currency"],
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -416,6 +461,37 @@ def demo(
     show_default=True,
     help="Fraction of lines replaced by invalid records.",
 )
+@click.option(
+    "--conversions",
+    type=click.FloatRange(0, 1),
+    default=0.12,
+    show_default=True,
+    help="Chance that a clicked search leads to a conversion (a results page without a "
+    "click converts 8 times less often); 0 for none. Example: --conversions 0.2",
+)
+@click.option(
+    "--typeahead",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="Share of searches typed as you go: keystroke requests for growing prefixes of "
+    "the query, 100-600 ms apart, come first; 0 for none. Example: --typeahead 0.3",
+)
+@click.option(
+    "--variants",
+    default=None,
+    metavar="A,B[,...]",
+    help="Split users (by a hash of seed and user) into these variants, written as "
+    "`variant` on their app_open and search events. Example: --variants A,B",
+)
+@click.option(
+    "--effect",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="How much higher the second variant's true CTR is (the true CTR is 0.5 without "
+    "one). Example: --variants control,treatment --effect 0.02",
+)
 def simulate(
     events: int,
     users: int,
@@ -427,6 +503,10 @@ def simulate(
     disorder: float,
     duplicates: float,
     bad: float,
+    conversions: float,
+    typeahead: float,
+    variants: str | None,
+    effect: float,
 ) -> None:
     """Write deterministic, realistic search traffic as JSON Lines.
 
@@ -435,6 +515,15 @@ def simulate(
       search-sessions simulate --events 1000000 --users 10000 --seed 7 \\
           --disorder 30 --duplicates 0.01 --bad 0.001 --output events.jsonl
       search-sessions simulate --events 100000 --rate 500 --output kafka://localhost:9092/events
+      search-sessions simulate --typeahead 0.3 --conversions 0.2 --output events.jsonl
+      search-sessions simulate --typeahead 0 --conversions 0 --output plain.jsonl
+      search-sessions simulate --events 400000 --users 4000 --variants A,B --effect 0.02 \\
+          --output ab.jsonl
+
+    Each user clicks a search (typed in full; keystroke requests never) with their own
+    propensity, mean 0.5; with --variants the second variant's is higher by --effect,
+    so its true CTR (the expected share of full-query searches with a click) is
+    0.5 + effect, and its zero-result rate is unchanged. --effect is between -0.2 and 0.13.
     """
     try:
         begin = datetime.fromisoformat(start)
@@ -442,9 +531,8 @@ def simulate(
         raise click.BadParameter(f"not an ISO 8601 time: {start!r}", param_hint="--start") from None
     if begin.tzinfo is None:
         begin = begin.replace(tzinfo=UTC)
-    prepare_output(output)
-    n = write(
-        SimSpec(
+    try:
+        spec = SimSpec(
             events=events,
             users=users,
             seed=seed,
@@ -453,12 +541,74 @@ def simulate(
             disorder=disorder,
             duplicates=duplicates,
             bad=bad,
-        ),
-        output,
-        rate,
-    )
+            conversions=conversions,
+            typeahead=typeahead,
+            variants=tuple(v.strip() for v in variants.split(",")) if variants else (),
+            effect=effect,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    prepare_output(output)
+    n = write(spec, output, rate)
     if scheme_of(output) is not Scheme.STDIO:
         click.echo(f"wrote {n:,} events to {output}", err=True)
+
+
+@main.command()
+@click.argument("searches", nargs=-1, required=True)
+@click.option(
+    "--by",
+    required=True,
+    metavar="NAME",
+    help="The dimension whose values are compared (a --dimension of the run, or a field).",
+)
+@click.option("--control", default=None, help="The control value (default: the first, sorted).")
+@click.option(
+    "--expected-split",
+    default=None,
+    metavar="A=0.5,B=0.5",
+    help="Expected shares of users per value for the sample-ratio check (default: even).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def compare(
+    searches: tuple[str, ...],
+    by: str,
+    control: str | None,
+    expected_split: str | None,
+    as_json: bool,
+) -> None:
+    """Compare CTR, conversion rate, MRR and zero-result rate between the values of a
+    dimension (an A/B test's variants), with user-level 95% intervals, differences to
+    the control with p-values, a sample-ratio-mismatch check and the minimum detectable
+    CTR difference.
+
+    SEARCHES are a run's search records: JSON Lines (.gz too), Parquet, or the SQLite
+    database of `run --searches sqlite:///PATH.db`.
+
+    \b
+    Example:
+      search-sessions simulate --users 4000 --events 400000 --variants A,B --effect 0.02 \\
+          --output ab.jsonl
+      search-sessions run ab.jsonl --dimension variant --collapse-typeahead 2s \\
+          --searches out/searches.jsonl
+      search-sessions compare out/searches.jsonl --by variant
+      search-sessions compare out/db.sqlite --by variant --control B --expected-split A=0.5,B=0.5
+      search-sessions compare out/searches.parquet --by platform --json
+    """
+    from .compare import compare_files, parse_split, render_table
+
+    try:
+        split = parse_split(expected_split) if expected_split else None
+        result, read = compare_files(searches, by, control, split)
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except SearchSessionsError as exc:
+        raise click.ClickException(str(exc)) from None
+    skipped = read - sum(v["searches"] for v in result["variants"])
+    if skipped:
+        click.echo(f"left out {skipped:,} of {read:,} searches without a {by}", err=True)
+    click.echo(json.dumps(result) if as_json else render_table(result))
 
 
 @main.command()
@@ -471,7 +621,14 @@ def simulate(
     show_default=True,
     help="Fewest searches for a query to rank among the worst by CTR.",
 )
-def report(inputs: tuple[str, ...], output: str, min_sample: int) -> None:
+@click.option(
+    "--compare-by",
+    default="variant",
+    show_default=True,
+    metavar="NAME",
+    help="Add an A/B section comparing this dimension's values, when the searches carry it.",
+)
+def report(inputs: tuple[str, ...], output: str, min_sample: int, compare_by: str) -> None:
     """Write a self-contained HTML report from a run's outputs.
 
     INPUT is a searches JSONL file (a sessions file may follow) or a SQLite
@@ -481,11 +638,14 @@ def report(inputs: tuple[str, ...], output: str, min_sample: int) -> None:
     Example:
       search-sessions run events.jsonl --searches out/searches.jsonl --sessions out/sessions.jsonl
       search-sessions report out/searches.jsonl out/sessions.jsonl --output out/report.html
+
+    With `run --dimension NAME`, the report has a breakdown table per dimension, and an
+    A/B section for `--compare-by` (default `variant`).
     """
     parent = os.path.dirname(output)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    data = write_report(list(inputs), output, min_sample)
+    data = write_report(list(inputs), output, min_sample, compare_by)
     click.echo(f"wrote {output} ({len(data.searches):,} searches)", err=True)
     click.echo(os.path.abspath(output))
 

@@ -4,8 +4,35 @@ Users come back in sessions separated by gaps of more than 30 minutes. A
 session may start with ``app_open`` and end with ``app_close``; in between
 come searches for Zipf-distributed queries, result lists of up to 10 items
 (tail queries more often get none), clicks biased towards the top positions,
-and reformulations after searches that got no click. Some clients send a
-``search_id`` on every event, some clicks carry their ``rank``.
+reformulations after searches that got no click, and conversions
+(``conversion``, or its aliases ``purchase`` and ``add_to_cart``) after some
+clicks and, rarely, straight from a results page. A share of searches
+(``typeahead``) is typed as you go: requests for growing prefixes of the query,
+100-600 ms apart, come before it. Each user has a ``platform`` (on ``app_open``
+and ``search`` events); some clients send a ``search_id`` on every event, some
+clicks carry their ``rank``.
+
+**Clicks.** Each user has a click propensity ``p``, drawn once from
+``0.2 + 0.5 * Beta(3, 2)`` (mean 0.5, between 0.2 and 0.7). Each search the user
+types in full is clicked with probability ``p``, whatever its query and whatever
+came before; keystroke (prefix) requests are never clicked. A search that is not
+clicked gets zero results with probability ``z / (1 - p)``, where
+``z = 0.02 + 0.15 * tail`` (``tail`` is the query's popularity rank as a share of
+all queries), so every user's zero-result rate is ``z`` and clicked searches
+always have results. The times between a user's events (keystroke requests are
+typed in the 10 seconds before their search) depend on no click and no query, so
+neither does how many searches a user makes.
+
+**The true CTR** of a group of users is therefore the mean of their propensities:
+the expected share of full-query searches (keystroke requests left out, as
+``--collapse-typeahead`` leaves them out) that get a click, ``0.5``
+(:data:`BASE_CTR`). With ``variants``, each user is in one variant (a hash of
+the seed and the user: an even split in expectation), written as ``variant`` on
+their ``app_open`` and ``search`` events; the second variant's users have
+``p + effect`` instead of ``p``, so its true CTR is higher by exactly ``effect``
+(:func:`true_ctr`) and its zero-result rate is the same. ``effect`` may be
+between -0.2 and 0.13, which keeps every ``p`` between 0 and ``1 - max(z)``.
+(The one session cut short by the ``events`` budget may lose a click.)
 
 Optional noise: events written up to ``disorder`` seconds out of order, exact
 duplicates, and invalid records of every kind. The same arguments always
@@ -14,6 +41,8 @@ give the same bytes.
 >>> lines = list(generate(SimSpec(events=50, users=5, seed=1)))
 >>> len(lines)
 50
+>>> true_ctr(SimSpec(variants=("A", "B"), effect=0.02), "B")
+0.52
 """
 
 from __future__ import annotations
@@ -21,16 +50,19 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import zlib
 from bisect import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from hashlib import blake2b
 from itertools import accumulate
 
 import msgspec
 
 from .connectors.specs import Scheme, scheme_of
 from .core.time import EPOCH
+from .errors import ConfigError
 
 _WORDS = [
     "cheap",
@@ -121,9 +153,33 @@ _BAD_RECORDS = (
 )
 
 
+BASE_CTR = 0.5
+"""The true CTR without an effect: the mean click propensity."""
+_PROPENSITY_LOW, _PROPENSITY_SPAN, _PROPENSITY_BETA = 0.2, 0.5, (3.0, 2.0)
+_MAX_ZERO = 0.17  # z at the tail; a propensity above 1 - _MAX_ZERO could not keep z
+EFFECT_RANGE = (-_PROPENSITY_LOW, round(1 - _MAX_ZERO - _PROPENSITY_LOW - _PROPENSITY_SPAN, 10))
+"""The effects that keep every propensity between 0 and ``1 - max(z)``."""
+
+_PLATFORMS = ("web", "ios", "android")
+_PLATFORM_WEIGHTS = (0.5, 0.3, 0.2)
+_CONVERSION_TYPES = ("conversion", "purchase", "add_to_cart")
+_CONVERSION_WEIGHTS = (0.9, 0.05, 0.05)
+_NO_CLICK_CONVERSIONS = 1 / 8  # a results page converts this much less often than a click
+_MIN_GAP_US = 31 * 60_000_000  # between sessions of a user: more than the default --gap
+_SESSION_US = 2 * 60_000_000  # about how long a session lasts
+_TYPING_US = 10_000_000  # before each search: room for its keystroke requests
+
+
 @dataclass(frozen=True)
 class SimSpec:
-    """What to simulate; ``disorder`` is in seconds, fractions are per line."""
+    """What to simulate; ``disorder`` is in seconds, fractions are per line.
+
+    ``conversions``: the chance that a clicked search leads to a conversion (a
+    search with results but no click converts 8 times less often); ``typeahead``:
+    the share of searches typed as you go; ``variants``: the values users are split
+    into (none: no ``variant`` field); ``effect``: how much higher the second
+    variant's true CTR is.
+    """
 
     events: int = 100_000
     users: int = 1_000
@@ -134,6 +190,29 @@ class SimSpec:
     duplicates: float = 0.0
     bad: float = 0.0
     queries: int = 5_000
+    conversions: float = 0.12
+    typeahead: float = 0.1
+    variants: tuple[str, ...] = ()
+    effect: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("duplicates", "bad", "conversions", "typeahead"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if len(set(self.variants)) != len(self.variants) or not all(self.variants):
+            raise ConfigError(f"variants must be distinct and not empty, got {self.variants}")
+        if self.effect and len(self.variants) < 2:
+            raise ConfigError("an effect needs at least two variants (--variants A,B)")
+        low, high = EFFECT_RANGE
+        if not low <= self.effect <= high:
+            raise ConfigError(f"effect must be between {low} and {high}, got {self.effect}")
+
+
+def true_ctr(spec: SimSpec, variant: str | None = None) -> float:
+    """The expected share of full-query searches with a click, for the users of
+    ``variant`` (all users: ``None``); see the module's docstring."""
+    second = spec.variants[1] if len(spec.variants) > 1 else None
+    return BASE_CTR + (spec.effect if variant is not None and variant == second else 0.0)
 
 
 def _query_text(rank: int) -> str:
@@ -145,90 +224,200 @@ def _query_text(rank: int) -> str:
     return " ".join(words)
 
 
+def _items(rank: int, n: int) -> list[str]:
+    return [f"doc{(rank * 131 + p * 7919) % 100_000}" for p in range(n)]
+
+
 def _fmt(us: int) -> str:
     return (EPOCH + timedelta(microseconds=us)).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-class _User:
-    __slots__ = ("name", "next_start", "numeric", "sends_ids")
+def _variant_of(seed: int, name: str, variants: tuple[str, ...]) -> str:
+    """The user's variant: a hash of seed and user, as experiment platforms do."""
+    digest = blake2b(f"{seed}\x1f{name}".encode(), digest_size=8).digest()
+    return variants[int.from_bytes(digest) % len(variants)]
 
-    def __init__(self, name: str, next_start: int, sends_ids: bool, numeric: bool) -> None:
-        self.name = name
+
+class _User:
+    __slots__ = ("next_start", "propensity", "sends_ids", "tags", "uid")
+
+    def __init__(
+        self,
+        uid: object,
+        next_start: int,
+        sends_ids: bool,
+        propensity: float,
+        tags: dict[str, object],
+    ) -> None:
+        self.uid = uid
         self.next_start = next_start
         self.sends_ids = sends_ids
-        self.numeric = numeric
+        self.propensity = propensity
+        self.tags = tags
 
 
-def _session(
-    rng: random.Random,
-    user: _User,
-    t: int,
-    query_cdf: list[float],
-    n_queries: int,
-    serial: list[int],
-) -> list[tuple[int, dict[str, object]]]:
-    """One session's events as (time_us, record)."""
-    out: list[tuple[int, dict[str, object]]] = []
-    uid: object = int(user.name) if user.numeric else user.name
-    if rng.random() < 0.7:
-        out.append(_event(t, "app_open", uid))
-        t += _step(rng, 1, 8)
-    n_searches = 1
-    while rng.random() < 0.45 and n_searches < 8:
-        n_searches += 1
-    rank = bisect(query_cdf, rng.random() * query_cdf[-1])
-    query = _query_text(rank)
-    for i in range(n_searches):
-        serial[0] += 1
-        ids = {"search_id": f"s{serial[0]}"} if user.sends_ids else {}
-        t, clicked = _search(rng, out, uid, t, query, rank, rank / n_queries, ids)
-        if i + 1 < n_searches:
-            if not clicked and rng.random() < 0.7:
-                query = f"{query} {_WORDS[rng.randrange(len(_WORDS))]}"
-            else:
-                rank = bisect(query_cdf, rng.random() * query_cdf[-1])
-                query = _query_text(rank)
-    if rng.random() < 0.6:
-        t += _step(rng, 1, 30)
-        out.append(_event(t, "app_close", uid))
-    return out
+class _Traffic:
+    """One simulation's random state: builds each user's sessions in turn."""
 
+    def __init__(self, spec: SimSpec, start_us: int, spacing: float) -> None:
+        self.spec = spec
+        self.rng = rng = random.Random(spec.seed)
+        self.query_cdf = list(accumulate(1 / (r + 1) ** 1.07 for r in range(spec.queries)))
+        self.serial = 0
+        self.users: list[_User] = []
+        second = spec.variants[1] if len(spec.variants) > 1 else None
+        for i in range(spec.users):
+            name = str(1000 + i) if i % 5 == 0 else f"u{i}"
+            next_start = start_us + int(rng.random() * spacing)
+            tags: dict[str, object] = {"platform": rng.choices(_PLATFORMS, _PLATFORM_WEIGHTS)[0]}
+            p = _PROPENSITY_LOW + _PROPENSITY_SPAN * rng.betavariate(*_PROPENSITY_BETA)
+            if spec.variants:
+                tags["variant"] = variant = _variant_of(spec.seed, name, spec.variants)
+                p += spec.effect if variant == second else 0.0
+            uid = int(name) if i % 5 == 0 else name
+            self.users.append(_User(uid, next_start, i % 4 == 0, p, tags))
 
-def _search(
-    rng: random.Random,
-    out: list[tuple[int, dict[str, object]]],
-    uid: object,
-    t: int,
-    query: str,
-    rank: int,
-    tail: float,
-    ids: dict[str, str],
-) -> tuple[int, bool]:
-    """Add one search, its results and any clicks to ``out``; ``tail`` is the query's
-    rank as a fraction of all queries. Returns the time after them and whether there
-    was a click."""
-    out.append(_event(t, "search", uid, query=query, **ids))
-    t += _step(rng, 0.2, 1.5)
-    if rng.random() < 0.02 + 0.15 * tail:
-        items: list[str] = []
-    else:
-        items = [
-            f"doc{(rank * 131 + p * 7919) % 100_000}" for p in range(rng.choice((10, 10, 10, 5, 3)))
-        ]
-    out.append(_event(t, "results", uid, items=items, **ids))
-    clicked = False
-    if items and rng.random() < 0.75 - 0.35 * tail:
+    def _query(self) -> tuple[int, str]:
+        rank = bisect(self.query_cdf, self.rng.random() * self.query_cdf[-1])
+        return rank, _query_text(rank)
+
+    def _ids(self, user: _User) -> dict[str, str]:
+        self.serial += 1
+        return {"search_id": f"s{self.serial}"} if user.sends_ids else {}
+
+    def session(self, user: _User, t: int) -> tuple[list[tuple[int, dict[str, object]]], int]:
+        """One session's events as (time_us, record), and when the session is over
+        (the last event or later; it depends on no click, see the module's docstring)."""
+        rng = self.rng
+        out: list[tuple[int, dict[str, object]]] = []
+        if rng.random() < 0.7:
+            out.append(_event(t, "app_open", user.uid, **user.tags))
+            t += _step(rng, 1, 8)
+        n_searches = 1
+        while rng.random() < 0.45 and n_searches < 8:
+            n_searches += 1
+        rank, query = self._query()
+        typed_from = 0
+        for i in range(n_searches):
+            t, clicked = self._search(out, user, t, query, rank, typed_from)
+            if i + 1 < n_searches:
+                if not clicked and rng.random() < 0.7:
+                    typed_from = len(query) + 1
+                    query = f"{query} {_WORDS[rng.randrange(len(_WORDS))]}"
+                else:
+                    typed_from = 0
+                    rank, query = self._query()
+        if rng.random() < 0.6:
+            t += _step(rng, 1, 30)
+            out.append(_event(t, "app_close", user.uid))
+        return out, t
+
+    def _search(
+        self,
+        out: list[tuple[int, dict[str, object]]],
+        user: _User,
+        t: int,
+        query: str,
+        rank: int,
+        typed_from: int,
+    ) -> tuple[int, bool]:
+        """Add one search (after its keystroke requests, if typed as you go), its
+        results, clicks and conversion to ``out``. Returns the time of the user's next
+        action and whether there was a click."""
+        rng, spec = self.rng, self.spec
+        # Every time step here is drawn whatever the query, the typing and the clicks,
+        # so a user's searches do not depend on their clicks (the true CTR is exact).
+        t += _TYPING_US
+        if spec.typeahead and rng.random() < spec.typeahead:
+            self._keystrokes(out, user, t, query, typed_from)
+        ids = self._ids(user)
+        out.append(_event(t, "search", user.uid, query=query, **ids, **user.tags))
+        t += _step(rng, 0.2, 1.5)
+        end = t + _step(rng, 5, 130)
+        p = user.propensity
+        clicked = rng.random() < p
+        if not clicked and rng.random() * (1 - p) < 0.02 + 0.15 * rank / spec.queries:
+            items: list[str] = []
+        else:
+            items = _items(rank, rng.choice((10, 10, 10, 5, 3)))
+        out.append(_event(t, "results", user.uid, items=items, **ids))
+        if clicked:
+            t, item = self._clicks(out, user, items, t, end, ids)
+            if rng.random() < spec.conversions:
+                self._conversion(out, user, t + int((end - t) * rng.uniform(0.2, 0.9)), item, ids)
+        elif items and rng.random() < spec.conversions * _NO_CLICK_CONVERSIONS:
+            when = t + int((end - t) * rng.uniform(0.2, 0.9))
+            self._conversion(out, user, when, rng.choice(items), ids)
+        return end, clicked
+
+    def _clicks(
+        self,
+        out: list[tuple[int, dict[str, object]]],
+        user: _User,
+        items: list[str],
+        t: int,
+        end: int,
+        ids: dict[str, str],
+    ) -> tuple[int, str]:
+        """One or two clicks between ``t`` and ``end``, biased to the top; returns the
+        last one's time and item."""
+        rng = self.rng
+        weights = [1 / (p + 1) ** 1.3 for p in range(len(items))]
+        item = items[0]
         for _ in range(1 if rng.random() < 0.8 else 2):
-            weights = [1 / (p + 1) ** 1.3 for p in range(len(items))]
             pos = rng.choices(range(len(items)), weights)[0]
-            t += _step(rng, 1, 25)
+            t += int((end - t) * rng.uniform(0.05, 0.5))
             extra: dict[str, object] = {"rank": pos + 1} if rng.random() < 0.1 else {}
-            out.append(_event(t, "click", uid, item=items[pos], **extra, **ids))
-            clicked = True
-            t += _step(rng, 3, 120)
-    else:
-        t += _step(rng, 2, 15)
-    return t, clicked
+            item = items[pos]
+            out.append(_event(t, "click", user.uid, item=item, **extra, **ids))
+        return t, item
+
+    def _conversion(
+        self,
+        out: list[tuple[int, dict[str, object]]],
+        user: _User,
+        t: int,
+        item: str,
+        ids: dict[str, str],
+    ) -> None:
+        rng = self.rng
+        kind = rng.choices(_CONVERSION_TYPES, _CONVERSION_WEIGHTS)[0]
+        fields: dict[str, object] = {} if rng.random() < 0.05 else {"item": item}
+        fields["value"] = round(math.exp(rng.uniform(math.log(5), math.log(200))), 2)
+        fields["currency"] = "USD"
+        out.append(_event(t, kind, user.uid, **fields, **ids))
+
+    def _keystrokes(
+        self,
+        out: list[tuple[int, dict[str, object]]],
+        user: _User,
+        t: int,
+        query: str,
+        typed_from: int,
+    ) -> None:
+        """Requests for growing prefixes of ``query`` (from ``typed_from``, where a
+        reformulation starts typing), 100-600 ms apart and the last one that long
+        before the full query's request at ``t``, all within ``_TYPING_US`` of it
+        (earlier prefixes dropped); most are answered."""
+        rng = self.rng
+        prefixes = []
+        n = max(typed_from + 1, 2 + rng.randrange(2))
+        while n < len(query):
+            prefixes.append((query[:n], _step(rng, 0.1, 0.6)))
+            n += 1 + rng.randrange(3)
+        typing = sum(gap for _, gap in prefixes)
+        while typing > _TYPING_US - 500_000:
+            typing -= prefixes.pop(0)[1]
+        t -= typing
+        for prefix, gap in prefixes:
+            ids = self._ids(user)
+            out.append(_event(t, "search", user.uid, query=prefix, **ids, **user.tags))
+            if rng.random() < 0.85:
+                rank = zlib.crc32(prefix.encode()) % self.spec.queries
+                items = _items(rank, rng.choice((10, 5, 3)))
+                answered = t + int(gap * rng.uniform(0.3, 0.9))
+                out.append(_event(answered, "results", user.uid, items=items, **ids))
+            t += gap
 
 
 def _event(t: int, kind: str, uid: object, **fields: object) -> tuple[int, dict[str, object]]:
@@ -240,29 +429,29 @@ def _step(rng: random.Random, lo: float, hi: float) -> int:
     return int(rng.uniform(lo, hi) * 1_000_000)
 
 
+def _events_per_session(spec: SimSpec) -> float:
+    """About how many events a session has (app open and close, 1.8 searches, each with
+    results, 0.6 clicks, its conversions and keystroke requests): spreads the sessions
+    over ``spec.days``."""
+    per_search = 2.6 + 0.56 * spec.conversions + 6.9 * spec.typeahead
+    return 1.3 + 1.8 * per_search
+
+
 def generate(spec: SimSpec) -> Iterator[bytes]:
     """The simulated log, one JSON line (without newline) at a time, time-ordered
     up to ``spec.disorder``; exactly ``spec.events`` lines."""
-    rng = random.Random(spec.seed)
     start_us = (spec.start - EPOCH) // timedelta(microseconds=1)
     span_us = int(spec.days * 86_400_000_000)
-    query_cdf = list(accumulate(1 / (r + 1) ** 1.07 for r in range(spec.queries)))
-    # Sessions average about 8 events; spread each user's over the span.
-    sessions_per_user = max(1.0, spec.events / 8 / max(spec.users, 1))
-    mean_gap = span_us / sessions_per_user
-    users = [
-        _User(
-            str(1000 + i) if i % 5 == 0 else f"u{i}",
-            start_us + int(rng.random() * mean_gap),
-            sends_ids=i % 4 == 0,
-            numeric=i % 5 == 0,
-        )
-        for i in range(spec.users)
-    ]
+    sessions_per_user = max(1.0, spec.events / _events_per_session(spec) / max(spec.users, 1))
+    # A user's sessions start this far apart on average: a session, the fixed gap and
+    # a random one (which keeps a tenth of the spacing when the span is too short).
+    spacing = span_us / sessions_per_user
+    mean_gap = max(spacing - _MIN_GAP_US - _SESSION_US, spacing / 10)
+    traffic = _Traffic(spec, start_us, spacing)
+    rng, users = traffic.rng, traffic.users
     heap = [(u.next_start, i) for i, u in enumerate(users)]
     heapq.heapify(heap)
     encode = msgspec.json.encode
-    serial = [0]
     pending: list[tuple[float, int, bytes]] = []
     made = 0
     order = 0
@@ -273,7 +462,7 @@ def generate(spec: SimSpec) -> Iterator[bytes]:
         while pending and pending[0][0] < t0:
             yield heapq.heappop(pending)[2]
         user = users[i]
-        evs = _session(rng, user, t0, query_cdf, spec.queries, serial)
+        evs, over = traffic.session(user, t0)
         for t, rec in evs:
             if made >= spec.events:
                 break
@@ -288,9 +477,8 @@ def generate(spec: SimSpec) -> Iterator[bytes]:
                 order += 1
                 heapq.heappush(pending, (t + rng.random() * jitter, order, line))
                 made += 1
-        last = evs[-1][0]
-        gap = 31 * 60_000_000 + int(-math.log(1.0 - rng.random()) * mean_gap)
-        user.next_start = last + gap
+        gap = _MIN_GAP_US + int(-math.log(1.0 - rng.random()) * mean_gap)
+        user.next_start = over + gap
         heapq.heappush(heap, (user.next_start, i))
     while pending:
         yield heapq.heappop(pending)[2]

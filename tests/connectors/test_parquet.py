@@ -77,6 +77,8 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], time_type: Any, **rena
         "item": pa.array([r.get("item") for r in rows], pa.string()),
         "rank": pa.array([r.get("rank") for r in rows], pa.int32()),
         "search_id": pa.array([r.get("search_id") for r in rows], pa.string()),
+        "value": pa.array([r.get("value") for r in rows], pa.float64()),
+        "currency": pa.array([r.get("currency") for r in rows], pa.string()),
         "ignored": pa.array([1.5] * len(rows)),  # columns the events do not use
     }
     table = pa.table({rename.get(k, k): v for k, v in columns.items()})

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from search_sessions.demo import tutorial_lines
 from search_sessions.simulate import SimSpec, write
 
-from ..conftest import RunFlow, write_events
+from ..conftest import RunFlow, read_jsonl, write_events
 from ..oracle import canon, oracle
 
 
@@ -307,3 +308,52 @@ def test_flow_runs_under_bytewax_run(noisy_log: Path, tmp_path: Path, run_flow: 
     assert proc.returncode == 0, proc.stderr
     got = [json.loads(x) for x in (out / "s.jsonl").read_bytes().splitlines()]
     assert canon(got) == canon(want["searches"])
+
+
+def _last_rows(path: Path) -> dict[str, dict[str, object]]:
+    """The last rollup row for each key (what an upserting sink keeps)."""
+    rows: dict[str, dict[str, object]] = {}
+    for rec in read_jsonl(path):
+        key = [rec["level"], rec["window"], rec["window_start"], rec.get("query")]
+        key += [rec.get("dimension"), json.dumps(rec.get("value"))]
+        rows[json.dumps(key)] = rec
+    return rows
+
+
+def test_conversions_typeahead_and_dimensions_agree_everywhere(
+    noisy_log: Path, tmp_path: Path, run_flow: RunFlow
+) -> None:
+    """The issue #13 rules through the real flow: the oracle's answer for 1 and 2 workers
+    and 2 processes, and dimension rollups equal to aggregating the search records."""
+    opts: dict[str, Any] = {
+        "dimensions": ("platform", "variant"),
+        "collapse_typeahead": timedelta(seconds=2),
+        "currency": "USD",
+        "rollup_windows": (("1h", 3600),),
+    }
+    want = oracle([str(noisy_log)], typeahead=2, dimensions=opts["dimensions"], currency="USD")
+    assert any(s["conversions"] for s in want.sessions)
+    assert any(s["keystrokes"] > 1 for s in want.searches)
+    assert any(s["dimensions"]["platform"] is not None for s in want.searches)
+    results = []
+    for i, parallel in enumerate([{}, {"workers": 2}, {"processes": 2}]):
+        rollups = tmp_path / f"rollups{i}.jsonl"
+        out, _ = run_flow([noisy_log], rollups=str(rollups), **opts, **parallel)
+        assert canon(out["searches"]) == canon(want.searches), parallel
+        assert canon(out["sessions"]) == canon(want.sessions), parallel
+        results.append(_last_rows(rollups))
+    assert results[0] == results[1] == results[2]
+    dims = [r for r in results[0].values() if r["level"] == "dimension"]
+    by_value: dict[tuple[object, ...], list[dict[str, Any]]] = {}
+    for s in want.searches:
+        hour = s["time"][:13]
+        for name, value in s["dimensions"].items():
+            by_value.setdefault((hour, name, json.dumps(value)), []).append(s)
+    assert len(dims) == len(by_value)
+    for row in dims:
+        group = by_value[
+            (str(row["window_start"])[:13], row["dimension"], json.dumps(row["value"]))
+        ]
+        assert row["searches"] == len(group)
+        assert row["conversion_rate"] == sum(s["converted"] for s in group) / len(group)
+        assert row["ctr"] == sum(s["clicked"] for s in group) / len(group)

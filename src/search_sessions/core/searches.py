@@ -122,10 +122,12 @@ dimension values."""
 
 
 def _intents(events: list[Event], typeahead_us: int | None) -> dict[int, list[Any]]:
-    """Each search event's working state (by index); the requests of one intent (with
-    ``typeahead_us``) share theirs, which holds the first request's time and the last
-    one's query, id and time."""
+    """Each search event's working state (by index) when requests collapse: the
+    requests of one intent share theirs, which holds the first request's time and the
+    last one's query, id and time. Without collapse, empty (states are made on use)."""
     states: dict[int, list[Any]] = {}
+    if typeahead_us is None:
+        return states  # made as the searches are met (see _attach and _later)
     prev: list[Any] | None = None
     prev_q = ""
     prev_t = 0
@@ -134,9 +136,6 @@ def _intents(events: list[Event], typeahead_us: int | None) -> dict[int, list[An
         if kind != SEARCH:
             if kind in (CLICK, CONVERSION):
                 prev = None
-            continue
-        if typeahead_us is None:
-            states[i] = _state(ev)
             continue
         q = ev[5].strip().lower()
         if prev is not None and ev[0] - prev_t <= typeahead_us and continues_typing(q, prev_q):
@@ -211,7 +210,9 @@ def _attach(events: list[Event], rules: Rules) -> tuple[list[list[Any]], _Totals
                         first[d] = v  # type: ignore[index]
         kind = ev[3]
         if kind == SEARCH:
-            state = states[i]
+            state = states.get(i)
+            if state is None:
+                state = states[i] = _state(ev)
             if state is not current:
                 searches.append(state)
                 current = state
@@ -341,7 +342,10 @@ def _later(
     for j in range(index + 1, len(events)):
         ev = events[j]
         if ev[3] == SEARCH and ev[7] == sid:
-            return states[j]
+            state = states.get(j)
+            if state is None:
+                state = states[j] = _state(ev)
+            return state
     return None
 
 
