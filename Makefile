@@ -26,14 +26,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-data/day.jsonl: | setup
+# An A/B test (B's true CTR 2 points higher), platforms, conversions, search-as-you-type.
+data/day-ab.jsonl: | setup
 	$(CLI) simulate --events $(RUN_EVENTS) --users $(RUN_USERS) --seed 42 --disorder 20 \
-		--duplicates 0.005 --bad 0.001 --output $@
+		--duplicates 0.005 --bad 0.001 --variants A,B --effect 0.02 --output $@
 
-run: setup data/day.jsonl
-	$(CLI) run data/day.jsonl --searches out/searches.jsonl --sessions out/sessions.jsonl \
+run: setup data/day-ab.jsonl
+	$(CLI) run data/day-ab.jsonl --searches out/searches.jsonl --sessions out/sessions.jsonl \
 		--dead-letter out/dead_letter.jsonl --late out/late.jsonl \
-		--rollup 1h --rollup 1d --rollups out/rollups.jsonl
+		--rollup 1h --rollup 1d --rollups out/rollups.jsonl \
+		--dimension variant --dimension platform --collapse-typeahead 2s --currency USD
 	@echo "outputs in out/: searches.jsonl sessions.jsonl dead_letter.jsonl late.jsonl rollups.jsonl"
 	$(CLI) report out/searches.jsonl out/sessions.jsonl --output out/report.html
 

@@ -87,7 +87,7 @@ def test_headline_numbers_match_the_inputs(outputs: Path) -> None:
     assert card(page, "clicks_per_search") == f"{clicks / n:.2f}"
     ranks = [s["first_click_rank"] for s in searches if s["first_click_rank"] is not None]
     assert card(page, "avg_click_position") == f"{sum(ranks) / len(ranks):.2f}"
-    assert page.count('class="chart"') == 4
+    assert page.count('class="chart"') == 5
 
 
 def test_top_query_table(outputs: Path) -> None:
@@ -159,7 +159,7 @@ def test_renders_in_headless_chromium(outputs: Path, tmp_path: Path) -> None:
         text=True,
         timeout=120,
     ).stdout
-    assert dom.count("<svg") == 4 and "<path" in dom and "<rect" in dom
+    assert dom.count("<svg") == 5 and "<path" in dom and "<rect" in dom
     assert 'data-metric="ctr"' in dom and "Worst queries by CTR" in dom
     assert "<img" not in dom, "the hostile query stayed text"
     shot = tmp_path / "report.png"
@@ -176,3 +176,54 @@ def test_renders_in_headless_chromium(outputs: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert shot.stat().st_size > 20_000
+
+
+@pytest.fixture(scope="module")
+def ab_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An A/B test with platforms, run with both as dimensions."""
+    d = tmp_path_factory.mktemp("ab")
+    log = d / "events.jsonl"
+    write(SimSpec(events=20_000, users=400, seed=3, days=0.5, variants=("A", "B")), str(log))
+    args = ["run", str(log), "--dimension", "variant", "--dimension", "platform"]
+    args += ["--collapse-typeahead", "2s", "--quiet"]
+    args += ["--searches", str(d / "searches.jsonl"), "--sessions", str(d / "sessions.jsonl")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def test_segments_sessions_and_ab_sections(ab_outputs: Path) -> None:
+    from search_sessions.compare import compare
+
+    searches = [json.loads(x) for x in (ab_outputs / "searches.jsonl").read_bytes().splitlines()]
+    sessions = [json.loads(x) for x in (ab_outputs / "sessions.jsonl").read_bytes().splitlines()]
+    page = render_html(
+        load([str(ab_outputs / "searches.jsonl"), str(ab_outputs / "sessions.jsonl")])
+    )
+    # A breakdown per dimension: each value's searches, as the records count them.
+    for name in ("variant", "platform"):
+        table = re.search(rf'data-table="dimension-{name}">(.*?)</table>', page, re.S)
+        assert table is not None, name
+        shown = re.findall(
+            r'<td data-field="value">([^<]*)</td><td data-field="searches">([\d,]+)</td>',
+            table.group(1),
+        )
+        counts: dict[str, int] = {}
+        for s in searches:
+            value = s["dimensions"][name]
+            counts[value] = counts.get(value, 0) + 1
+        assert {v: int(n.replace(",", "")) for v, n in shown} == counts
+    # Sessions: the success rate over the session records.
+    rate = sum(s["success"] for s in sessions) / len(sessions)
+    assert card(page, "success_rate") == f"{100 * rate:.1f}%"
+    # The A/B section shows compare()'s numbers for the variants.
+    result = compare(searches, "variant")
+    ab = re.search(r'data-table="ab-variant">(.*?)</table>', page, re.S)
+    assert ab is not None and "Sample-ratio-mismatch" in page
+    ctrs = re.findall(r'<td data-field="ctr">([^<]*)</td>', ab.group(1))
+    assert ctrs == [f"{100 * v['ctr']:.1f}%" for v in result["variants"]]
+    assert [v["value"] for v in result["variants"]] == ["A", "B"]
+    # Without the dimension, no A/B section.
+    assert 'data-table="ab-' not in render_html(
+        load([str(ab_outputs / "searches.jsonl")]), compare_by="nope"
+    )

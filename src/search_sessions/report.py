@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from .connectors.sql import read_rows
-from .core.rollups import WindowAgg, aggregate, window_records
-from .core.schema import QueryRow, WindowRow, field_names
+from .core.rollups import WindowAgg, aggregate, wilson, window_records
+from .core.schema import DimensionRow, QueryRow, WindowRow, field_names
 from .core.time import format_time, parse_time
 
 NICE_WINDOWS = [
@@ -71,6 +71,8 @@ class ReportSummary:
     queries: list[QueryRow]
     series: list[WindowRow]
     positions: Counter[int]
+    segments: list[DimensionRow]
+    """One row per dimension and value over all searches."""
 
 
 def load(inputs: list[str]) -> ReportData:
@@ -121,6 +123,7 @@ def summarize(data: ReportData, window: tuple[str, int]) -> ReportSummary:
         total.merge(agg)
     headline, rows = window_records(("all", 0), total, 1)
     queries = [r for r in rows if isinstance(r, QueryRow)]
+    segments = [r for r in rows if isinstance(r, DimensionRow)]
     sessions = (
         len(data.sessions) if data.sessions else len({s["session_id"] for s in data.searches})
     )
@@ -133,7 +136,7 @@ def summarize(data: ReportData, window: tuple[str, int]) -> ReportSummary:
         for s in data.searches
         if s["clicked"] and s["first_click_rank"] is not None
     )
-    return ReportSummary(name, headline, sessions, queries, series, positions)
+    return ReportSummary(name, headline, sessions, queries, series, positions, segments)
 
 
 def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
@@ -287,6 +290,20 @@ def _cards(h: WindowRow, sessions: int) -> str:
             "median_time_to_first_click",
         ),
         ("Long-click rate", _fmt(h.long_click_rate, True), "", "long_click_rate"),
+        ("Short-click rate", _fmt(h.short_click_rate, True), "pogo-sticks", "short_click_rate"),
+        (
+            "Conversion rate",
+            _fmt(h.conversion_rate, True),
+            f"95% CI {_fmt(h.conversion_rate_low, True)} &ndash; "
+            f"{_fmt(h.conversion_rate_high, True)}",
+            "conversion_rate",
+        ),
+        (
+            "Conversion value per search",
+            _fmt(h.conversion_value_per_search, digits=2),
+            "",
+            "conversion_value_per_search",
+        ),
         ("Clicks per search", _fmt(h.clicks_per_search, digits=2), "", "clicks_per_search"),
     ]
     return "".join(
@@ -306,6 +323,14 @@ def _charts(s: ReportSummary) -> str:
             "#4c78a8",
             "ctr_low",
             "ctr_high",
+        )
+        + _line_chart(
+            f"Conversion rate per {s.window} (95% interval shaded)",
+            series,
+            "conversion_rate",
+            "#54a24b",
+            "conversion_rate_low",
+            "conversion_rate_high",
         )
         + _line_chart(f"Zero-result rate per {s.window}", series, "zero_result_rate", "#e45756")
         + _line_chart(f"Abandonment per {s.window}", series, "abandonment_rate", "#f58518")
@@ -352,14 +377,157 @@ def _query_tables(queries: list[QueryRow], min_sample: int) -> str:
     )
 
 
+_SEGMENT_COLUMNS = [
+    ("value", "Value", False),
+    ("searches", "Searches", False),
+    ("ctr", "CTR", True),
+    ("ctr_low", "CTR low", True),
+    ("ctr_high", "CTR high", True),
+    ("conversion_rate", "Conversion rate", True),
+    ("conversion_value_per_search", "Value per search", False),
+    ("zero_result_rate", "Zero results", True),
+    ("abandonment_rate", "Abandonment", True),
+    ("mrr", "MRR", False),
+]
+
+
+def _segment_tables(segments: list[DimensionRow]) -> str:
+    """A breakdown table per dimension (``--dimension``), values by volume."""
+    out = []
+    for name in sorted({r.dimension for r in segments}):
+        rows = sorted(
+            (r for r in segments if r.dimension == name),
+            key=lambda r: (r.value is None, -r.searches, json.dumps(r.value)),
+        )
+        dicts = [{**msgspec.structs.asdict(r), "value": _value_text(r.value)} for r in rows]
+        out.append(_table(f"By {name}", dicts, _SEGMENT_COLUMNS, f"dimension-{name}"))
+    return "".join(out)
+
+
+def _value_text(value: Any) -> str:
+    """A dimension value as shown: text as is, other JSON values as JSON, none as such."""
+    if value is None:
+        return "(none)"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _sessions_section(sessions: list[dict[str, Any]]) -> str:
+    """Session-level satisfaction: success rate, time to success, conversions."""
+    if not sessions or "success" not in sessions[0]:
+        return ""
+    n = len(sessions)
+    successes = sum(1 for s in sessions if s["success"])
+    low, high = wilson(successes, n)
+    times = sorted(s["time_to_success"] for s in sessions if s["time_to_success"] is not None)
+    median = (
+        None
+        if not times
+        else times[len(times) // 2]
+        if len(times) % 2
+        else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
+    )
+    converting = sum(1 for s in sessions if s["conversions"])
+    durations = sorted(s["duration"] for s in sessions)
+    cards = [
+        ("Sessions", _fmt(n), "", "sessions"),
+        (
+            "Success rate",
+            _fmt(successes / n, True),
+            f"95% CI {_fmt(low, True)} &ndash; {_fmt(high, True)}; a long click or a conversion",
+            "success_rate",
+        ),
+        ("Median time to success", f"{_fmt(median, digits=1)} s", "", "time_to_success"),
+        ("Sessions converting", _fmt(converting / n, True), "", "converting_sessions"),
+        (
+            "Conversion value per session",
+            _fmt(sum(s["conversion_value"] for s in sessions) / n, digits=2),
+            "",
+            "conversion_value_per_session",
+        ),
+        ("Median duration", f"{_fmt(durations[n // 2], digits=0)} s", "", "duration"),
+    ]
+    body = "".join(
+        f'<div class="card" data-metric="{key}"><div class="label">{label}</div>'
+        f'<div class="value">{value}</div><div class="sub">{sub}</div></div>'
+        for label, value, sub, key in cards
+    )
+    return (
+        f'<section data-section="sessions"><h2>Sessions</h2><div class="cards">{body}</div>'
+        "</section>"
+    )
+
+
+def _ab_section(searches: list[dict[str, Any]], by: str) -> str:
+    """The A/B comparison of ``by``'s values (``compare``'s numbers), when searches carry it."""
+    from .compare import compare, dimension_value
+
+    if not any(dimension_value(s, by) is not None for s in searches):
+        return ""
+    result = compare(searches, by)
+    rows = []
+    for v in result["variants"]:
+        row = dict(v)
+        for metric in ("ctr", "conversion_rate", "mrr", "zero_result_rate"):
+            row[f"{metric}_ci"] = _span(v[f"{metric}_low"], v[f"{metric}_high"])
+            row[f"{metric}_diff_ci"] = _span(v[f"{metric}_diff_low"], v[f"{metric}_diff_high"])
+            row[f"{metric}_p_value"] = _p_text(v[f"{metric}_p_value"])
+        rows.append(row)
+    cols = [
+        ("value", "Value", False),
+        ("users", "Users", False),
+        ("searches", "Searches", False),
+        ("ctr", "CTR", True),
+        ("ctr_ci", "95% CI", False),
+        ("ctr_diff", "CTR diff", True),
+        ("ctr_diff_ci", "diff 95% CI", False),
+        ("ctr_p_value", "p", False),
+        ("conversion_rate", "Conversion rate", True),
+        ("conversion_rate_diff", "diff", True),
+        ("conversion_rate_p_value", "p", False),
+        ("mrr", "MRR", False),
+        ("zero_result_rate", "Zero results", True),
+        ("mde_ctr", "MDE (CTR)", True),
+    ]
+    srm = result["srm_p_value"]
+    warn = (
+        " <strong>Sample ratio mismatch: users are not split as expected; "
+        "do not trust the differences.</strong>"
+        if srm is not None and srm < 0.001
+        else ""
+    )
+    note = (
+        f"<p>Control: {html.escape(str(result['control']))}. Intervals and p-values are "
+        "computed at the user level (delta method on per-user sums); MDE is the CTR "
+        "difference detectable with 80% power at this sample. Sample-ratio-mismatch "
+        f"p-value: {_fmt(srm, digits=4)}.{warn}</p>"
+    )
+    table = _table(f"A/B comparison by {by}", rows, cols, f"ab-{by}")
+    return table.replace("</h2>", "</h2>" + note, 1)
+
+
+def _span(low: float | None, high: float | None) -> str | None:
+    """An interval of rates as text (escaped by the table), ``None`` when unknown."""
+    if low is None or high is None:
+        return None
+    return f"{100 * low:.1f}% \u2013 {100 * high:.1f}%"
+
+
+def _p_text(p: float | None) -> str | None:
+    return None if p is None else "<0.0001" if p < 0.0001 else f"{p:.4f}"
+
+
 def _dicts(rows: list[QueryRow]) -> list[dict[str, Any]]:
     return [msgspec.structs.asdict(r) for r in rows]
 
 
 def render_html(
-    data: ReportData, title: str = "Search quality report", min_sample: int = 20
+    data: ReportData,
+    title: str = "Search quality report",
+    min_sample: int = 20,
+    compare_by: str = "variant",
 ) -> str:
-    """The report page."""
+    """The report page; an A/B section compares the values of dimension ``compare_by``
+    when the searches carry it."""
     s = summarize(data, pick_window(data.searches))
     span = ""
     if data.searches:
@@ -371,12 +539,17 @@ def render_html(
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{span}</p>"
         f'<div class="cards">{_cards(s.headline, s.sessions)}</div><h2>Over time</h2>'
-        f'<div class="charts">{_charts(s)}</div>{_query_tables(s.queries, min_sample)}'
+        f'<div class="charts">{_charts(s)}</div>{_sessions_section(data.sessions)}'
+        f"{_ab_section(data.searches, compare_by)}"
+        f"{_query_tables(s.queries, min_sample)}{_segment_tables(s.segments)}"
         "</body></html>"
     )
 
 
-def write_report(inputs: list[str], output: str, min_sample: int = 20) -> ReportData:
+def write_report(
+    inputs: list[str], output: str, min_sample: int = 20, compare_by: str = "variant"
+) -> ReportData:
     data = load(inputs)
-    Path(output).write_text(render_html(data, min_sample=min_sample), encoding="utf-8")
+    page = render_html(data, min_sample=min_sample, compare_by=compare_by)
+    Path(output).write_text(page, encoding="utf-8")
     return data
