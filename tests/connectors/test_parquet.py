@@ -79,6 +79,7 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], time_type: Any, **rena
         "search_id": pa.array([r.get("search_id") for r in rows], pa.string()),
         "value": pa.array([r.get("value") for r in rows], pa.float64()),
         "currency": pa.array([r.get("currency") for r in rows], pa.string()),
+        "platform": pa.array([r.get("platform") for r in rows], pa.string()),
         "ignored": pa.array([1.5] * len(rows)),  # columns the events do not use
     }
     table = pa.table({rename.get(k, k): v for k, v in columns.items()})
@@ -102,17 +103,20 @@ def sorted_records(records: list[dict[str, Any]]) -> list[str]:
         (pa.timestamp("ms"), {}),  # no zone: UTC
         (pa.int64(), {"time_unit": "ms"}),  # epoch milliseconds
         (pa.timestamp("ns", "America/New_York"), {"fields": (("user", "anon_id"),)}),
+        (pa.timestamp("us", "UTC"), {"dimensions": ("platform",)}),
     ],
-    ids=["timestamp-utc", "timestamp-naive", "epoch-ms", "renamed-zoned-ns"],
+    ids=["timestamp-utc", "timestamp-naive", "epoch-ms", "renamed-zoned-ns", "dimension"],
 )
 def test_parquet_input_gives_what_json_lines_give(
     log: Path, tmp_path: Path, run_flow: RunFlow, time_type: Any, extra: dict[str, Any]
 ) -> None:
-    want, want_summary = run_flow([log])
+    want, want_summary = run_flow([log], dimensions=extra.get("dimensions", ()))
     rename = {"user": "anon_id"} if extra.get("fields") else {}
     path = write_parquet(tmp_path / "events.parquet", event_rows(log), time_type, **rename)
     got, summary = run_flow([path], block_bytes=1 << 14, **extra)  # 128 rows a read
     assert len(want["searches"]) > 300
+    if extra.get("dimensions"):
+        assert {s["dimensions"]["platform"] for s in got["searches"]} == {"web", "ios", "android"}
     for name in ("searches", "sessions"):
         assert sorted_records(got[name]) == sorted_records(want[name]), name
     assert got["dead"] == [] and summary.counts == want_summary.counts

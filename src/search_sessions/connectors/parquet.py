@@ -147,7 +147,7 @@ class ParquetPartition(LinePartition):
         self.total = self.file.metadata.num_rows if lane == 0 else 0
         self.batch_rows = max(16, block_bytes // BYTES_PER_ROW)
         schema = self.file.schema_arrow
-        wanted = {ctx.cfg.layout.name_of(f) for f in FIELD_NAMES}
+        wanted = {ctx.cfg.layout.name_of(f) for f in FIELD_NAMES} | set(ctx.cfg.dimensions)
         names = [n for n in dict.fromkeys(schema.names) if n in wanted]
         missing = [
             ctx.cfg.layout.name_of(f)
