@@ -288,3 +288,11 @@ def test_make_decoder() -> None:
     assert isinstance(make_decoder("aol", 0), AolDecoder)
     with pytest.raises(ValueError, match="parquet"):
         make_decoder("parquet", 0)
+
+
+def test_csv_conversions_read_an_empty_item_as_none() -> None:
+    d = CsvDecoder(0, header=b"type,user,time,item,value,currency\n")
+    ev = d.decode(b"conversion,u1,1704067207,,12.5,USD\n", seq=2)
+    assert isinstance(ev, tuple) and ev[5] == (None, 12.5, None)
+    click = d.decode(b"click,u1,1704067207,,,\n", seq=3)
+    assert isinstance(click, tuple) and click[5] == ""

@@ -13,7 +13,7 @@ user=anon_id`` makes the column ``anon_id`` the user; ``--type`` names work in
 the ``type`` column). Each line is one row: a quoted cell may hold the delimiter
 and doubled quotes (``"a, ""b"" c"``), but not a line break. An empty cell is a
 missing field (an empty ``rank`` or ``search_id`` is none), except that ``query``
-and ``item`` keep the empty string. ``items`` is a JSON array when its cell starts
+and a click's ``item`` keep the empty string. ``items`` is a JSON array when its cell starts
 with ``[`` (``["a", "b|c"]``), else a ``|``-separated list (``a|b|c``); an empty
 cell is the empty list. Numbers in cells are read as the JSON field's type (a
 ``rank`` of ``3``), and times exactly as in JSON (ISO 8601 with any offset, or epoch
@@ -61,8 +61,8 @@ from typing import Any, Final, get_args
 import msgspec
 
 from .events import PLAIN, Event, EventDecoder
-from .layout import InputLayout, event_types
-from .schema import CLICK, SEARCH
+from .layout import KIND_OF_TYPE, InputLayout, event_types
+from .schema import CLICK, CONVERSION, SEARCH
 from .time import BadTime, parse_time
 
 __all__ = ["HEADED", "LINE_FORMATS", "AolDecoder", "CsvDecoder", "make_decoder"]
@@ -107,6 +107,7 @@ class CsvDecoder(EventDecoder):
         "_delimiter",
         "_feed",
         "_header_line",
+        "_item",
         "_items",
         "_keep_empty",
         "_names",
@@ -135,6 +136,7 @@ class CsvDecoder(EventDecoder):
         self._tag = layout.name_of("type")
         self._items = layout.name_of("items")
         self._keep_empty = frozenset({layout.name_of("query"), layout.name_of("item")})
+        self._item = layout.name_of("item")
 
     def _cells(self, text: str) -> list[str]:
         if '"' not in text:
@@ -188,6 +190,8 @@ class CsvDecoder(EventDecoder):
             if tag is None:
                 return self._missing(self._tag)
             return f"unknown event type: Invalid value {tag!r} - at `$.{self._tag}`"
+        if KIND_OF_TYPE[struct] == CONVERSION and row.get(self._item) == "":
+            del row[self._item]  # a conversion's item is optional: empty is none
         try:
             ev = _convert(row, struct, strict=False)
         except msgspec.ValidationError as exc:
