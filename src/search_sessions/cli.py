@@ -309,7 +309,10 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
     try:
         summary = run_job(cfg, process_id, members)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        # Not a usage error (the options are fine on their own): one message, status 2.
+        refused = click.ClickException(str(exc))
+        refused.exit_code = 2
+        raise refused from None
     except SearchSessionsError as exc:
         raise click.ClickException(str(exc)) from None
     if not opts["quiet"]:

@@ -173,3 +173,82 @@ def test_a_signal_stops_cleanly_and_resumes(
     final = subprocess.run(cmd, capture_output=True, timeout=300)
     assert final.returncode == 0, final.stderr
     assert outputs(out) == want
+
+
+def test_a_resumed_run_with_other_options_is_refused_naming_each(log: Path, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    first = subprocess.run(command(log, tmp_path / "a", rec), capture_output=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    want = outputs(tmp_path / "a")
+    changed = subprocess.run(
+        command(log, tmp_path / "a", rec, "--gap", "20m", "--dimension", "platform"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert changed.returncode == 2
+    err = changed.stderr.decode()
+    assert "--gap: the job has 0:30:00, this run 0:20:00" in err
+    assert '--dimension: the job has [], this run ["platform"]' in err
+    assert "remove the directory or use another --recovery-dir" in err
+    assert "panicked" not in err and "Traceback" not in err
+    moved = subprocess.run(
+        command(log, tmp_path / "b", rec), capture_output=True, timeout=60
+    )  # another output path: the snapshots are keyed by it
+    assert moved.returncode == 2 and b"--searches: the job has" in moved.stderr
+    # Options that do not change the state are free; nothing was written twice.
+    free = command(log, tmp_path / "a", rec, "--quiet", "--snapshot-interval", "2s", "--strict")
+    again = subprocess.run(free, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert outputs(tmp_path / "a") == want
+
+
+def test_a_directory_of_another_version_is_refused(log: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "part-0.sqlite3").write_bytes(b"")  # snapshots without a job: an older tool
+    proc = subprocess.run(command(log, tmp_path / "o", old), capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"made by an older search-sessions" in proc.stderr
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "job.json").write_text(json.dumps({"format": 1, "tool": "0.0.1", "job": {}}))
+    proc = subprocess.run(command(log, tmp_path / "o", rec), capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"is of format 1 (search-sessions 0.0.1)" in proc.stderr
+
+
+@pytest.mark.parametrize("extra", [(), ("--processes", "2")])
+def test_one_run_per_recovery_directory(log: Path, tmp_path: Path, extra: tuple[str, ...]) -> None:
+    """A second run on a directory in use is refused at once and the first is unharmed;
+    the lock of a killed run does not block the restart."""
+    clean = subprocess.run(
+        command(log, tmp_path / "clean", tmp_path / "rec-clean", *extra),
+        capture_output=True,
+        timeout=300,
+    )
+    assert clean.returncode == 0, clean.stderr
+    rec, out = tmp_path / "rec", tmp_path / "out"
+    cmd = command(log, out, rec, *extra)
+    first = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (rec / "lock-0").exists() or not (rec / "lock-0").read_text().strip():
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.01)
+    started = time.monotonic()
+    second = subprocess.run(cmd, capture_output=True, timeout=60)
+    assert time.monotonic() - started < 10
+    assert second.returncode == 2
+    holder = (rec / "lock-0").read_text().strip()
+    assert f"is in use by process {holder}".encode() in second.stderr
+    assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
+    assert outputs(out) == outputs(tmp_path / "clean")
+    # Killed while holding the lock: the restart runs.
+    out2, rec2 = tmp_path / "out2", tmp_path / "rec2"
+    cmd2 = command(log, out2, rec2, *extra)
+    victim = subprocess.Popen(cmd2, stderr=subprocess.DEVNULL, start_new_session=True)
+    while not (out2 / "searches.jsonl").exists() or (out2 / "searches.jsonl").stat().st_size < 1000:
+        assert victim.poll() is None
+        time.sleep(0.005)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    again = subprocess.run(cmd2, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert outputs(out2) == outputs(tmp_path / "clean")

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from ..config import Config
@@ -22,7 +23,7 @@ from ..control import STOP
 from ..dataflow.stats import STAT_FIELDS
 from .cluster import run_cluster
 from .process import run_process
-from .recovery import prepare_recovery
+from .recovery import RecoveryGuard, prepare_recovery
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,12 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
         # All workers are on this host: each appends its own lines to the files
         # (a resumable file needs one writer, which can cut it back to a snapshot).
         cfg = dataclasses.replace(cfg, parallel_writes=True)
-    with tempfile.TemporaryDirectory(prefix="search-sessions-") as tmp:
+    guard: RecoveryGuard | None = None
+    if cfg.recovery_dir is not None:
+        # This run's processes: one of a cluster spread over hosts, or all of a local one.
+        ids = [process_id] if process_id is not None else list(range(cfg.processes))
+        guard = RecoveryGuard(cfg, ids)
+    with guard or nullcontext(), tempfile.TemporaryDirectory(prefix="search-sessions-") as tmp:
         stats_path = os.path.join(tmp, "stats.json")
         if cfg.recovery_dir is not None:
             # A resumed run adds to the counters it had; keep them beside its state.
@@ -108,8 +114,11 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
         if os.path.exists(stats_path):
             with open(stats_path) as f:
                 counts = json.load(f)
+        stopped = STOP.is_set() or stopped
+        if guard is not None and not stopped:
+            guard.finished()
     counts = {k: counts.get(k, 0) for k in STAT_FIELDS}
-    return Summary(counts, time.perf_counter() - started, stopped=STOP.is_set() or stopped)
+    return Summary(counts, time.perf_counter() - started, stopped=stopped)
 
 
 def _start_outputs(cfg: Config) -> None:
