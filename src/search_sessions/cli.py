@@ -28,6 +28,7 @@ from .demo import run_demo
 from .errors import ConfigError, SearchSessionsError
 from .report import write_report
 from .runtime.run import run as run_job
+from .runtime.streams import clean_streams
 from .simulate import SimSpec, write
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -307,16 +308,21 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
         if spec is not None:
             prepare_output(spec)
     try:
-        summary = run_job(cfg, process_id, members)
+        with clean_streams():
+            summary = run_job(cfg, process_id, members)
     except ConfigError as exc:
         # Not a usage error (the options are fine on their own): one message, status 2.
-        refused = click.ClickException(str(exc))
-        refused.exit_code = 2
-        raise refused from None
+        raise _Refused(str(exc)) from None
     except SearchSessionsError as exc:
         raise click.ClickException(str(exc)) from None
     if not opts["quiet"]:
         click.echo(summary.text(), err=True)
+
+
+class _Refused(click.ClickException):
+    """A run refused before it starts (a recovery directory in use or of another job)."""
+
+    exit_code = 2
 
 
 def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:

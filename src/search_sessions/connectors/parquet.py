@@ -257,8 +257,10 @@ def arrow_schema(kind: OutputKind) -> Any:
     >>> arrow_schema(OutputKind.SESSIONS).field("start").type
     TimestampType(timestamp[us, tz=UTC])
     >>> rollups = arrow_schema(OutputKind.ROLLUPS)
-    >>> rollups.names[:5], rollups.field("query").nullable, rollups.field("window").nullable
-    (['level', 'window', 'window_start', 'window_end', 'query'], True, False)
+    >>> rollups.names[:4], rollups.field("query").nullable, rollups.field("window").nullable
+    (['level', 'window', 'window_start', 'window_end'], True, False)
+    >>> rollups.field("dimension").nullable, rollups.field("value").type
+    (True, DataType(string))
     """
     types = kind.record_types
     columns: dict[str, tuple[Any, bool]] = {}

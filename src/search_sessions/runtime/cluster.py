@@ -21,6 +21,7 @@ import traceback
 
 from ..config import Config, config_from_json, config_to_json
 from ..errors import RunError
+from . import streams
 from .process import free_ports, run_process
 
 
@@ -67,6 +68,7 @@ def _start(cfg: Config, tmp: str, errs: list[str]) -> list[_Process]:
                 errs[i],
                 *([] if waits[i] is None else ["--wait-port", str(waits[i])]),
             ],
+            stdout=streams.records_fd,  # records only, when the command arranged that
         )
         for i in range(cfg.processes)
     ]
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("error_file", nargs="?")
     parser.add_argument("--wait-port", type=int)
     args = parser.parse_args(argv)
+    streams.protect_records()
     with open(args.config) as f:
         cfg = config_from_json(json.load(f))
     return _process_main(
