@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,36 @@ def test_one_run_per_recovery_directory(log: Path, tmp_path: Path, extra: tuple[
     again = subprocess.run(cmd2, capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert outputs(out2) == outputs(tmp_path / "clean")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (root only), grown to 256 MiB by ``grow(path)``."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_full_disk_fails_clearly_and_the_rerun_resumes_exactly(
+    log: Path, tmp_path: Path, small_disk: Path
+) -> None:
+    clean = subprocess.run(
+        command(log, tmp_path / "clean", tmp_path / "rec-clean"), capture_output=True, timeout=300
+    )
+    assert clean.returncode == 0, clean.stderr
+    cmd = command(log, small_disk, tmp_path / "rec")
+    full = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert full.returncode == 1
+    err = full.stderr.decode().strip().splitlines()
+    assert err[-1].startswith(f"Error: could not write {small_disk}/"), err
+    assert "No space left on device" in err[-1] and "Traceback" not in full.stderr.decode()
+    remount = ["mount", "-o", "remount,size=256m", str(small_disk)]
+    assert subprocess.run(remount).returncode == 0
+    again = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert outputs(small_disk) == outputs(tmp_path / "clean")

@@ -35,10 +35,12 @@ import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from ..config import Config
+from ..control import FAILURE
 from ..core.events import EventDecoder
 from ..core.formats import HEADED, LINE_FORMATS
 from ..core.formats import make_decoder as line_decoder
 from ..core.time import NEVER
+from ..errors import OutputError
 from .base import LinePartition, PartitionContext
 from .specs import Scheme, scheme_of
 
@@ -459,8 +461,19 @@ def _plain_file_size(name: str) -> int | None:
 # Outputs ----------------------------------------------------------------------
 
 
+def _write_failed(path: str, exc: OSError) -> OutputError:
+    """The one-line reason a file output failed (a full disk, say), noted for the run's
+    error message."""
+    FAILURE.append(
+        f"could not write {path}: {exc.strerror or exc}; with --recovery-dir, rerun the same "
+        "command once that is fixed and the job resumes from its last snapshot"
+    )
+    return OutputError(FAILURE[-1])
+
+
 class _FileSinkPartition(StatefulSinkPartition[bytes, int]):
     def __init__(self, path: str, resume_offset: int | None) -> None:
+        self.path = path
         if resume_offset is None:
             self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
         else:
@@ -469,11 +482,17 @@ class _FileSinkPartition(StatefulSinkPartition[bytes, int]):
             self.file.seek(resume_offset)
 
     def write_batch(self, values: list[bytes]) -> None:
-        self.file.write(b"".join(values))
-        self.file.flush()  # readers (and a live tail) see whole lines as they come
+        try:
+            self.file.write(b"".join(values))
+            self.file.flush()  # readers (and a live tail) see whole lines as they come
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
 
     def snapshot(self) -> int:
-        self.file.flush()
+        try:
+            self.file.flush()
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
         return self.file.tell()
 
     def close(self) -> None:
@@ -484,14 +503,18 @@ class _AppendPartition(StatefulSinkPartition[bytes, None]):
     """One of several workers appending blocks of whole lines to the same file."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def write_batch(self, values: list[bytes]) -> None:
         data = memoryview(b"".join(values))
-        while data:
-            # One write per block: appends by several processes do not interleave
-            # within it. A short write happens only on errors like a full disk.
-            data = data[os.write(self.fd, data) :]
+        try:
+            while data:
+                # One write per block: appends by several processes do not interleave
+                # within it. A short write happens only on errors like a full disk.
+                data = data[os.write(self.fd, data) :]
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
 
     def snapshot(self) -> None:
         return None
