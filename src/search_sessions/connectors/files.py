@@ -526,8 +526,12 @@ class _AppendPartition(StatefulSinkPartition[bytes, None]):
 class _StdoutPartition(StatefulSinkPartition[bytes, None]):
     def write_batch(self, values: list[bytes]) -> None:
         out = sys.stdout.buffer
-        out.write(b"".join(values))
-        out.flush()
+        try:
+            out.write(b"".join(values))
+            out.flush()
+        except BrokenPipeError as exc:
+            FAILURE.append("standard output was closed by its reader (as `| head` does)")
+            raise OutputError(FAILURE[-1]) from exc
 
     def snapshot(self) -> None:
         return None
