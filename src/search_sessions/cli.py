@@ -249,6 +249,14 @@ def main() -> None:
     help="Every cluster process as HOST:PORT;HOST:PORT;... (with --process-id).",
 )
 @click.option(
+    "--join-timeout",
+    type=DURATION,
+    default="60s",
+    show_default=True,
+    help="With --process-id: give up (exit 1) when the other processes have not all "
+    "connected within this long.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
     default=None,
@@ -363,6 +371,7 @@ def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:
             collapse_typeahead=opts["collapse_typeahead"],
             dimensions=tuple(opts["dimensions"]),
             currency=opts["currency"],
+            join_timeout=opts["join_timeout"],
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

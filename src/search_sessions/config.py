@@ -175,6 +175,9 @@ class Config:
     """``(type, name in the input)`` pairs: a ``search`` is a ``query_submitted``."""
     time_unit: str = "auto"
     """Unit of epoch-number times: ``s``, ``ms``, ``us``, ``ns``, or ``auto`` (by size)."""
+    join_timeout: timedelta = timedelta(seconds=60)
+    """A member of a cluster spread over hosts (``--process-id``) gives up when the
+    others have not all connected within this long."""
     partitions: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -270,6 +273,7 @@ _DURATIONS = (
     "collapse_typeahead",
     "snapshot_interval",
     "idle_timeout",
+    "join_timeout",
 )
 
 

@@ -22,6 +22,10 @@ STOP = threading.Event()
 """Set on SIGINT/SIGTERM: inputs end where they are, shards keep their state (not
 flushed as end of input), sinks flush, and the last snapshot holds it all."""
 
+JOINED = threading.Event()
+"""Set once this process's workers build the dataflow: every process of the cluster
+has connected (Bytewax connects them all before building)."""
+
 FAILURE: list[str] = []
 """Why this process stopped with an error, when we know better than Bytewax's panic."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -10,9 +11,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from search_sessions.config import Config
+from search_sessions.runtime.recovery import prepare_recovery
 from search_sessions.simulate import SimSpec, write
 
 OUTPUTS = ("searches", "sessions", "dead", "late")
@@ -286,3 +290,23 @@ def test_a_full_disk_fails_clearly_and_the_rerun_resumes_exactly(
     again = subprocess.run(cmd, capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert outputs(small_disk) == outputs(tmp_path / "clean")
+
+
+def _prepare(barrier: Any, directory: str) -> None:
+    barrier.wait()
+    prepare_recovery(Config(inputs=("events.jsonl",), recovery_dir=directory))
+
+
+def test_processes_starting_together_create_one_store(tmp_path: Path) -> None:
+    """The processes of a cluster may start at once on a new shared directory."""
+    ctx = multiprocessing.get_context("spawn")
+    for i in range(6):
+        barrier = ctx.Barrier(3)
+        directory = str(tmp_path / f"state{i}")
+        procs = [ctx.Process(target=_prepare, args=(barrier, directory)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert [p.exitcode for p in procs] == [0, 0, 0]
+        assert len(list(Path(directory).glob("part-*.sqlite3"))) == 1

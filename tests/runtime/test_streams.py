@@ -81,3 +81,15 @@ def test_a_failed_run_says_so_in_one_line(tmp_path: Path) -> None:
         assert lines == [
             f"Error: invalid record at {bad}:1: Object missing required field `user`"
         ], lines
+
+
+def test_a_member_whose_peers_never_come_gives_up(log: Path) -> None:
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    args = [*CLI, str(log), "--process-id", "1", "--addresses", addresses, "--quiet"]
+    started = time.monotonic()
+    proc = subprocess.run([*args, "--join-timeout", "2s"], capture_output=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert 2 <= time.monotonic() - started < 30
+    last = proc.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("Error: process 1: the other processes of the cluster (127.0.0.1:")
+    assert "did not all connect within 2s" in last

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bytewax.inputs import FixedPartitionedSource
 
 from ..config import Config
+from ..control import JOINED
 from .base import Alignment, LinePartition, PartState, SourceItem
 from .files import read_partitions
 from .registry import open_partition, resolve_inputs
@@ -35,6 +36,7 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
         self.by_name = {p.name: (place, p) for place, p in enumerate(self.parts)}
 
     def list_parts(self) -> list[str]:
+        JOINED.set()  # a worker builds the dataflow: the cluster has formed
         return [p.name for p in self.parts]
 
     def build_part(

@@ -29,7 +29,7 @@ from ..connectors.base import STATS
 from ..connectors.registry import output_sink, resolve_inputs
 from ..connectors.source import EventSource
 from ..core.schema import OutputKind
-from .rollup import RollupLogic, RollupState
+from .rollup import RollupLogic
 from .routing import is_shard_key, shard_keys
 from .shard import ROLLUP_PARTIAL, OutItem, ShardLogic
 from .stats import StatsSink
@@ -122,7 +122,7 @@ def _write_rollups(cfg: Config, merged: Stream[OutItem], n_shards: int) -> None:
     lengths = dict(cfg.rollup_windows)
     keep = cfg.recovery_dir is not None
 
-    def build_rollup(resume: RollupState | None) -> RollupLogic:
+    def build_rollup(resume: bytes | None) -> RollupLogic:
         return RollupLogic(lengths, n_shards, resume, keep)
 
     rolled = op.stateful_batch("rollup", partials, build_rollup)

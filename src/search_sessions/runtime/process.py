@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 import socket
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +14,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from ..config import Config
-from ..control import FAILURE, METRICS
+from ..control import FAILURE, JOINED, METRICS, STOP
 from ..dataflow.flow import build_flow
 from ..errors import RunError, StrictError
 from .progress import Reporter, serve_metrics
@@ -34,13 +37,19 @@ def run_process(
     process_id: int | None = None,
     addresses: list[str] | None = None,
     wait_port: int | None = None,
+    join_timeout: float | None = None,
 ) -> None:
     """Run this process's share of the dataflow (all of it when alone).
 
     ``wait_port``: a local cluster's later processes start with the first one and
-    wait, ready to run, until it listens on this loopback port.
+    wait, ready to run, until it listens on this loopback port. ``join_timeout``:
+    seconds to wait for every process of the cluster to connect, after which this
+    one stops with exit status 1 and one line saying so (Bytewax would retry forever).
     """
     FAILURE.clear()  # a failure note is this run's, not an earlier one's in this process
+    JOINED.clear()
+    if join_timeout is not None and addresses is not None:
+        _watch_join(join_timeout, process_id, addresses)
     flow = build_flow(cfg, process_id)
     # The hot path allocates millions of small, mostly long-lived objects; the
     # default thresholds make the cyclic GC rescan them all the time (measured:
@@ -77,6 +86,25 @@ def run_process(
             reporter.stop()
         if server is not None:
             server.shutdown()
+
+
+def _watch_join(timeout: float, process_id: int | None, addresses: list[str]) -> None:
+    """Stop this process when the cluster has not formed within ``timeout`` seconds."""
+
+    def watch() -> None:
+        if JOINED.wait(timeout) or STOP.is_set():
+            return
+        others = [a for i, a in enumerate(addresses) if i != process_id]
+        sys.stderr.write(
+            f"Error: process {process_id}: the other processes of the cluster "
+            f"({', '.join(others)}) did not all connect within {timeout:g}s; start every "
+            "process with the same --addresses (and check the network), or raise "
+            "--join-timeout\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)  # Bytewax retries in Rust, forever: nothing else stops it
+
+    threading.Thread(target=watch, name="join-watch", daemon=True).start()
 
 
 def _root_message(exc: BaseException) -> str:

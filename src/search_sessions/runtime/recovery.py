@@ -22,6 +22,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -70,6 +72,7 @@ FREE_OPTIONS: Final = (
     "temp_dir",
     "tail",
     "stop_at_end",
+    "join_timeout",
 )
 """Options that do not change the state: a resumed run may give others (documented)."""
 
@@ -184,6 +187,10 @@ class RecoveryGuard:
         self._locks.clear()
 
     def _check_job(self) -> None:
+        with init_lock(self.path):
+            self._check_job_locked()
+
+    def _check_job_locked(self) -> None:
         job_path = self.path / "job.json"
         has_state = any(self.path.glob("part-*.sqlite3"))
         if not job_path.exists():
@@ -228,11 +235,23 @@ def prepare_recovery(cfg: Config) -> bool:
     from bytewax.recovery import init_db_dir
 
     path = Path(cfg.recovery_dir)
-    if path.is_dir() and any(path.glob("part-*.sqlite3")):
-        return True
     path.mkdir(parents=True, exist_ok=True)
-    init_db_dir(path, 1)
+    # The processes of a cluster may start together on a new shared directory: one
+    # creates the store, the others find it.
+    with init_lock(path):
+        if any(path.glob("part-*.sqlite3")):
+            return True
+        init_db_dir(path, 1)
     return False
+
+
+@contextmanager
+def init_lock(path: Path) -> Iterator[None]:
+    """Exclusive use of the recovery directory ``path`` for a moment (``flock`` on
+    ``path/init.lock``): checking its job, creating its store."""
+    with open(path / "init.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file drops the lock
 
 
 __all__ = [

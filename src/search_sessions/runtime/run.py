@@ -105,7 +105,7 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             _start_outputs(cfg)
         stopped = False
         if process_id is not None:
-            run_process(cfg, process_id, addresses)
+            run_process(cfg, process_id, addresses, join_timeout=cfg.join_timeout.total_seconds())
         elif cfg.processes == 1:
             run_process(cfg)
         else:
