@@ -306,8 +306,10 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
     cfg = _run_config(inputs, opts)
     try:
         cfg = resolve_inputs(cfg)
-    except SearchSessionsError as exc:
+    except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    except SearchSessionsError as exc:  # an input that is not there (a file, a broker)
+        raise _Refused(str(exc)) from None
     if opts["print_config"]:
         click.echo(json.dumps(config_to_json(cfg), indent=2))
         return
@@ -328,7 +330,8 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
 
 
 class _Refused(click.ClickException):
-    """A run refused before it starts (a recovery directory in use or of another job)."""
+    """A run refused before it starts: an input that is not there, a recovery directory
+    in use or of another job."""
 
     exit_code = 2
 

@@ -3,23 +3,44 @@
 Input: every topic partition is one input partition, read by assignment (no
 consumer group), its next offset kept in the snapshot. It starts at the
 earliest offset (``tail``: at the end) and, with ``stop_at_end``, ends at the
-end offsets found when it starts, like a file. Each message value is one event;
-positions are ``topic:partition:offset``.
+end offset its first fetch finds (the end when it starts), like a file. Each
+message value is one event; positions are ``topic:partition:offset``.
 
 Output: each record as a JSON value, keyed by user, with its id (``search_id``
 or ``session_id``) in the ``record_key`` header. At least once: after a crash
 the records since the last snapshot are produced again, with the same keys.
+
+Broker loss: at start the brokers are waited for up to
+:data:`CONNECT_TIMEOUT_ENV` (20 s); during a run an outage (no broker reachable)
+is said once on standard error, waited out up to :data:`OUTAGE_TIMEOUT_ENV` (60 s)
+while librdkafka reconnects, and then ends the run with a one-line error. While
+its brokers are away an input is not idle (its events may be waiting there).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import msgspec
 
 try:
-    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        OFFSET_END,
+        Consumer,
+        KafkaError,
+        KafkaException,
+        Producer,
+        TopicPartition,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "Kafka support needs confluent-kafka: pip install 'search-sessions[kafka]'"
@@ -27,38 +48,294 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from ..config import parse_duration
+from ..control import FAILURE
 from ..core.schema import OutputKind
-from ..errors import InputError, OutputError
+from ..errors import ConfigError, InputError, OutputError
 from .base import LinePartition, PartitionContext
 from .specs import KafkaPartitionName, KafkaUrl
 
-TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_ENV = "SEARCH_SESSIONS_KAFKA_CONNECT_TIMEOUT"
+"""How long to wait for a broker when a run starts (a duration: ``20s``, ``500ms``)."""
+OUTAGE_TIMEOUT_ENV = "SEARCH_SESSIONS_KAFKA_OUTAGE_TIMEOUT"
+"""How long a run waits for its brokers to come back once none is reachable."""
+CONNECT_TIMEOUT_S = 20.0
+OUTAGE_TIMEOUT_S = 60.0
+_PROBE_TIMEOUT_S = 0.5  # while away: ask for metadata this often to see them back
+_TRUST_UP_S = 3.0  # once back: how long "all brokers are down" is old news
+_REMIND_EVERY_S = 10.0
+
+_T = TypeVar("_T")
+
+# librdkafka logs every failed connection attempt (20 a second while a broker is
+# down); our own lines say what matters. SEARCH_SESSIONS_DEBUG lets them through.
+_LIBRDKAFKA_LOG = logging.getLogger("search_sessions.kafka")
+_LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
 
 
-def _consumer(brokers: str, **extra: Any) -> Consumer:
+def connect_timeout() -> float:
+    """Seconds to wait for a broker at start (:data:`CONNECT_TIMEOUT_ENV`)."""
+    return _seconds(CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT_S)
+
+
+def outage_timeout() -> float:
+    """Seconds a run waits out an outage (:data:`OUTAGE_TIMEOUT_ENV`)."""
+    return _seconds(OUTAGE_TIMEOUT_ENV, OUTAGE_TIMEOUT_S)
+
+
+def _seconds(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        return max(parse_duration(text).total_seconds(), 0.001)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _client_config(brokers: str, on_error: Callable[[KafkaError], None]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "bootstrap.servers": brokers,
+        "error_cb": on_error,
+        # Find a broker that is back within a second, not after librdkafka's
+        # default backoff of up to 10 s.
+        "reconnect.backoff.max.ms": 1000,
+    }
+    if not os.environ.get("SEARCH_SESSIONS_DEBUG"):
+        config["logger"] = _LIBRDKAFKA_LOG
+    return config
+
+
+def _consumer(brokers: str, on_error: Callable[[KafkaError], None]) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": brokers,
+            **_client_config(brokers, on_error),
             "group.id": "search-sessions",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
-            **extra,
         }
     )
+
+
+def _producer(brokers: str, outage: _Outage, linger_ms: int) -> Producer:
+    return Producer(
+        {
+            **_client_config(brokers, outage.on_error),
+            "linger.ms": linger_ms,
+            # A record not delivered within the outage tolerance fails (reported by
+            # its delivery callback), so neither a full queue nor a flush waits forever.
+            "message.timeout.ms": max(int(outage.tolerance * 1000), 1),
+        }
+    )
+
+
+def _reason(err: KafkaError) -> str:
+    """librdkafka's error text without its broker name and state.
+
+    >>> _reason(KafkaError(KafkaError._TRANSPORT, "GroupCoordinator: 127.0.0.1:9092/1: "
+    ...     "Connect to ipv4#127.0.0.1:9092 failed: Connection refused (after 0ms in state "
+    ...     "CONNECT, 1 identical error(s) suppressed)"))
+    'Connect to ipv4#127.0.0.1:9092 failed: Connection refused'
+    >>> _reason(KafkaError(KafkaError._RESOLVE, "kafka.invalid:9092/bootstrap: Failed to "
+    ...     "resolve 'kafka.invalid:9092': Name or service not known (after 5ms in state CONNECT)"))
+    "Failed to resolve 'kafka.invalid:9092': Name or service not known"
+    """
+    text: str = err.str()
+    text = re.sub(r" \(after \d+ms in state .*\)$", "", text)
+    return re.sub(r"^(?:\w+: )?\S+:\d+(?:/\w+)?: ", "", text)
+
+
+class _LastError:
+    """An ``error_cb`` that keeps the last connection error's text (not the summary
+    "1/1 brokers are down", which says less)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def __call__(self, err: KafkaError) -> None:
+        if err.code() != KafkaError._ALL_BROKERS_DOWN:
+            self.text = _reason(err)
+
+    def __str__(self) -> str:
+        return f" ({self.text})" if self.text else ""
+
+
+def _secs(s: float) -> str:
+    return f"{s:g} s"
+
+
+def _with_broker(url: str, brokers: str, call: Callable[[float], _T], last: _LastError) -> _T:
+    """``call(timeout)`` (a request to the brokers), again until it answers, for up to
+    :func:`connect_timeout` seconds; then an :class:`InputError` naming the brokers."""
+    wait = connect_timeout()
+    deadline = time.monotonic() + wait
+    step = 0.25
+    while True:
+        started = time.monotonic()
+        left = deadline - started
+        try:
+            return call(max(min(step, left), 0.05))
+        except KafkaException as exc:
+            if not last.text:
+                last.text = str(exc.args[0].str() if exc.args else exc)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise InputError(f"{url}: no broker reachable at {brokers} after {_secs(wait)}{last}")
+        # A refused request can come back at once: back off before the next one.
+        time.sleep(min(max(step - (time.monotonic() - started), 0.0), left))
+        step = min(step * 2, 4.0)
+
+
+def _topic_metadata(url: str, brokers: str, topic: str) -> Any:
+    """The topic's metadata, waiting up to :func:`connect_timeout` for a broker."""
+    last = _LastError()
+    consumer = _consumer(brokers, last)
+
+    def metadata(timeout: float) -> Any:
+        try:
+            return consumer.list_topics(topic, timeout=timeout)
+        finally:
+            consumer.poll(0)  # serves the error callback: why it failed
+
+    try:
+        return _with_broker(url, brokers, metadata, last)
+    finally:
+        consumer.close()
 
 
 def list_partitions(url: str) -> list[str]:
     """The input partitions of a topic, in partition order."""
     k = KafkaUrl.parse(url)
-    consumer = _consumer(k.brokers)
+    topic = _topic_metadata(url, k.brokers, k.topic).topics.get(k.topic)
+    if topic is None or topic.error is not None or not topic.partitions:
+        raise InputError(f"{url}: no such topic (or it has no partitions)")
+    return [str(KafkaPartitionName(k, p)) for p in sorted(topic.partitions)]
+
+
+class _Outage:
+    """Whether any broker of one address list answers, as every client of it in this
+    process sees it (so an outage is said once, not once per partition).
+
+    Clients report it down (librdkafka's "all brokers are down"); a probe (or a delivery)
+    finds it up again; :meth:`check` fails a run once an outage has lasted the tolerance.
+    """
+
+    def __init__(self, brokers: str) -> None:
+        self.brokers = brokers
+        self.tolerance = outage_timeout()
+        self.since: float | None = None
+        self.last = _LastError()
+        self.next_remind = self.trust_up_until = 0.0
+        self.lock = threading.Lock()
+
+    def on_error(self, err: KafkaError) -> None:
+        """librdkafka's ``error_cb`` (served while a client polls)."""
+        self.last(err)
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.down()
+
+    def down(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            # Errors queued before the brokers came back are served after it.
+            if self.since is not None or now < self.trust_up_until:
+                return
+            self.since = now
+            self.next_remind = now + _REMIND_EVERY_S
+        _say(
+            f"kafka://{self.brokers}: no broker reachable{self.last}; waiting up to "
+            f"{_secs(self.tolerance)} for one ({OUTAGE_TIMEOUT_ENV})"
+        )
+        probe = threading.Thread(
+            target=_probe, args=(weakref.ref(self), now), name="kafka-probe", daemon=True
+        )
+        probe.start()
+
+    def up(self) -> None:
+        if self.since is None:
+            return
+        now = time.monotonic()
+        with self.lock:
+            since, self.since = self.since, None
+            self.trust_up_until = now + _TRUST_UP_S
+        if since is not None:
+            _say(f"kafka://{self.brokers}: broker back after {now - since:.1f} s")
+
+    @property
+    def failed(self) -> bool:
+        """Whether it has lasted the tolerance."""
+        since = self.since
+        return since is not None and time.monotonic() - since >= self.tolerance
+
+    def check(self, what: str) -> None:
+        """Fail (an :class:`InputError`) once the outage has lasted the tolerance."""
+        since = self.since
+        if since is None:
+            return
+        if self.failed:
+            raise _failed(
+                InputError,
+                f"{what}: no broker reachable at {self.brokers} for {_secs(self.tolerance)}"
+                f"{self.last}; with --recovery-dir, rerun the same command to resume",
+            )
+        now = time.monotonic()
+        if now >= self.next_remind:
+            self.next_remind = now + _REMIND_EVERY_S
+            _say(f"kafka://{self.brokers}: still no broker after {now - since:.0f} s")
+
+
+def _probe(ref: weakref.ref[_Outage], since: float) -> None:
+    """Ask for metadata until a broker answers (a message says nothing: it may have been
+    fetched before), while the outage that began at ``since`` lasts and a run waits for
+    it; a thread of its own, so that no worker waits."""
+    outage = ref()
+    if outage is None:
+        return
+    client = _consumer(outage.brokers, _LastError())
+    give_up = since + outage.tolerance + 1
+    del outage  # (held only while asking: the outage goes with its clients)
     try:
-        meta = consumer.list_topics(k.topic, timeout=TIMEOUT_S)
-        topic = meta.topics.get(k.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise InputError(f"{url}: no such topic (or it has no partitions)")
-        return [str(KafkaPartitionName(k, p)) for p in sorted(topic.partitions)]
+        while time.monotonic() < give_up:
+            asked = time.monotonic()
+            try:
+                client.list_topics(timeout=_PROBE_TIMEOUT_S)
+                answered = True
+            except KafkaException:
+                answered = False
+            outage = ref()
+            if outage is None or outage.since != since:
+                return
+            if answered:
+                outage.up()
+                return
+            del outage
+            time.sleep(max(_PROBE_TIMEOUT_S - (time.monotonic() - asked), 0.0))
     finally:
-        consumer.close()
+        client.close()
+
+
+_OUTAGES: weakref.WeakValueDictionary[str, _Outage] = weakref.WeakValueDictionary()
+_OUTAGES_LOCK = threading.Lock()
+
+
+def _outage(brokers: str) -> _Outage:
+    """This process's :class:`_Outage` of ``brokers``, shared while its clients live."""
+    with _OUTAGES_LOCK:
+        outage = _OUTAGES.get(brokers)
+        if outage is None or outage.failed:
+            # (One that failed an earlier run: a new one says so again if need be.)
+            outage = _OUTAGES[brokers] = _Outage(brokers)
+        return outage
+
+
+def _say(text: str) -> None:
+    print(f"search-sessions: {text}", file=sys.stderr, flush=True)
+
+
+def _failed(kind: type[InputError] | type[OutputError], text: str) -> Exception:
+    """The error for a failed input or output, noted as the run's one-line reason."""
+    FAILURE.append(text)
+    return kind(text)
 
 
 class KafkaPartition(LinePartition):
@@ -71,45 +348,61 @@ class KafkaPartition(LinePartition):
     ) -> None:
         super().__init__(ctx)
         k = KafkaPartitionName.parse(name)
+        self.where = f"kafka://{k.url.brokers}/{k.topic}"
         self.tp = TopicPartition(k.topic, k.partition)
-        self.consumer = _consumer(k.url.brokers)
+        self.outage = _outage(k.url.brokers)
+        self.consumer = _consumer(k.url.brokers, self.outage.on_error)
         self.batch = batch
         resumed = self.seq > 0 or self.offset > 0
         start = self.offset if resumed else (OFFSET_END if tail else OFFSET_BEGINNING)
+        self.stops = stop_at_end
         self.stop_at: int | None = None
+        """With ``stop_at_end``, the offset to end at, once a fetch has told it."""
         if stop_at_end:
-            _low, high = self.consumer.get_watermark_offsets(self.tp, timeout=TIMEOUT_S)
-            self.stop_at = high
-            self.checked_high = False
+            self._reach_broker(name)
         self.consumer.assign([TopicPartition(k.topic, k.partition, start)])
 
+    def _reach_broker(self, name: str) -> None:
+        """Fail clearly, after the connect timeout, if no broker answers."""
+        try:
+            _topic_metadata(name, self.outage.brokers, self.tp.topic)
+        except InputError as exc:
+            raise _failed(InputError, str(exc)) from None
+
     def read(self) -> tuple[list[bytes], bool]:
-        if self.stop_at is not None and self.checked_high and self.offset >= self.stop_at:
+        if self.stop_at is not None and self.offset >= self.stop_at:
             return [], True
         msgs = self.consumer.consume(num_messages=self.batch, timeout=0.05)
+        stop = self.stop_at if self.stop_at is not None else sys.maxsize
         values: list[bytes] = []
         offsets: list[int] = []
         for m in msgs:
             if m.error() is not None:
                 continue
             off: int = m.offset() or 0
-            if self.stop_at is not None and self.checked_high and off >= self.stop_at:
+            if off >= stop:
                 break
             values.append(m.value() or b"")
             offsets.append(off)
             self.offset = off + 1
-        if self.stop_at is not None and not self.checked_high and msgs:
-            # Some brokers (Tansu) under-report the end offset in ListOffsets;
-            # the high watermark of the first fetch response is the reliable one.
-            _low, cached = self.consumer.get_watermark_offsets(self.tp, cached=True)
-            if cached is not None and cached > self.stop_at:
-                self.stop_at = cached
-            self.checked_high = True
-        if self.stop_at is not None and not msgs and self.offset >= self.stop_at:
-            self.checked_high = True
+        if self.outage.since is not None:
+            self._away(bool(values))
+        if self.stops and self.stop_at is None:
+            # The end is the high watermark of the first fetch response (librdkafka
+            # keeps it; negative until then), not ListOffsets' answer: Tansu says 1.
+            _low, high = self.consumer.get_watermark_offsets(self.tp, cached=True)
+            if high is not None and high >= 0:
+                self.stop_at = high
         self._positions = offsets
-        done = self.stop_at is not None and self.checked_high and self.offset >= self.stop_at
-        return values, done
+        return values, self.stop_at is not None and self.offset >= self.stop_at
+
+    def _away(self, got_data: bool) -> None:
+        """No broker answers: fail once that has lasted the tolerance."""
+        self.outage.check(self.where)
+        if not got_data:
+            # Not idle: its events may be waiting on the broker, and an idle input
+            # would let the watermark run ahead of them (they would come back late).
+            self.last_data = self.clock()
 
     def positions(self, n: int) -> list[int] | None:
         return self._positions
@@ -120,11 +413,23 @@ class KafkaPartition(LinePartition):
 
 class _KafkaSinkPartition(StatefulSinkPartition[bytes, None]):
     def __init__(self, url: KafkaUrl, key_field: str) -> None:
+        self.url = url
         self.topic = url.topic
         self.key_field = key_field
-        self.producer = Producer({"bootstrap.servers": url.brokers, "linger.ms": 20})
+        self.outage = _outage(url.brokers)
+        self.producer = _producer(url.brokers, self.outage, linger_ms=20)
         self.decode = msgspec.json.Decoder(dict[str, Any]).decode
-        self.failed: list[str] = []
+        self.failed: list[KafkaError] = []
+        self._reach_broker()
+
+    def _reach_broker(self) -> None:
+        """Fail clearly, after the connect timeout, if no broker answers."""
+        try:
+            _topic_metadata(
+                f"kafka://{self.url.brokers}/{self.topic}", self.url.brokers, self.topic
+            )
+        except InputError as exc:
+            raise _failed(OutputError, str(exc)) from None
 
     def write_batch(self, values: list[bytes]) -> None:
         produce = self.producer.produce
@@ -146,22 +451,38 @@ class _KafkaSinkPartition(StatefulSinkPartition[bytes, None]):
                         break
                     except BufferError:  # the local queue is full: let it drain
                         self.producer.poll(0.1)
+                        self._check()  # (records time out while no broker answers)
             self.producer.poll(0)
         self._check()
 
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None:
-            self.failed.append(str(err))
+            self.failed.append(err)
+        elif self.outage.since is not None:
+            self.outage.up()
 
-    def _check(self) -> None:
-        if self.failed:
-            raise OutputError(f"Kafka output {self.topic}: delivery failed: {self.failed[0]}")
+    def _check(self, left: int = 0) -> None:
+        if not self.failed and not left:
+            return
+        where = f"kafka://{self.url.brokers}/{self.topic}"
+        lost = len(self.failed) + left
+        timed_out = not self.failed or self.failed[0].code() == KafkaError._MSG_TIMED_OUT
+        if timed_out and self.outage.since is not None:
+            text = (
+                f"{where}: no broker reachable at {self.url.brokers} for "
+                f"{_secs(self.outage.tolerance)}{self.outage.last}; {lost:,} records not "
+                "delivered; with --recovery-dir, rerun the same command to resume"
+            )
+        elif self.failed:
+            text = f"{where}: delivery failed: {self.failed[0].str()}"
+        else:
+            text = f"{where}: {lost:,} records not delivered"
+        raise _failed(OutputError, text)
 
     def _flush(self) -> None:
-        left = self.producer.flush(TIMEOUT_S)
-        self._check()
-        if left:
-            raise OutputError(f"Kafka output {self.topic}: {left} records not delivered")
+        # Records time out after the tolerance (message.timeout.ms), so this returns.
+        left = self.producer.flush(self.outage.tolerance + 5.0)
+        self._check(left)
 
     def snapshot(self) -> None:
         # A snapshot must not claim records that are still only in our queue.
@@ -169,7 +490,14 @@ class _KafkaSinkPartition(StatefulSinkPartition[bytes, None]):
         return None
 
     def close(self) -> None:
-        self._flush()
+        # Bytewax also closes partitions while unwinding from a failure, where raising
+        # would abort the process; a run that ends well has flushed and checked every
+        # record at its last snapshot.
+        if FAILURE or self.failed:
+            return
+        left = self.producer.flush(self.outage.tolerance + 5.0)
+        if left or self.failed:
+            _say(f"kafka://{self.url.brokers}/{self.topic}: records not delivered at close")
 
 
 RECORD_KEYS = {OutputKind.SEARCHES: "search_id", OutputKind.SESSIONS: "session_id"}
@@ -197,22 +525,33 @@ def produce_lines(lines: Iterable[bytes], url: str) -> int:
     (for ``simulate``); returns how many."""
 
     k = KafkaUrl.parse(url)
-    producer = Producer({"bootstrap.servers": k.brokers, "linger.ms": 5})
+    outage = _outage(k.brokers)
+    producer = _producer(k.brokers, outage, linger_ms=5)
+    failed: list[KafkaError] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(err)
+
     decode = msgspec.json.Decoder().decode
     n = 0
     for line in lines:
         try:
             key = str(decode(line).get("user", "")).encode()
-        except (msgspec.DecodeError, AttributeError):
+        except (msgspec.DecodeError, AttributeError, UnicodeDecodeError):
             key = b""
-        while True:
+        while not failed:
             try:
-                producer.produce(k.topic, value=line, key=key)
+                producer.produce(k.topic, value=line, key=key, on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.1)
+        if failed:
+            break
         producer.poll(0)
         n += 1
-    if producer.flush(30) != 0:
-        raise OutputError(f"{url}: not every event was delivered")
+    left = producer.flush(outage.tolerance + 5.0)
+    if failed or left:
+        why = failed[0].str() if failed else f"{left:,} not delivered"
+        raise OutputError(f"{url}: not every event was delivered ({why})")
     return n
