@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -310,3 +311,47 @@ def test_processes_starting_together_create_one_store(tmp_path: Path) -> None:
             p.join(timeout=60)
         assert [p.exitcode for p in procs] == [0, 0, 0]
         assert len(list(Path(directory).glob("part-*.sqlite3"))) == 1
+
+
+def test_a_killed_launcher_takes_its_cluster_with_it(log: Path, tmp_path: Path) -> None:
+    """kill -9 of a local cluster's launcher only: its processes die too, rather than run
+    on, orphaned, holding the recovery directory's locks (here they read a standard
+    input that never ends)."""
+    cmd = [*command(log, tmp_path / "out", tmp_path / "rec", "--processes", "2")]
+    cmd[cmd.index(str(log))] = "-"
+    launcher = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert launcher.stdin is not None
+    launcher.stdin.write(log.read_bytes()[:100_000])
+    launcher.stdin.flush()
+    children_file = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
+    deadline = time.monotonic() + 30
+    while len(children := [int(p) for p in children_file.read_text().split()]) < 2:
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.01)
+    time.sleep(0.5)  # the cluster is up and reading
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 5
+    try:
+        while any(_state(pid) != "Z" for pid in children):
+            assert time.monotonic() < deadline, "the cluster outlived its launcher"
+            time.sleep(0.05)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        launcher.stdin.close()
+    # The lock went with them: the same directory takes a new run at once.
+    again = subprocess.run(
+        command(log, tmp_path / "out", tmp_path / "rec", "--processes", "2"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert b"in use by process" not in again.stderr
+
+
+def _state(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().split(") ")[1][:1]
+    except (OSError, IndexError):
+        return "Z"

@@ -113,6 +113,10 @@ def _consumer(brokers: str, on_error: Callable[[KafkaError], None]) -> Consumer:
             "group.id": "search-sessions",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            # Fetch ahead at most about 20k messages or 16 MB per partition (librdkafka's
+            # defaults, 100k and 64 MB, made a live run's memory follow the broker's lead).
+            "queued.min.messages": 20_000,
+            "queued.max.messages.kbytes": 16_384,
         }
     )
 

@@ -9,6 +9,7 @@ search_sessions.runtime.cluster``).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import importlib
 import json
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
+from typing import Final
 
 from ..config import Config, config_from_json, config_to_json
 from ..errors import RunError
@@ -67,6 +69,8 @@ def _start(cfg: Config, tmp: str, errs: list[str]) -> list[_Process]:
                 ";".join(addresses),
                 errs[i],
                 *([] if waits[i] is None else ["--wait-port", str(waits[i])]),
+                "--parent",
+                str(os.getpid()),
             ],
             stdout=streams.records_fd,  # records only, when the command arranged that
         )
@@ -166,11 +170,13 @@ def _fork(
 ) -> _Forked:
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return _Forked(pid)
     code = 1
     try:
+        die_with(parent)
         code = _process_main(cfg, process_id, addresses, error_file, wait_port)
     except KeyboardInterrupt:
         code = 130
@@ -183,6 +189,22 @@ def _fork(
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def die_with(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` (the launcher) dies, however it
+    dies: a cluster whose launcher was killed would otherwise run on, orphaned, holding
+    the recovery directory's locks (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG: Final = 1
 
 
 def _process_main(
@@ -233,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("addresses")
     parser.add_argument("error_file", nargs="?")
     parser.add_argument("--wait-port", type=int)
+    parser.add_argument("--parent", type=int, help="die with this process")
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        die_with(args.parent)
     streams.protect_records()
     with open(args.config) as f:
         cfg = config_from_json(json.load(f))
