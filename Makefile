@@ -66,5 +66,14 @@ routes: setup
 bench: setup
 	$(BIN)/python bench/bench.py --memory --sort
 
+# Live traffic through a real Kafka-protocol broker into a 2-process run with a kill -9
+# every minute, then compared with a batch run (not part of `make test`); writes the
+# "Soak" section of bench/RESULTS.md. `make soak SOAK_MINUTES=2` for a short one.
+SOAK_MINUTES ?= 10
+
+.PHONY: soak
+soak: setup
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES)
+
 clean:
 	rm -rf out data .pytest_cache .mypy_cache .ruff_cache .hypothesis .venv-pythons

@@ -399,7 +399,14 @@ def write_results(
                 f"{m.rate / ordered.rate:.2f}x |"
             )
         lines.append("")
-    path.write_text("\n".join(lines) + "\n")
+    # Sections other tools write (the soak's) are kept as they are.
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        at = old.find("\n## Soak")
+        if at >= 0:
+            kept = old[at:]
+    path.write_text("\n".join(lines) + "\n" + kept)
     print(f"wrote {path}")
 
 

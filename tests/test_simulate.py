@@ -1,11 +1,14 @@
 """The simulator: conversions, keystroke requests, platforms, variants and the click
-model behind ``--effect`` (its true CTR), read back from the events it writes."""
+model behind ``--effect`` (its true CTR), read back from the events it writes; and
+live traffic (``--rate``) under a fake wall clock."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,16 @@ from click.testing import CliRunner
 from search_sessions.cli import main
 from search_sessions.compare import compare
 from search_sessions.errors import ConfigError
-from search_sessions.simulate import BASE_CTR, EFFECT_RANGE, SimSpec, generate, true_ctr
+from search_sessions.simulate import (
+    BASE_CTR,
+    EFFECT_RANGE,
+    SimSpec,
+    generate,
+    generate_live,
+    live_users,
+    true_ctr,
+    write,
+)
 
 CONVERSION_TYPES = {"conversion", "purchase", "add_to_cart"}
 CORE_TYPES = {"app_open", "search", "results", "click", "app_close"}
@@ -283,3 +295,152 @@ def test_cli_options(tmp_path: Path) -> None:
     examples = runner.invoke(main, ["simulate", "--help"]).output.split("Options:")[0]
     for option in ("--conversions", "--typeahead", "--variants", "--effect"):
         assert option in examples, option
+
+
+def test_batch_bytes_are_pinned() -> None:
+    """Without a rate the log is what it always was (live traffic shares the model)."""
+    spec = SimSpec(events=20_000, users=200, seed=3, disorder=20, duplicates=0.01, bad=0.005)
+    digest = hashlib.sha256(b"\n".join(generate(spec))).hexdigest()
+    assert digest == "0e436fb9be96f9c0778611b7523cd81785ef7f2eb16fdae2a2a27cbedd9c9a0e"
+
+
+class FakeClock:
+    """The wall clock of live traffic: sleeping moves it on, nothing really waits."""
+
+    def __init__(self) -> None:
+        self.at = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
+        self.slept = 0.0
+
+    def now(self) -> datetime:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.at += timedelta(seconds=seconds)
+        self.slept += seconds
+
+
+def live(
+    spec: SimSpec, rate: float, clock: FakeClock, stall_every: int = 0
+) -> list[tuple[datetime, bytes]]:
+    """Each line with the clock when it came; every ``stall_every`` lines the reader
+    stalls for 30 seconds (the sender falls behind)."""
+    got = []
+    for line in generate_live(spec, rate, clock.now, clock.sleep):
+        got.append((clock.at, line))
+        if stall_every and len(got) % stall_every == 0:
+            clock.at += timedelta(seconds=30)
+    return got
+
+
+def stamp(line: bytes) -> datetime:
+    return datetime.fromisoformat(json.loads(line)["time"])
+
+
+def test_live_stamps_are_the_send_time_at_the_rate() -> None:
+    clock = FakeClock()
+    began = clock.at
+    got = live(SimSpec(events=50 * 600, seed=2), 50, clock)
+    assert len(got) == 30_000
+    for sent, line in got:
+        assert timedelta(0) <= sent - stamp(line) < timedelta(milliseconds=1), line
+    elapsed = (got[-1][0] - began).total_seconds()
+    assert 570 < elapsed < 630, elapsed  # 30,000 events at 50/s
+    assert clock.slept == pytest.approx(elapsed)
+    # From the first minute (sessions under way are joined, not started) on.
+    per_minute = Counter(int((sent - began).total_seconds() // 60) for sent, _ in got)
+    assert all(2_550 < per_minute[m] < 3_450 for m in range(9)), per_minute
+    kinds = Counter(json.loads(line)["type"] for _, line in got[:200])
+    assert kinds["app_open"] < 0.3 * kinds["search"]  # mostly sessions already open
+
+
+def test_live_traffic_is_the_same_but_for_its_times() -> None:
+    """The seed fixes the users, queries, clicks and their order; the clock the times."""
+    spec = SimSpec(events=2_000, seed=5, duplicates=0.01, bad=0.01)
+    early, late = FakeClock(), FakeClock()
+    late.at += timedelta(days=3, seconds=0.123)
+    a, b = live(spec, 20, early), live(spec, 20, late)
+    assert a != b
+    blank = re.compile(rb'"time":"2031-[^"]*"')
+    assert [blank.sub(b"", x) for _, x in a] == [blank.sub(b"", x) for _, x in b]
+
+
+def test_live_stamps_follow_the_clock_when_the_sender_falls_behind() -> None:
+    clock = FakeClock()
+    got = live(SimSpec(events=3_000, seed=4), 20, clock, stall_every=500)
+    for sent, line in got:
+        assert timedelta(0) <= sent - stamp(line) < timedelta(milliseconds=1), line
+    # After a stall the backlog goes out at once, then the pace is kept again.
+    backlog = [b - a for (a, _), (b, _) in pairwise(got)][500:520]
+    assert sum(backlog, timedelta(0)) < timedelta(seconds=1)
+
+
+def test_live_disorder_is_bounded_and_noise_kept() -> None:
+    clock = FakeClock()
+    spec = SimSpec(events=15_000, seed=6, disorder=5, duplicates=0.01, bad=0.01)
+    got = live(spec, 50, clock)
+    valid = [(sent, line) for sent, line in got if b'"time":"2031-' in line]
+    assert 0.97 * len(got) < len(valid) < 0.995 * len(got)  # the rest are invalid records
+    newest = datetime.min.replace(tzinfo=UTC)
+    behind = []
+    for sent, line in valid:
+        t = stamp(line)
+        assert timedelta(0) <= sent - t <= timedelta(seconds=5, milliseconds=1), line
+        behind.append(newest - t)
+        newest = max(newest, t)
+    assert max(behind) <= timedelta(seconds=5, milliseconds=1)
+    assert sum(b > timedelta(seconds=1) for b in behind) > 0.1 * len(valid)  # out of order
+    # Duplicates repeat their original's bytes, stamp included.
+    copies = sum(n - 1 for n in Counter(line for _, line in valid).values())
+    assert 0.005 * len(got) < copies < 0.02 * len(got)
+
+
+def test_live_users_keep_their_gaps_between_sessions() -> None:
+    """Over three hours users come back, more than 31 minutes after their last
+    session; within a session events are minutes apart at most."""
+    clock = FakeClock()
+    spec = SimSpec(events=2 * 3 * 3600, seed=1)
+    times: dict[object, list[datetime]] = defaultdict(list)
+    for _, line in live(spec, 2, clock):
+        e = json.loads(line)
+        times[e["user"]].append(datetime.fromisoformat(e["time"]))
+    gaps = [b - a for ts in times.values() for a, b in pairwise(ts)]
+    returns = [g for g in gaps if g > timedelta(minutes=20)]
+    assert len(returns) > 300
+    assert min(returns) > timedelta(minutes=31)
+    assert max(g for g in gaps if g <= timedelta(minutes=20)) < timedelta(minutes=17)
+    assert len(times) <= live_users(spec, 2)
+
+
+def test_live_users_come_from_the_rate() -> None:
+    assert live_users(SimSpec(users=1_000), 2_000) > 900_000  # back about hourly
+    assert live_users(SimSpec(users=10**7), 10) == 10**7
+    # Users come into being when they first show up: ten million cost nothing.
+    clock = FakeClock()
+    assert len(live(SimSpec(events=200, users=10**7), 10, clock)) == 200
+
+
+def test_cli_rate_stamps_with_the_wall_clock(tmp_path: Path) -> None:
+    out = tmp_path / "live.jsonl"
+    runner = CliRunner()
+    args = ["simulate", "--events", "20", "--rate", "100", "--output", str(out)]
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
+    r = runner.invoke(main, args)
+    after = datetime.now(UTC)
+    assert r.exit_code == 0, r.output
+    assert "users; simulating that many" in r.stderr
+    stamps = [stamp(line) for line in out.read_bytes().splitlines()]
+    assert len(stamps) == 20 and stamps == sorted(stamps)
+    assert before <= stamps[0] and stamps[-1] <= after
+    for option in (["--start", "2024-05-01"], ["--days", "2"]):
+        r = runner.invoke(main, [*args, *option])
+        assert r.exit_code == 2 and f"{option[0]} does not go with --rate" in r.output
+
+
+def test_write_at_a_rate_to_a_file(tmp_path: Path) -> None:
+    clock = FakeClock()
+    out = tmp_path / "live.jsonl"
+    n = write(SimSpec(events=500, seed=9), str(out), 25, clock.now, clock.sleep)
+    lines = out.read_bytes().splitlines()
+    assert n == len(lines) == 500
+    assert stamp(lines[-1]) <= clock.at < stamp(lines[-1]) + timedelta(milliseconds=1)

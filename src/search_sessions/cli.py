@@ -29,7 +29,7 @@ from .errors import ConfigError, SearchSessionsError
 from .report import write_report
 from .runtime.run import run as run_job
 from .runtime.streams import clean_streams
-from .simulate import SimSpec, write
+from .simulate import SimSpec, live_users, write
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -440,14 +440,14 @@ def demo(
     "--start",
     default="2024-01-01T00:00:00Z",
     show_default=True,
-    help="Start of the simulated traffic (ISO 8601, UTC if no offset).",
+    help="Start of the simulated traffic (ISO 8601, UTC if no offset); not with --rate.",
 )
 @click.option(
     "--days",
     type=click.FloatRange(min=0, min_open=True),
     default=1.0,
     show_default=True,
-    help="How many days the traffic spans.",
+    help="How many days the traffic spans; not with --rate.",
 )
 @click.option(
     "--output",
@@ -459,7 +459,9 @@ def demo(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Events per second (live traffic); default: as fast as possible.",
+    help="Live traffic at about this many events per second, each stamped with the "
+    "wall-clock time it is sent (users come back about hourly: more users for a higher "
+    "rate); default: as fast as possible, from --start.",
 )
 @click.option(
     "--disorder",
@@ -569,6 +571,22 @@ def simulate(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    if rate is not None:
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        for name in ("start", "days"):
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+                raise click.UsageError(
+                    f"--{name} does not go with --rate: live traffic starts now and "
+                    "lasts about --events / --rate seconds"
+                )
+        if (needed := live_users(spec, rate)) > users:
+            click.echo(
+                f"simulate: {rate:,g} events/s with each user back about hourly takes "
+                f"{needed:,} users; simulating that many",
+                err=True,
+            )
     prepare_output(output)
     n = write(spec, output, rate)
     if scheme_of(output) is not Scheme.STDIO:

@@ -38,6 +38,13 @@ Optional noise: events written up to ``disorder`` seconds out of order, exact
 duplicates, and invalid records of every kind. The same arguments always
 give the same bytes.
 
+**Live traffic** (:func:`generate_live`, ``write(..., rate=R)``): the timeline
+starts now and runs in real time, each event sent at its time and stamped with the
+wall clock when it is sent (less its disorder), so event time is the send time. The
+rate comes from the number of users, not from speeding time up: each user keeps the
+31-minute gaps and comes back about hourly or less often, so ``R`` events a second
+take :func:`live_users` users. Sessions under way at the start are joined midway.
+
 >>> lines = list(generate(SimSpec(events=50, users=5, seed=1)))
 >>> len(lines)
 50
@@ -50,13 +57,15 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import time
 import zlib
 from bisect import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
-from itertools import accumulate
+from itertools import accumulate, islice
+from typing import TypeVar
 
 import msgspec
 
@@ -257,25 +266,35 @@ class _User:
 
 
 class _Traffic:
-    """One simulation's random state: builds each user's sessions in turn."""
+    """One simulation's random state: its users, and each user's sessions in turn."""
 
-    def __init__(self, spec: SimSpec, start_us: int, spacing: float) -> None:
+    def __init__(self, spec: SimSpec) -> None:
         self.spec = spec
-        self.rng = rng = random.Random(spec.seed)
+        self.rng = random.Random(spec.seed)
         self.query_cdf = list(accumulate(1 / (r + 1) ** 1.07 for r in range(spec.queries)))
         self.serial = 0
         self.users: list[_User] = []
-        second = spec.variants[1] if len(spec.variants) > 1 else None
-        for i in range(spec.users):
-            name = str(1000 + i) if i % 5 == 0 else f"u{i}"
-            next_start = start_us + int(rng.random() * spacing)
-            tags: dict[str, object] = {"platform": rng.choices(_PLATFORMS, _PLATFORM_WEIGHTS)[0]}
-            p = _PROPENSITY_LOW + _PROPENSITY_SPAN * rng.betavariate(*_PROPENSITY_BETA)
-            if spec.variants:
-                tags["variant"] = variant = _variant_of(spec.seed, name, spec.variants)
-                p += spec.effect if variant == second else 0.0
-            uid = int(name) if i % 5 == 0 else name
-            self.users.append(_User(uid, next_start, i % 4 == 0, p, tags))
+        # Users share their tags (read-only): live traffic has hundreds of thousands.
+        self._tags: dict[tuple[str, str | None], dict[str, object]] = {}
+
+    def add_user(self, next_start: int) -> int:
+        """A new user, whose first session starts at ``next_start``; returns its index."""
+        rng, spec = self.rng, self.spec
+        i = len(self.users)
+        name = str(1000 + i) if i % 5 == 0 else f"u{i}"
+        platform = rng.choices(_PLATFORMS, _PLATFORM_WEIGHTS)[0]
+        p = _PROPENSITY_LOW + _PROPENSITY_SPAN * rng.betavariate(*_PROPENSITY_BETA)
+        variant = None
+        if spec.variants:
+            variant = _variant_of(spec.seed, name, spec.variants)
+            p += spec.effect if len(spec.variants) > 1 and variant == spec.variants[1] else 0.0
+        tags: dict[str, object] = {"platform": platform}
+        if variant is not None:
+            tags["variant"] = variant
+        tags = self._tags.setdefault((platform, variant), tags)
+        uid = int(name) if i % 5 == 0 else name
+        self.users.append(_User(uid, next_start, i % 4 == 0, p, tags))
+        return i
 
     def _query(self) -> tuple[int, str]:
         rank = bisect(self.query_cdf, self.rng.random() * self.query_cdf[-1])
@@ -447,33 +466,63 @@ def generate(spec: SimSpec) -> Iterator[bytes]:
     # a random one (which keeps a tenth of the spacing when the span is too short).
     spacing = span_us / sessions_per_user
     mean_gap = max(spacing - _MIN_GAP_US - _SESSION_US, spacing / 10)
-    traffic = _Traffic(spec, start_us, spacing)
-    rng, users = traffic.rng, traffic.users
+    traffic = _Traffic(spec)
+    for _ in range(spec.users):
+        traffic.add_user(start_us + int(traffic.rng.random() * spacing))
+    encode = msgspec.json.encode
+    for _key, _order, line in _timeline(traffic, mean_gap, lambda _t, rec: encode(rec)):
+        yield line
+
+
+_L = TypeVar("_L")
+
+
+def _timeline(
+    traffic: _Traffic,
+    mean_gap: float,
+    line_of: Callable[[int, dict[str, object]], _L],
+    arrivals: Iterable[int] = (),
+    since: int | None = None,
+    events: float | None = None,
+) -> Iterator[tuple[float, int, _L | bytes]]:
+    """``(send_key, order, line)`` in send order, ``events`` of them (default
+    ``spec.events``; ``math.inf`` for no end): the users' sessions in turn (each back
+    ``_MIN_GAP_US`` plus an exponential ``mean_gap`` after its last), new users first
+    coming at ``arrivals`` (times, in order), events before ``since`` left out. The key
+    is the event's time plus its disorder; an invalid record is its bytes, any other
+    line ``line_of(time, record)`` (a duplicate is the same object again)."""
+    spec, rng, users = traffic.spec, traffic.rng, traffic.users
     heap = [(u.next_start, i) for i, u in enumerate(users)]
     heapq.heapify(heap)
-    encode = msgspec.json.encode
-    pending: list[tuple[float, int, bytes]] = []
+    newcomers = iter(arrivals)
+    new = next(newcomers, None)
+    pending: list[tuple[float, int, _L | bytes]] = []
     made = 0
     order = 0
     jitter = spec.disorder * 1_000_000
-    while made < spec.events:
+    budget = spec.events if events is None else events
+    while made < budget:
+        if new is not None and (not heap or new < heap[0][0]):
+            heapq.heappush(heap, (new, traffic.add_user(new)))
+            new = next(newcomers, None)
         t0, i = heapq.heappop(heap)
         # Everything pending that starts before this session can be written.
         while pending and pending[0][0] < t0:
-            yield heapq.heappop(pending)[2]
+            yield heapq.heappop(pending)
         user = users[i]
         evs, over = traffic.session(user, t0)
         for t, rec in evs:
-            if made >= spec.events:
+            if made >= budget:
                 break
-            line = encode(rec)
+            if since is not None and t < since:
+                continue
+            line: _L | bytes = line_of(t, rec)
             if spec.bad and rng.random() < spec.bad:
                 line = _BAD_RECORDS[rng.randrange(len(_BAD_RECORDS))]
-            key = t + rng.random() * jitter
             order += 1
-            heapq.heappush(pending, (key, order, line))
+            heapq.heappush(pending, (t + rng.random() * jitter, order, line))
             made += 1
-            if spec.duplicates and made < spec.events and rng.random() < spec.duplicates:
+            if spec.duplicates and made < budget and rng.random() < spec.duplicates:
                 order += 1
                 heapq.heappush(pending, (t + rng.random() * jitter, order, line))
                 made += 1
@@ -481,19 +530,113 @@ def generate(spec: SimSpec) -> Iterator[bytes]:
         user.next_start = over + gap
         heapq.heappush(heap, (user.next_start, i))
     while pending:
-        yield heapq.heappop(pending)[2]
+        yield heapq.heappop(pending)
 
 
-def write(spec: SimSpec, out: str, rate: float | None = None) -> int:
+# Live traffic (``rate``): the simulated timeline starts now and runs in real time.
+_LIVE_CYCLE_US = 3_600_000_000  # a live user's sessions start about an hour apart, or more
+_MEAN_SESSION_US = 154_000_000  # a session's start to its end, measured (whatever the options)
+_WARMUP_US = 300_000_000  # sessions under way at the start: simulated from this far back
+
+
+def live_users(spec: SimSpec, rate: float) -> int:
+    """How many users live traffic of ``rate`` events per second has: ``spec.users``,
+    or as many as it takes when that few would have to come back more often than about
+    hourly.
+
+    >>> live_users(SimSpec(users=1_000), rate=100)
+    49027
+    """
+    return max(spec.users, math.ceil(rate * _LIVE_CYCLE_US / 1e6 / _events_per_session(spec)))
+
+
+def generate_live(
+    spec: SimSpec,
+    rate: float,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[bytes]:
+    """``spec.events`` lines of live traffic, about ``rate`` a second: each sent at its
+    time on a timeline that starts at ``now()`` and stamped with the time it is sent
+    (less its disorder). :func:`live_users` users, each back at least 31 minutes after
+    their last session, so their mean spacing gives the rate; sessions under way at the
+    start are joined where they are. ``spec.start`` and ``spec.days`` do not apply."""
+    users = live_users(spec, rate)
+    cycle = users * _events_per_session(spec) / rate * 1e6
+    mean_gap = cycle - _MEAN_SESSION_US - _MIN_GAP_US
+    traffic = _Traffic(spec)
+    first = _first_sessions(traffic.rng, users, _MIN_GAP_US + _MEAN_SESSION_US, mean_gap)
+    # No end to the timeline: the last sessions are cut where the budget ends, as a
+    # live feed is, rather than trickling on after it for their last minutes.
+    encode = msgspec.json.encode
+    timeline = _timeline(
+        traffic, mean_gap, lambda t, rec: _Unsent(t, encode(rec)), first, _WARMUP_US, math.inf
+    )
+
+    def now_us() -> int:
+        return (now() - EPOCH) // timedelta(microseconds=1)
+
+    start: int | None = None
+    for key, _order, line in islice(timeline, spec.events):
+        if start is None:
+            start = now_us() - _WARMUP_US  # the first line comes once the warm-up is made
+        wait = start + key - now_us()
+        if wait > 0:
+            sleep(wait / 1e6)
+        if isinstance(line, _Unsent):
+            if not line.stamped:
+                line.stamp(now_us() - int(key - line.t))
+            yield line.line
+        else:
+            yield line
+
+
+class _Unsent:
+    """A live event, stamped when it is first sent (a duplicate repeats its bytes)."""
+
+    __slots__ = ("line", "stamped", "t")
+
+    def __init__(self, t: int, line: bytes) -> None:
+        self.t = t
+        self.line = line
+        self.stamped = False
+
+    def stamp(self, us: int) -> None:
+        # The time is the third field, after type and user, and always 24 characters.
+        at = self.line.index(b'"time":"') + 8
+        self.line = self.line[:at] + _fmt(us).encode() + self.line[at + 24 :]
+        self.stamped = True
+
+
+def _first_sessions(rng: random.Random, n: int, fixed: float, mean: float) -> Iterator[int]:
+    """When each of ``n`` users' first session starts, in order, as if the traffic had
+    always run: a user's sessions start ``fixed`` plus an exponential ``mean`` apart, so
+    the wait for the next is uniform below ``fixed`` or ``fixed`` plus an exponential,
+    in proportion. Drawn as order statistics, one user at a time, so users come into
+    being only when they first show up."""
+    cycle = fixed + mean
+    rest = 1.0  # the probability left above the last draw
+    for k in range(n, 0, -1):
+        rest *= (1.0 - rng.random()) ** (1 / k)
+        if rest > mean / cycle:
+            yield int((1 - rest) * cycle)
+        else:
+            yield int(fixed - mean * math.log(rest * cycle / mean))
+
+
+def write(
+    spec: SimSpec,
+    out: str,
+    rate: float | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Write the simulated log to ``out``: a file, ``-`` for standard output, or
     ``kafka://HOST:PORT/TOPIC`` (one message per event, keyed by user). With
-    ``rate``, at most that many events per second (live traffic). Returns lines written."""
+    ``rate``, live traffic (:func:`generate_live`). Returns lines written."""
     import sys
-    import time
 
-    lines = generate(spec)
-    if rate is not None:
-        lines = _paced(lines, rate, time.monotonic, time.sleep)
+    lines = generate(spec) if rate is None else generate_live(spec, rate, now, sleep)
     if scheme_of(out) is Scheme.KAFKA:
         from .connectors.kafka import produce_lines
 
@@ -519,15 +662,3 @@ def write(spec: SimSpec, out: str, rate: float | None = None) -> int:
         else:
             f.flush()
     return n
-
-
-def _paced(
-    lines: Iterator[bytes], rate: float, clock: Callable[[], float], sleep: Callable[[float], None]
-) -> Iterator[bytes]:
-    """At most ``rate`` lines per second of ``clock``."""
-    start = clock()
-    for i, line in enumerate(lines):
-        ahead = i / rate - (clock() - start)
-        if ahead > 0:
-            sleep(ahead)
-        yield line
