@@ -264,7 +264,7 @@ class Config:
         return to_us(self.long_click)
 
 
-_DURATIONS = (
+DURATION_FIELDS = (
     "gap",
     "lateness",
     "max_session",
@@ -275,6 +275,7 @@ _DURATIONS = (
     "idle_timeout",
     "join_timeout",
 )
+"""Config fields that are durations (``timedelta``; seconds in JSON)."""
 
 
 def config_to_json(cfg: Config) -> dict[str, Any]:
@@ -289,7 +290,7 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
 def config_from_json(data: dict[str, Any]) -> Config:
     """The config :func:`config_to_json` wrote."""
     kw = dict(data)
-    for name in _DURATIONS:
+    for name in DURATION_FIELDS:
         if kw.get(name) is not None:
             kw[name] = timedelta(seconds=kw[name])
     for name in ("inputs", "partitions", "dimensions"):

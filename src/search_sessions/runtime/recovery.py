@@ -29,7 +29,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any, Final
 
-from ..config import Config, config_to_json
+from ..config import DURATION_FIELDS, Config, config_to_json
 from ..errors import ConfigError
 
 FORMAT: Final = 2
@@ -129,8 +129,7 @@ def differences(saved: dict[str, Any], cfg: Config) -> list[str]:
 def _show(name: str, value: Any) -> str:
     if value is None:
         return "none"
-    if name in ("gap", "lateness", "max_session", "long_click", "short_click",
-                "collapse_typeahead", "idle_timeout"):  # fmt: skip
+    if name in DURATION_FIELDS:
         return str(timedelta(seconds=value))
     return json.dumps(value)
 
