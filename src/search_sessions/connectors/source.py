@@ -46,7 +46,9 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
         partition = open_partition(
             self.cfg, rp, place, self.shard_keys, resume=resume_state, remote=self.remote
         )
-        if partition.aligned:
+        if partition.aligned and not partition.ended:
+            # An input that had ended before a restart is not read again: were it to
+            # join, the others would wait for it forever.
             partition.alignment = self.alignment
             partition.sniff()
             if not partition.sorts:
