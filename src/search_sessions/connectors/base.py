@@ -20,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from operator import itemgetter
 from typing import Any, Final
@@ -28,6 +29,7 @@ from zlib import crc32
 import msgspec
 from bytewax.inputs import StatefulSourcePartition
 
+from .. import crashpoints
 from ..config import Config
 from ..control import FAILURE, METRICS, STOP
 from ..core.events import Event, EventDecoder, decode_block, pack_events
@@ -57,6 +59,7 @@ PartState = StreamState | SortState
 _SORTED: Final = "sorted"
 _LINE = itemgetter(2)
 _MERGE_BATCH: Final = 4096
+_HELD_POLL: Final = timedelta(milliseconds=5)
 _ALL_LATE: Final = 1 << 63
 """A lateness that sets no event apart (a sorting partition takes them all)."""
 
@@ -165,6 +168,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.offset, self.seq, self.newest = offset, seq, newest
         self.lateness = cfg.lateness_us
         self.ended = ended
+        self.ending = False
+        """Read to its end, the end held back for a crash test (:mod:`..crashpoints`)."""
         self.alignment: Alignment | None = None
         self.first_us = NEVER  # before reading: the time of its first event, when known
         self.clock = ctx.clock
@@ -210,6 +215,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         if self.ended or STOP.is_set():
             # A stop keeps the position: the snapshot resumes from here.
             raise StopIteration()
+        if self.ending:
+            return self._held_end()
+        crashpoints.poll()
         if self.alignment is not None and self.alignment.should_wait(self.part, self.aligned_at):
             return self._waiting()
         if self.decoder is None:
@@ -240,6 +248,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             self._consumed(size)
         self.newest = newest
         self._count(len(lines), sum(map(len, per_shard)) + sum(map(len, maybe_late)), len(dead))
+        if at_end and crashpoints.hold():
+            at_end, self.ending = False, True
         out = self._shard_items(per_shard, maybe_late, at_end, idle_us)
         if dead:
             out.append((OutputKind.DEAD_LETTER, b"".join(dead)))
@@ -329,6 +339,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             self._consumed(size)
         self.seq += len(lines)
         self._count(len(lines), len(events), len(bad))
+        crashpoints.hit("sort-run", f"{self.label}: {self.seq} lines read")
         self.sorter.add(events, size)
         if at_end:
             self._start_merge()
@@ -347,6 +358,11 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
     def _merge_batch(self) -> list[SourceItem]:
         assert self.merged is not None and self.sorter is not None
         batch = list(islice(self.merged, _MERGE_BATCH))
+        if batch:
+            crashpoints.hit("merge", f"{self.label}: {self.emitted} events sent")
+        elif crashpoints.hold():
+            self.ending = True
+            return self._held_end()
         n = len(self.shard_keys)
         per_shard: list[list[Event]] = [batch] if n == 1 else [[] for _ in range(n)]
         if n > 1:
@@ -388,6 +404,23 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             for i, key in enumerate(self.shard_keys)
         ]
 
+    def _held_end(self) -> list[SourceItem]:
+        """The input has been read to its end, which a crash test holds back until its
+        kill (so the job cannot finish first): end once it no longer does."""
+        n = len(self.shard_keys)
+        empty: list[list[Any]] = [[] for _ in range(n)]
+        if crashpoints.hold():
+            # Progress alone keeps the shards busy, so they take snapshots meanwhile.
+            return self._shard_items(empty, list(empty), False, -1)
+        self.ending = False
+        if self.merged is not None and self.sorter is not None:
+            self.sorter.close()
+        return [*self._shard_items(empty, list(empty), True, -1), self._end()]
+
+    def next_awake(self) -> datetime | None:
+        # Held at its end: look again shortly rather than spin.
+        return datetime.now(UTC) + _HELD_POLL if self.ending else None
+
     def _waiting(self) -> list[SourceItem]:
         """While alignment holds this partition back (it is polled again at once, and
         other partitions on this worker go on meanwhile)."""
@@ -422,6 +455,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
 
     def _end(self) -> SourceItem:
         """The input has ended: leave the alignment, report the counters."""
+        crashpoints.hit("input-end", self.label)
         self.ended = True
         if self.alignment is not None:
             self.alignment.leave(self.part)

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, NamedTuple
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from .. import crashpoints
 from ..config import Config
 from ..control import FAILURE
 from ..core.events import EventDecoder
@@ -487,6 +488,7 @@ class _FileSinkPartition(StatefulSinkPartition[bytes, int]):
             self.file.flush()  # readers (and a live tail) see whole lines as they come
         except OSError as exc:
             raise _write_failed(self.path, exc) from exc
+        crashpoints.wrote()
 
     def snapshot(self) -> int:
         try:
@@ -515,6 +517,7 @@ class _AppendPartition(StatefulSinkPartition[bytes, None]):
                 data = data[os.write(self.fd, data) :]
         except OSError as exc:
             raise _write_failed(self.path, exc) from exc
+        crashpoints.wrote()
 
     def snapshot(self) -> None:
         return None

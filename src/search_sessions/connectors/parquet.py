@@ -49,6 +49,7 @@ import pyarrow.json as pa_json  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from .. import crashpoints
 from ..config import FIELD_NAMES
 from ..control import FAILURE
 from ..core.events import EventDecoder
@@ -495,6 +496,7 @@ class _ParquetSinkPartition(StatefulSinkPartition[bytes, PartsState]):
         if self.buffered >= ROW_GROUP_ROWS:
             self._flush()
         self.failed = False
+        crashpoints.wrote()
 
     def _flush(self) -> None:
         """The buffered lines as a row group of the epoch's part."""

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from .. import crashpoints
 from ..core.schema import OutputKind, Record, field_types
 from ..errors import ConfigError
 from .specs import sqlite_path
@@ -232,6 +233,7 @@ class _SqlPartition(StatefulSinkPartition[bytes, None]):
                 table = self.by_tag[rec[self.tag_field]] if self.tag_field else self.tables[0]
                 rows[table].append(_row(table, rec))
         self.db.upsert(rows)
+        crashpoints.wrote()
 
     def snapshot(self) -> None:
         return None

@@ -14,6 +14,7 @@ from typing import Any, Final
 import msgspec
 from bytewax.operators import StatefulBatchLogic
 
+from .. import crashpoints
 from ..config import Config
 from ..connectors.base import STATS, ShardBatch
 from ..connectors.registry import source_label
@@ -76,6 +77,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         done = core.all_closed
         out += self._rollup_items(searches, times, FOREVER if done else core.watermark)
         if done:
+            crashpoints.flushing()
             out.append((STATS, self._stats()))
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
@@ -116,6 +118,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         if STOP.is_set():
             return [], StatefulBatchLogic.RETAIN
         out, searches, times = self._render(self.core.flush(), [])
+        crashpoints.flushing()
         out += self._rollup_items(searches, times, FOREVER)
         out.append((STATS, self._stats()))
         return out, StatefulBatchLogic.DISCARD
@@ -124,7 +127,9 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         # Bytewax asks at every epoch even without a recovery store; only pay for it then.
         if self.cfg.recovery_dir is None:
             return b""
-        return pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL)
+        snap = pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL)
+        crashpoints.hit("snapshot", f"shard {self.shard}")
+        return snap
 
     def _stats(self) -> dict[str, int]:
         core = self.core

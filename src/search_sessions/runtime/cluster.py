@@ -21,6 +21,7 @@ import time
 import traceback
 from typing import Final
 
+from .. import crashpoints
 from ..config import Config, config_from_json, config_to_json
 from ..errors import RunError
 from . import streams
@@ -195,6 +196,7 @@ def die_with(parent: int) -> None:
     """Have the kernel kill this process when ``parent`` (the launcher) dies, however it
     dies: a cluster whose launcher was killed would otherwise run on, orphaned, holding
     the recovery directory's locks (Linux; elsewhere nothing)."""
+    crashpoints.launched_by(parent)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -13,6 +13,7 @@ from pathlib import Path
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
+from .. import crashpoints
 from ..config import Config
 from ..control import FAILURE, JOINED, METRICS, STOP
 from ..dataflow.flow import build_flow
@@ -46,6 +47,7 @@ def run_process(
     seconds to wait for every process of the cluster to connect, after which this
     one stops with exit status 1 and one line saying so (Bytewax would retry forever).
     """
+    crashpoints.configure(process_id, cfg.recovery_dir)
     FAILURE.clear()  # a failure note is this run's, not an earlier one's in this process
     JOINED.clear()
     if join_timeout is not None and addresses is not None:
