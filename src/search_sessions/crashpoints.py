@@ -40,6 +40,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from contextlib import closing
@@ -96,6 +98,30 @@ def configure(process_id: int | None, recovery_dir: str | None) -> None:
     """Tell the crash points which cluster process this is and where the store is."""
     _state["process"] = process_id or 0
     _state["recovery"] = recovery_dir or ""
+    if _ARMED is not None and _ARMED.point == "commit" and recovery_dir:
+        _watch_commits(recovery_dir)
+
+
+def _watch_commits(recovery_dir: str) -> None:
+    """Read the store's committed epoch in a child process, never in this one: SQLite's
+    POSIX locks are per process, and a second SQLite library (Python's, beside the one
+    in Bytewax) closing the file drops Bytewax's locks (seen: SIGBUS on the -shm map)."""
+    code = (
+        "import os, sys, time\n"
+        "from search_sessions.crashpoints import committed_epoch\n"
+        "parent, last = os.getppid(), -1\n"
+        "while os.getppid() == parent:\n"
+        "    e = committed_epoch(sys.argv[1])\n"
+        "    if e != last:\n"
+        "        print(e, flush=True); last = e\n"
+        "    time.sleep(0.005)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, recovery_dir], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    _state["watcher"] = proc
 
 
 def launched_by(pid: int) -> None:
@@ -149,7 +175,14 @@ def _poll_commit(crash: Crash) -> None:
     if now - float(_state["last_poll"]) < _POLL_S:
         return
     _state["last_poll"] = now
-    epoch = committed_epoch(str(_state["recovery"]))
+    watcher = _state.get("watcher")
+    if watcher is None:
+        return
+    try:
+        seen = os.read(watcher.stdout.fileno(), 4096).split()
+    except BlockingIOError:
+        return
+    epoch = int(seen[-1]) if seen else 0
     if epoch >= crash.at:
         with _LOCK:
             _fire(crash, f"commit: epoch {epoch} committed")
@@ -157,7 +190,8 @@ def _poll_commit(crash: Crash) -> None:
 
 def committed_epoch(recovery_dir: str) -> int:
     """The epoch up to which Bytewax has committed snapshots in ``recovery_dir`` (0:
-    none, or no store); the schema of Bytewax 0.21's store."""
+    none, or no store); the schema of Bytewax 0.21's store. Not to be called in a
+    process that runs Bytewax on that store (see :func:`_watch_commits`)."""
     if not recovery_dir:
         return 0
     epochs = []

@@ -101,18 +101,28 @@ def _wait_forwarding_signals(procs: list[_Process]) -> tuple[list[int], bool]:
 
 
 def _failure(codes: list[int], errs: list[str]) -> str:
-    """The reason to report for a cluster whose processes exited with ``codes``."""
+    """The reason to report for a cluster whose processes exited with ``codes``: a
+    process killed by a signal or an invalid record is the cause; the others' errors
+    ("Send thread panic") only say that a peer went away."""
     messages = []
     for i, code in enumerate(codes):
-        if code:
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+            messages.append(
+                (
+                    0,
+                    f"process {i} was killed ({name}); with --recovery-dir, rerun the same "
+                    "command to resume from the last snapshot",
+                )
+            )
+        elif code:
             try:
                 with open(errs[i], errors="replace") as f:
-                    messages.append(f.read().strip())
+                    text = f.read().strip()
             except OSError:
-                messages.append(f"process {i} exited with {code}")
-    # The process that met the cause says it; the others only saw a peer fail.
-    messages.sort(key=lambda m: "invalid record at" not in m)
-    return messages[0]
+                text = f"process {i} exited with {code}"
+            messages.append((0 if "invalid record at" in text else 1, text))
+    return min(messages)[1]
 
 
 def can_fork() -> bool:

@@ -1,0 +1,607 @@
+"""The crash harness: run a job, kill it at a point chosen from its own state, resume it,
+and compare every output with an uninterrupted run.
+
+In the spirit of FoundationDB's simulation tests and Jepsen. A :class:`Scenario` names an
+input layout, the parallelism, the outputs, and one or more kills, each a crash point of
+:mod:`search_sessions.crashpoints` (``commit:3:group``: once epoch 3 is committed, kill
+the whole run; ``input-end:1:self@1``: when cluster process 1 has read its first input,
+kill that process alone). The job kills itself there with SIGKILL, so where the kill
+lands does not depend on the machine's load. Each kill must land (the crash log says
+where), the resumed run must finish within :data:`RESUME_TIMEOUT`, and its outputs must
+equal the uninterrupted run's line for line (as multisets: workers interleave).
+
+Scenarios come from a seed (:func:`draw`), printed with every result, so that any run
+is replayed by its seed: ``python bench/crash.py --seed 1234``.
+
+The events are made here, not by the simulator: users as integers and strings, times
+with offsets, microseconds and epoch numbers, duplicates, invalid lines and disorder
+within the lateness.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+RESUME_TIMEOUT = 120.0
+"""Seconds a resumed run may take (the issue's bound)."""
+RUN_TIMEOUT = 300.0
+"""Seconds any run may take before the harness calls it hung."""
+
+LAYOUTS = ("dir", "lanes", "csv", "tsv", "aol", "parquet", "sort", "kafka")
+OUTPUTS = ("jsonl", "sqlite", "postgres", "parquet")
+SORTING = ("aol", "sort")
+"""Layouts whose inputs are sorted before streaming (sort-run and merge points apply)."""
+
+_T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+# Events ------------------------------------------------------------------------------
+
+
+def make_events(seed: int, users: int, per_user: int) -> list[dict[str, Any]]:
+    """Each user's sessions (opens, searches, results, clicks, closes) over six hours,
+    in time order across users, as plain dicts with a ``_t`` (seconds from ``_T0``)."""
+    rng = random.Random(seed)
+    events: list[dict[str, Any]] = []
+    for u in range(users):
+        user: int | str = u if u % 3 == 0 else f"user-{u}"
+        t = rng.uniform(0, 6 * 3600)
+        for _ in range(per_user // 6 + 1):
+            events += _session(rng, user, t)
+            t = events[-1]["_t"] + rng.choice([5, 40, 1900, 4000])
+    events.sort(key=lambda e: e["_t"])
+    return events
+
+
+def _session(rng: random.Random, user: int | str, t: float) -> list[dict[str, Any]]:
+    out = [{"type": "app_open", "user": user, "_t": t}]
+    for _ in range(rng.randint(1, 3)):
+        t += rng.uniform(0.5, 20)
+        query = rng.choice(["dogs", "cats", "fruit", "café", "red shoes", "日本", "x y"])
+        out.append({"type": "search", "user": user, "_t": t, "query": query})
+        t += rng.uniform(0.01, 2)
+        items = [f"doc{rng.randint(1, 500)}" for _ in range(rng.choice([0, 3, 10]))]
+        out.append({"type": "results", "user": user, "_t": t, "items": items})
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            t += rng.uniform(0.2, 45)
+            click: dict[str, Any] = {"type": "click", "user": user, "_t": t}
+            click["item"] = rng.choice(items) if items else "elsewhere"
+            if rng.random() < 0.3:
+                click["rank"] = rng.randint(1, 10)
+            out.append(click)
+    if rng.random() < 0.6:
+        out.append({"type": "app_close", "user": user, "_t": t + rng.uniform(1, 30)})
+    return out
+
+
+def time_text(rng: random.Random, t: float) -> str | float:
+    """One of the spellings a log may use for the time ``t``."""
+    when = _T0 + timedelta(seconds=round(t, 6))
+    pick = rng.random()
+    if pick < 0.4:
+        return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if pick < 0.7:
+        return when.astimezone(timezone_plus2()).isoformat(timespec="milliseconds")
+    if pick < 0.85:
+        return round(when.timestamp(), 3)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when.microsecond == 0 else when.isoformat()
+
+
+def timezone_plus2() -> Any:
+    from datetime import timezone
+
+    return timezone(timedelta(hours=2))
+
+
+def json_lines(events: list[dict[str, Any]], seed: int, disorder: float = 15.0) -> list[bytes]:
+    """The events as JSON lines: times in mixed spellings, up to ``disorder`` seconds
+    out of order, 1% duplicated, 0.3% invalid."""
+    rng = random.Random(seed)
+    keyed = [(e["_t"] + rng.uniform(0, disorder), i, e) for i, e in enumerate(events)]
+    keyed.sort(key=lambda k: k[:2])
+    lines = []
+    for _, _, e in keyed:
+        rec = {k: v for k, v in e.items() if k != "_t"}
+        rec["time"] = time_text(rng, e["_t"])
+        line = json.dumps(rec, ensure_ascii=False).encode()
+        lines.append(line)
+        if rng.random() < 0.01:
+            lines.append(line)
+        if rng.random() < 0.003:
+            lines.append(rng.choice([b"{not json", b'{"type": "teleport", "user": 1}', b"[1, 2]"]))
+    return lines
+
+
+# Layouts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a layout wrote: the run's input arguments and options."""
+
+    args: list[str]
+    options: list[str] = field(default_factory=list)
+
+
+def write_layout(layout: str, events: list[dict[str, Any]], seed: int, where: Path) -> Inputs:
+    where.mkdir(parents=True, exist_ok=True)
+    lines = json_lines(events, seed)
+    if layout == "dir":
+        return _directory(lines, where / "in")
+    if layout in ("lanes", "sort"):
+        path = where / "events.jsonl"
+        if layout == "sort":
+            random.Random(seed).shuffle(lines)
+        path.write_bytes(b"".join(x + b"\n" for x in lines))
+        return Inputs([str(path)], ["--order", "sort", "--sort-memory", "1MB"] * (layout == "sort"))
+    if layout in ("csv", "tsv"):
+        return _table(lines, where / f"events.{layout}", "," if layout == "csv" else "\t")
+    if layout == "aol":
+        return _aol(events, where / "user-ct-test-collection-01.txt", seed)
+    if layout == "parquet":
+        return _parquet(lines, where / "events.parquet")
+    raise ValueError(layout)
+
+
+def _directory(lines: list[bytes], d: Path) -> Inputs:
+    """Four files split by time, two of them gzipped (files that end at different
+    moments: the case that hung)."""
+    d.mkdir(exist_ok=True)
+    size = -(-len(lines) // 4)
+    for i in range(4):
+        data = b"".join(x + b"\n" for x in lines[i * size : (i + 1) * size])
+        if i % 2:
+            (d / f"part-{i}.jsonl.gz").write_bytes(gzip.compress(data, 1))
+        else:
+            (d / f"part-{i}.jsonl").write_bytes(data)
+    return Inputs([str(d)])
+
+
+_COLUMNS = ("type", "user", "time", "query", "items", "item", "rank")
+
+
+def _table(lines: list[bytes], path: Path, delimiter: str) -> Inputs:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+    w.writerow(_COLUMNS)
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            buf.write(line.decode() + "\n")  # invalid as it is
+            continue
+        if not isinstance(rec, dict):
+            buf.write("oops\n")
+            continue
+        items = rec.get("items")
+        row = [rec.get(c) for c in _COLUMNS]
+        row[4] = "|".join(items) if items is not None else None
+        w.writerow(["" if v is None else v for v in row])
+    path.write_text(buf.getvalue())
+    return Inputs([str(path)])
+
+
+def _aol(events: list[dict[str, Any]], path: Path, seed: int) -> Inputs:
+    """Searches and clicks in the AOL layout, sorted by user as the real log is."""
+    rng = random.Random(seed)
+    rows = []
+    last: dict[Any, tuple[str, str]] = {}
+    for e in events:
+        when = (_T0 + timedelta(seconds=int(e["_t"]))).strftime("%Y-%m-%d %H:%M:%S")
+        uid = e["user"] if isinstance(e["user"], int) else 100000 + int(e["user"].split("-")[1])
+        if e["type"] == "search":
+            last[uid] = (e["query"], when)
+            if rng.random() < 0.5:
+                rows.append((uid, e["query"], when, "", ""))
+        elif e["type"] == "click" and uid in last:
+            q, w = last[uid]
+            rows.append((uid, q, w, str(rng.randint(1, 10)), f"http://{e['item']}.com"))
+    rows.sort(key=lambda r: r[0])  # stable: each user's rows keep their order
+    body = "".join("\t".join(map(str, r)).rstrip("\t") + "\n" for r in rows)
+    path.write_text("AnonID\tQuery\tQueryTime\tItemRank\tClickURL\n" + body)
+    return Inputs([str(path)])
+
+
+def _parquet(lines: list[bytes], path: Path) -> Inputs:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        for c in _COLUMNS:
+            v = rec.get(c)
+            cols[c].append(str(v) if c in ("user", "time") and v is not None else v)
+    table = pa.table(
+        {
+            **{c: pa.array(cols[c], pa.string()) for c in ("type", "user", "time", "query")},
+            "items": pa.array(cols["items"], pa.list_(pa.string())),
+            "item": pa.array(cols["item"], pa.string()),
+            "rank": pa.array(cols["rank"], pa.int64()),
+        }
+    )
+    pq.write_table(table, path, row_group_size=2000)
+    return Inputs([str(path)])
+
+
+# Outputs -----------------------------------------------------------------------------
+
+
+def output_args(kind: str, out: Path, rollups: bool, pg_url: str | None) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    if kind == "jsonl":
+        names = {n: str(out / f"{n}.jsonl") for n in ("searches", "sessions", "dead", "late")}
+        names["rollups"] = str(out / "rollups.jsonl")
+    elif kind == "sqlite":
+        names = dict.fromkeys(("searches", "sessions", "dead", "late", "rollups"), "")
+        names = {n: f"sqlite:///{out / 'out.db'}" for n in names}
+    elif kind == "postgres":
+        assert pg_url is not None
+        names = {n: pg_url for n in ("searches", "sessions", "dead", "late", "rollups")}
+    else:
+        names = {n: str(out / f"{n}.parquet") for n in ("searches", "sessions", "dead", "late")}
+        names["rollups"] = str(out / "rollups.jsonl")
+    args = ["--searches", names["searches"], "--sessions", names["sessions"]]
+    args += ["--dead-letter", names["dead"], "--late", names["late"]]
+    if rollups:
+        args += ["--rollup", "1h", "--rollup", "1d", "--rollups", names["rollups"]]
+    return args
+
+
+def read_outputs(kind: str, out: Path, pg_url: str | None) -> dict[str, list[str]]:
+    """Every output as sorted lines (rollup rows: the last one per key)."""
+    if kind in ("jsonl", "parquet"):
+        got = {}
+        for name in ("searches", "sessions", "dead", "late"):
+            got[name] = _read_file(out, name, kind)
+        got["rollups"] = _last_rollups(out / "rollups.jsonl")
+        return got
+    if kind == "sqlite":
+        return _read_db(sqlite3.connect(out / "out.db"))
+    import psycopg
+
+    return _read_db(psycopg.connect(pg_url))
+
+
+def _read_file(out: Path, name: str, kind: str) -> list[str]:
+    path = out / f"{name}.{'jsonl' if kind == 'jsonl' else 'parquet'}"
+    if kind == "jsonl":
+        data = path.read_bytes() if path.exists() else b""
+        assert not data or data.endswith(b"\n"), f"{path}: a half-written last line"
+        return sorted(data.decode().splitlines())
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist() if path.exists() else []
+    return sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
+
+
+def _last_rollups(path: Path) -> list[str]:
+    last: dict[tuple[Any, ...], str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            key = (r["level"], r.get("window"), r["window_start"], r.get("query"))
+            last[key + (json.dumps(r.get("dimension")), json.dumps(r.get("value")))] = line
+    return sorted(last.values())
+
+
+_TABLES = ("searches", "sessions", "dead_letter", "late", "rollup_windows", "rollup_queries")
+
+
+def _read_db(db: Any) -> dict[str, list[str]]:
+    got = {}
+    with db:
+        for table in _TABLES:
+            try:
+                rows = db.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+            except Exception:
+                rows = []
+                if hasattr(db, "rollback"):
+                    db.rollback()
+            got[table] = sorted(json.dumps(list(r), default=str) for r in rows)
+    db.close()
+    return got
+
+
+# Scenarios ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One crash test: a layout, its parallelism and outputs, and the kills in order."""
+
+    layout: str
+    kills: tuple[str, ...]
+    processes: int = 1
+    workers: int = 1
+    output: str = "jsonl"
+    rollups: bool = True
+    seed: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"seed={self.seed} layout={self.layout} processes={self.processes} "
+            f"workers={self.workers} output={self.output} rollups={self.rollups} "
+            f"kills={','.join(self.kills)}"
+        )
+
+    @property
+    def reference_key(self) -> tuple[Any, ...]:
+        return (self.layout, self.processes, self.workers, self.output, self.rollups)
+
+
+def points_for(layout: str, processes: int) -> list[str]:
+    """The crash points that apply to a layout."""
+    points = ["commit", "snapshot", "input-end", "flush"]
+    if layout in SORTING:
+        points += ["sort-run", "merge"]
+    return points
+
+
+def draw(seed: int, layouts: tuple[str, ...] = LAYOUTS, outputs: tuple[str, ...] = OUTPUTS) -> Scenario:
+    """A scenario from ``seed`` alone (the same seed, the same scenario)."""
+    rng = random.Random(seed)
+    layout = rng.choice(layouts)
+    processes = rng.choice([1, 2])
+    workers = rng.choice([1, 2])
+    output = rng.choice(outputs)
+    if output == "parquet" and processes * workers > 1 and rng.random() < 0.5:
+        output = "jsonl"
+    kills = []
+    for _ in range(rng.choice([1, 1, 2])):
+        point = rng.choice(points_for(layout, processes))
+        at = {"commit": rng.randint(1, 8), "snapshot": rng.randint(1, 12)}.get(point, 1)
+        if point == "merge":
+            at = rng.randint(1, 3)
+        elif point == "sort-run":
+            at = rng.randint(1, 3)
+        elif point == "flush":
+            at = rng.randint(1, 3)
+        target = rng.choice(["self", "group", "launcher"]) if processes > 1 else "group"
+        proc = f"@{rng.randrange(processes)}" if processes > 1 else ""
+        kills.append(f"{point}:{at}:{target}{proc}")
+    return Scenario(layout, tuple(kills), processes, workers, output, rng.random() < 0.7, seed)
+
+
+# Running -----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    kills_landed: list[str] = field(default_factory=list)
+    resumes: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.mismatches
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else f"FAILED: {self.error or '; '.join(self.mismatches)}"
+        landed = " | ".join(self.kills_landed)
+        return f"[{self.scenario}] {verdict} ({self.seconds:.1f}s; kills at: {landed})"
+
+
+class Harness:
+    """Runs scenarios in ``work`` (events, inputs and reference outputs made once per
+    layout and reference key)."""
+
+    def __init__(self, work: Path, events: int = 30_000, seed: int = 7) -> None:
+        self.work = work
+        self.events = make_events(seed, users=max(50, events // 40), per_user=40)[:events]
+        self.seed = seed
+        self.inputs: dict[str, Inputs] = {}
+        self.references: dict[tuple[Any, ...], dict[str, list[str]]] = {}
+        self.stack = ExitStack()
+        self.kafka: str | None = None
+        self.pg: str | None = None
+        self.runs = 0
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def layout(self, name: str) -> Inputs:
+        if name not in self.inputs:
+            if name == "kafka":
+                self.inputs[name] = self._kafka_topic()
+            else:
+                self.inputs[name] = write_layout(name, self.events, self.seed, self.work / name)
+        return self.inputs[name]
+
+    def _kafka_topic(self) -> Inputs:
+        from ..kafka_broker import broker
+
+        if self.kafka is None:
+            self.kafka = self.stack.enter_context(broker())
+        from confluent_kafka import Producer
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.kafka})
+        admin.create_topics([NewTopic("crash", 3, 1)])["crash"].result(20)
+        p = Producer({"bootstrap.servers": self.kafka, "linger.ms": 5})
+        for line in json_lines(self.events, self.seed):
+            try:
+                user = str(json.loads(line).get("user"))
+            except Exception:
+                user = "?"
+            while True:
+                try:
+                    p.produce("crash", value=line, partition=hash_part(user, 3))
+                    break
+                except BufferError:
+                    p.poll(0.1)
+        assert p.flush(30) == 0
+        return Inputs([f"kafka://{self.kafka}/crash"], ["--stop-at-end"])
+
+    def postgres(self) -> str:
+        if self.pg is None:
+            from ..pg_server import postgres_server
+
+            self.pg = self.stack.enter_context(postgres_server())
+        return self.pg
+
+    def command(self, sc: Scenario, out: Path, recovery: Path | None, db: str | None) -> list[str]:
+        inputs = self.layout(sc.layout)
+        cmd = [sys.executable, "-m", "search_sessions.cli", "run", *inputs.args, *inputs.options]
+        cmd += output_args(sc.output, out, sc.rollups, db)
+        cmd += ["--processes", str(sc.processes), "--workers", str(sc.workers), "--quiet"]
+        if recovery is not None:
+            cmd += ["--recovery-dir", str(recovery), "--snapshot-interval", "100ms"]
+        return cmd
+
+    def reference(self, sc: Scenario) -> dict[str, list[str]]:
+        key = sc.reference_key
+        if key not in self.references:
+            out = self.work / "ref" / "-".join(map(str, key))
+            db = self._fresh_db(sc, "ref") if sc.output == "postgres" else None
+            shutil.rmtree(out, ignore_errors=True)
+            proc = self._run(self.command(sc, out, None, db), RUN_TIMEOUT, {})
+            if proc.returncode != 0:
+                raise RuntimeError(f"uninterrupted run failed: {proc.stderr[-2000:]!r}")
+            self.references[key] = read_outputs(sc.output, out, db)
+        return self.references[key]
+
+    def _fresh_db(self, sc: Scenario, name: str) -> str:
+        import psycopg
+
+        base = self.postgres()
+        db = f"{name}_{self.runs}_{sc.seed}".replace("-", "_")
+        with psycopg.connect(base, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{db}"')
+            c.execute(f'CREATE DATABASE "{db}"')
+        return base.rsplit("/", 1)[0] + f"/{db}"
+
+    def _run(
+        self, cmd: list[str], timeout: float, env: dict[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        self.runs += 1
+        with subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+            start_new_session=True,  # a group of its own: a "group" kill takes only it
+        ) as proc:
+            try:
+                _, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, err = proc.communicate()
+                return subprocess.CompletedProcess(cmd, -999, "", err)
+            _reap_group(proc.pid)
+            return subprocess.CompletedProcess(cmd, proc.returncode, "", err)
+
+    def run(self, sc: Scenario) -> Result:
+        """Kill the job at each of ``sc.kills`` in turn, resume it, compare."""
+        started = time.monotonic()
+        result = Result(sc)
+        try:
+            want = self.reference(sc)
+            self._crash_and_resume(sc, result, want)
+        except Exception as exc:  # a harness-level failure is a failed scenario
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _crash_and_resume(self, sc: Scenario, result: Result, want: dict[str, list[str]]) -> None:
+        tag = f"s{sc.seed}-{self.runs}"
+        out, rec = self.work / "runs" / tag / "out", self.work / "runs" / tag / "rec"
+        shutil.rmtree(out.parent, ignore_errors=True)
+        db = self._fresh_db(sc, "crash") if sc.output == "postgres" else None
+        cmd = self.command(sc, out, rec, db)
+        log = out.parent / "crash.log"
+        for i, kill in enumerate(sc.kills):
+            env = {"SEARCH_SESSIONS_CRASH": kill, "SEARCH_SESSIONS_CRASH_LOG": str(log)}
+            proc = self._run(cmd, RUN_TIMEOUT if i == 0 else RESUME_TIMEOUT, env)
+            fired = log.read_text().splitlines() if log.exists() else []
+            if len(fired) <= i:
+                code = proc.returncode
+                raise AssertionError(
+                    f"kill {kill} did not land (exit {code}): {proc.stderr.strip()[-600:]}"
+                )
+            result.kills_landed.append(fired[i].split(": ", 1)[1])
+            if proc.returncode == 0:
+                raise AssertionError(f"the run survived its kill {kill}")
+        proc = self._run(cmd, RESUME_TIMEOUT, {})
+        result.resumes = len(sc.kills)
+        if proc.returncode == -999:
+            raise AssertionError(f"the resumed run did not finish in {RESUME_TIMEOUT:g}s")
+        if proc.returncode != 0:
+            raise AssertionError(f"the resumed run failed: {proc.stderr.strip()[-800:]}")
+        got = read_outputs(sc.output, out, db)
+        for name in want:
+            if got.get(name) != want[name]:
+                result.mismatches.append(_difference(name, want[name], got.get(name, [])))
+
+
+def hash_part(user: str, n: int) -> int:
+    import zlib
+
+    return zlib.crc32(user.encode()) % n
+
+
+def _reap_group(pgid: int) -> None:
+    """Whatever of a run's group is left (a cluster process whose launcher was killed
+    dies with it; wait until it has)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+    os.killpg(pgid, signal.SIGKILL)
+
+
+def _difference(name: str, want: list[str], got: list[str]) -> str:
+    from collections import Counter
+
+    w, g = Counter(want), Counter(got)
+    missing, extra = w - g, g - w
+    sample = next(iter(missing or extra), "")[:200]
+    return (
+        f"{name}: {sum(missing.values())} missing, {sum(extra.values())} extra of "
+        f"{len(want)} (e.g. {sample})"
+    )
+
+
+@contextmanager
+def harness(work: Path, events: int = 30_000, seed: int = 7) -> Iterator[Harness]:
+    with Harness(work, events, seed) as h:
+        yield h
+
+
+def replace_seed(sc: Scenario, seed: int) -> Scenario:
+    return replace(sc, seed=seed)
+
+
+Runner = Callable[[Scenario], Result]
