@@ -10,7 +10,7 @@ CLI    := $(BIN)/search-sessions
 RUN_EVENTS ?= 200000
 RUN_USERS  ?= 5000
 
-.PHONY: setup system-deps run test lint bench clean routes
+.PHONY: setup system-deps run test lint bench clean routes crash
 
 setup: $(VENV)/.installed
 
@@ -65,6 +65,15 @@ routes: setup
 
 bench: setup
 	$(BIN)/python bench/bench.py --memory --sort
+
+# Hundreds of kill -9s at points taken from the job's own state, across input layouts,
+# parallelism and outputs, each resumed and compared with an uninterrupted run (not part
+# of `make test`, which runs a short matrix); writes the "Crash" section of
+# bench/RESULTS.md. `make crash CRASH_SCENARIOS=20` for a short one.
+CRASH_SCENARIOS ?= 150
+
+crash: setup system-deps
+	$(BIN)/python bench/crash.py --scenarios $(CRASH_SCENARIOS)
 
 # Live traffic through a real Kafka-protocol broker into a 2-process run with a kill -9
 # every minute, then compared with a batch run (not part of `make test`); writes the

@@ -32,9 +32,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -303,7 +302,7 @@ def _last_rollups(path: Path) -> list[str]:
         for line in path.read_text().splitlines():
             r = json.loads(line)
             key = (r["level"], r.get("window"), r["window_start"], r.get("query"))
-            last[key + (json.dumps(r.get("dimension")), json.dumps(r.get("value")))] = line
+            last[(*key, json.dumps(r.get("dimension")), json.dumps(r.get("value")))] = line
     return sorted(last.values())
 
 
@@ -315,7 +314,7 @@ def _read_db(db: Any) -> dict[str, list[str]]:
     with db:
         for table in _TABLES:
             try:
-                rows = db.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+                rows = db.execute(f"SELECT * FROM {table}").fetchall()
             except Exception:
                 rows = []
                 if hasattr(db, "rollback"):
@@ -347,6 +346,20 @@ class Scenario:
             f"kills={','.join(self.kills)}"
         )
 
+    @classmethod
+    def parse(cls, text: str) -> Scenario:
+        """The scenario :meth:`__str__` printed (``seed=.. layout=.. ... kills=a,b``)."""
+        f = dict(part.split("=", 1) for part in text.strip("[] ").split())
+        return cls(
+            f["layout"],
+            tuple(f["kills"].split(",")),
+            int(f.get("processes", 1)),
+            int(f.get("workers", 1)),
+            f.get("output", "jsonl"),
+            f.get("rollups", "True") == "True",
+            int(f.get("seed", 0)),
+        )
+
     @property
     def reference_key(self) -> tuple[Any, ...]:
         return (self.layout, self.processes, self.workers, self.output, self.rollups)
@@ -360,25 +373,26 @@ def points_for(layout: str, processes: int) -> list[str]:
     return points
 
 
-def draw(seed: int, layouts: tuple[str, ...] = LAYOUTS, outputs: tuple[str, ...] = OUTPUTS) -> Scenario:
+def draw(
+    seed: int, layouts: tuple[str, ...] = LAYOUTS, outputs: tuple[str, ...] = OUTPUTS
+) -> Scenario:
     """A scenario from ``seed`` alone (the same seed, the same scenario)."""
     rng = random.Random(seed)
     layout = rng.choice(layouts)
     processes = rng.choice([1, 2])
     workers = rng.choice([1, 2])
     output = rng.choice(outputs)
-    if output == "parquet" and processes * workers > 1 and rng.random() < 0.5:
-        output = "jsonl"
     kills = []
     for _ in range(rng.choice([1, 1, 2])):
         point = rng.choice(points_for(layout, processes))
-        at = {"commit": rng.randint(1, 8), "snapshot": rng.randint(1, 12)}.get(point, 1)
-        if point == "merge":
-            at = rng.randint(1, 3)
-        elif point == "sort-run":
-            at = rng.randint(1, 3)
-        elif point == "flush":
-            at = rng.randint(1, 3)
+        at = {
+            "commit": rng.randint(1, 8),
+            "snapshot": rng.randint(1, 12),
+            "input-end": rng.randint(1, 2) if layout == "dir" else 1,
+            "sort-run": rng.randint(1, 2) if layout == "sort" else 1,
+            "merge": rng.randint(1, 3),
+            "flush": rng.randint(1, 2),
+        }[point]
         target = rng.choice(["self", "group", "launcher"]) if processes > 1 else "group"
         proc = f"@{rng.randrange(processes)}" if processes > 1 else ""
         kills.append(f"{point}:{at}:{target}{proc}")
@@ -592,16 +606,3 @@ def _difference(name: str, want: list[str], got: list[str]) -> str:
         f"{name}: {sum(missing.values())} missing, {sum(extra.values())} extra of "
         f"{len(want)} (e.g. {sample})"
     )
-
-
-@contextmanager
-def harness(work: Path, events: int = 30_000, seed: int = 7) -> Iterator[Harness]:
-    with Harness(work, events, seed) as h:
-        yield h
-
-
-def replace_seed(sc: Scenario, seed: int) -> Scenario:
-    return replace(sc, seed=seed)
-
-
-Runner = Callable[[Scenario], Result]
