@@ -117,7 +117,12 @@ def _watch_commits(recovery_dir: str) -> None:
         "    time.sleep(0.005)\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, recovery_dir], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        [sys.executable, "-c", code, recovery_dir],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        # Not this process's standard error: the stream filter behind it would wait for
+        # the watcher, which waits for this process to go.
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)

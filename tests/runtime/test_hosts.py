@@ -14,12 +14,11 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, suppress
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
@@ -127,27 +126,34 @@ class Hosts:
     def addresses(self) -> str:
         return ";".join(f"{addr}:{PORT}" for addr in self.ips)
 
-    def start(self, host: int, args: Sequence[str], name: str) -> subprocess.Popen[bytes]:
-        """Start ``args`` on ``host``; its output goes to ``name.log``."""
+    def start(
+        self, host: int, args: Sequence[str], name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``args`` on ``host`` (with ``env`` added); its output goes to ``name.log``."""
         with open(self.logs / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns[host], *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         self.procs.append(proc)
         return proc
 
     def cluster(
-        self, args: Sequence[str], name: str, stagger: bool = False
+        self,
+        args: Sequence[str],
+        name: str,
+        stagger: bool = False,
+        env: dict[str, str] | None = None,
     ) -> list[subprocess.Popen[bytes]]:
         """``args`` as process 0 on host a and process 1 on host b; with ``stagger``,
         process 1 starts once process 0 listens."""
 
         def start(i: int) -> subprocess.Popen[bytes]:
             member = [*args, "--process-id", str(i), "--addresses", self.addresses]
-            return self.start(i, member, f"{name}-{i}")
+            return self.start(i, member, f"{name}-{i}", env)
 
         first = start(0)
         if stagger:
@@ -338,18 +344,6 @@ def test_kafka_broker_on_one_host(hosts: Hosts, tmp_path: Path) -> None:
     assert outputs(tmp_path / "two") == want
 
 
-def committed_epoch(recovery: Path) -> int:
-    """The epoch up to which Bytewax has committed snapshots in ``recovery`` (0: none
-    yet); its SQLite schema, as of Bytewax 0.21."""
-    try:
-        uri = f"file:{recovery / 'part-0.sqlite3'}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=0.1)) as db:
-            row = db.execute("SELECT MIN(commit_epoch) FROM commits").fetchone()
-    except sqlite3.Error:
-        return 0
-    return int(row[0] or 0)
-
-
 @pytest.fixture(scope="module")
 def recovery_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[str]]]:
     """An input that keeps a 2-host cluster busy for a few snapshots, and one
@@ -368,24 +362,28 @@ def recovery_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 def test_kill_9_on_one_host_and_resume(
     hosts: Hosts, tmp_path: Path, recovery_log: tuple[Path, dict[str, list[str]]], killed: int
 ) -> None:
-    """kill -9 one host's process after a snapshot; the other stops by itself, with an
-    error; the same commands on both hosts then finish the job as if never stopped."""
+    """One host's process kills itself (kill -9) once epoch 2 is committed, while the job
+    is provably unfinished (its inputs hold at their end until then: see
+    search_sessions.crashpoints); the other stops by itself, with an error; the same
+    commands on both hosts then finish the job as if never stopped."""
     log, want = recovery_log
     out, recovery = tmp_path / "out", tmp_path / "shared" / "state"
     args = run_args([str(log)], out, "--recovery-dir", str(recovery), "--snapshot-interval", "0.2s")
-    # Process 1 starts once process 0 has made the new recovery directory's store:
-    # started at once, both may make it, and one then fails ("table parts already
-    # exists"; a known bug).
-    procs = hosts.cluster(args, "crash", stagger=True)
-
-    wait_for(
-        lambda: committed_epoch(recovery) >= 2 or any(p.poll() is not None for p in procs),
-        RUN_TIMEOUT,
-        "a snapshot",
-    )
-    for i, p in enumerate(procs):
-        assert p.poll() is None, f"crash-{i} ended before the kill:\n{hosts.log(f'crash-{i}')}"
-    os.killpg(procs[killed].pid, signal.SIGKILL)
+    fired = tmp_path / "crash.log"
+    crash = {
+        "SEARCH_SESSIONS_CRASH": f"commit:2:self@{killed}",
+        "SEARCH_SESSIONS_CRASH_LOG": str(fired),
+    }
+    # Process 1 starts once process 0 has made the new recovery directory's store.
+    procs = hosts.cluster(args, "crash", stagger=True, env=crash)
+    try:
+        code = procs[killed].wait(RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"crash-{killed} was not killed:\n{hosts.log(f'crash-{killed}')}"
+        ) from None
+    assert code == -signal.SIGKILL, hosts.log(f"crash-{killed}")
+    assert f"process {killed}: commit: epoch" in fired.read_text()
     survivor = procs[1 - killed]
     try:
         code = survivor.wait(SURVIVOR_BOUND)
@@ -394,7 +392,6 @@ def test_kill_9_on_one_host_and_resume(
             f"process {1 - killed} still runs {SURVIVOR_BOUND:g}s after its peer was killed"
         ) from None
     assert code != 0, hosts.log(f"crash-{1 - killed}")
-    assert procs[killed].wait() == -signal.SIGKILL, "it ended before the kill"
 
     hosts.run(args, "resume")
     assert outputs(out) == want
