@@ -298,6 +298,27 @@ def test_aol_log(tmp_path: Path, run_flow: RunFlow, workers: int) -> None:
     assert (summary.counts["duplicates"] > 0) == (workers > 1)
 
 
+def test_aol_clicks_bring_their_search_when_auto_looked_at_the_block_first(
+    tmp_path: Path, run_flow: RunFlow
+) -> None:
+    """``--order auto`` decodes the first block to decide whether to sort: with a decoder
+    of its own, or the AOL reader would think it had already put in those clicks'
+    searches (lone clicks, and a resumed run that sorts without looking differs)."""
+    path = tmp_path / "user-ct-test-collection-01.txt"
+    rows = [
+        "AnonID\tQuery\tQueryTime\tItemRank\tClickURL",
+        "5\tdogs\t2006-03-01 07:00:00\t2\thttp://a.com",
+        "5\tdogs\t2006-03-01 07:00:00\t1\thttp://b.com",
+        "6\tcats\t2006-03-01 06:00:00\t3\thttp://c.com",
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    records, _ = run_flow([path])  # out of order: auto sorts it
+    assert aol_searches(records) == [
+        ("5", "2006-03-01T07:00:00Z", "dogs", 2, 1.0, 2),
+        ("6", "2006-03-01T06:00:00Z", "cats", 1, 1.0, 3),
+    ]
+
+
 def test_aol_on_stdin_is_told_by_its_first_line(tmp_path: Path) -> None:
     out = tmp_path / "searches.jsonl"
     args = [CLI, "run", "-", "--searches", str(out), "--dead-letter", str(tmp_path / "d.jsonl")]

@@ -271,11 +271,11 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         if head is None:
             return
         self.sniffing = False
-        if self.decoder is None:
-            self.decoder = self.make_decoder()
         lines = (head[: head.rfind(b"\n") + 1] or head).splitlines(keepends=True)
+        # A decoder of its own: decoders keep state (the AOL reader remembers the
+        # searches it has put in), and reading the block again must not find it used.
         _, maybe_late, _, _, _ = decode_block(
-            self.decoder, lines, self.seq, NEVER, self.lateness, 1
+            self.make_decoder(), lines, self.seq, NEVER, self.lateness, 1
         )
         if maybe_late[0]:
             self._say_sorting(maybe_late)
