@@ -153,3 +153,17 @@ def test_run_rejects_missing_input_and_bad_duration(tmp_path: Path) -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
+
+
+def test_standard_input_with_a_recovery_dir_is_refused_in_one_line(tmp_path: Path) -> None:
+    """What was read from a pipe is gone: such a run could never resume."""
+    rec = tmp_path / "rec"
+    args = ["run", "-", "--recovery-dir", str(rec), "--searches", str(tmp_path / "s.jsonl")]
+    result = CliRunner().invoke(main, args, input='{"type": "app_open"}\n')
+    assert result.exit_code == 2
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert errors == [
+        "Error: --recovery-dir cannot resume standard input (what was read is gone); "
+        "write it to a file first (or use Kafka) and run on that"
+    ]
+    assert not rec.exists()

@@ -85,13 +85,18 @@ def summary_line(stderr: bytes) -> str:
 
 
 @pytest.mark.parametrize(
-    ("kill_at", "extra"),
-    [((0.3,), ()), ((0.15, 0.6), ()), ((0.4,), ("--processes", "2"))],
+    ("kills", "extra"),
+    [
+        (("commit:3:group",), ()),
+        (("snapshot:2:group", "commit:6:group"), ()),
+        (("commit:4:self@1",), ("--processes", "2")),
+    ],
 )
 def test_kill_9_and_resume_equals_uninterrupted(
-    log: Path, tmp_path: Path, kill_at: tuple[float, ...], extra: tuple[str, ...]
+    log: Path, tmp_path: Path, kills: tuple[str, ...], extra: tuple[str, ...]
 ) -> None:
-    """Killed when the searches output reaches each fraction of its final size."""
+    """Killed at crash points of the job's own state (search_sessions.crashpoints: once
+    an epoch is committed, inside a snapshot), never by a sleep."""
     clean = subprocess.run(
         command(log, tmp_path / "clean", tmp_path / "rec-clean", *extra),
         capture_output=True,
@@ -100,24 +105,17 @@ def test_kill_9_and_resume_equals_uninterrupted(
     assert clean.returncode == 0, clean.stderr
     want = outputs(tmp_path / "clean")
     assert len(want["searches"]) > 10_000 and want["dead"]
-    final_size = (tmp_path / "clean" / "searches.jsonl").stat().st_size
 
     out = tmp_path / "crash"
     cmd = command(log, out, tmp_path / "rec-crash", *extra)
-    kills = 0
-    for fraction in kill_at:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    fired = tmp_path / "crash.log"
+    for i, kill in enumerate(kills):
+        env = {**os.environ, "SEARCH_SESSIONS_CRASH": kill, "SEARCH_SESSIONS_CRASH_LOG": str(fired)}
+        proc = subprocess.run(
+            cmd, capture_output=True, timeout=300, env=env, start_new_session=True
         )
-        searches = out / "searches.jsonl"
-        while proc.poll() is None:
-            if searches.exists() and searches.stat().st_size >= fraction * final_size:
-                os.killpg(proc.pid, signal.SIGKILL)
-                kills += 1
-                break
-            time.sleep(0.005)
-        proc.wait()
-    assert kills == len(kill_at), "the run ended before it could be killed"
+        assert proc.returncode != 0, "the run ended before its kill"
+        assert len(fired.read_text().splitlines()) == i + 1, proc.stderr
     final = subprocess.run(cmd, capture_output=True, timeout=300)
     assert final.returncode == 0, final.stderr
     assert outputs(out) == want
@@ -249,12 +247,9 @@ def test_one_run_per_recovery_directory(log: Path, tmp_path: Path, extra: tuple[
     # Killed while holding the lock: the restart runs.
     out2, rec2 = tmp_path / "out2", tmp_path / "rec2"
     cmd2 = command(log, out2, rec2, *extra)
-    victim = subprocess.Popen(cmd2, stderr=subprocess.DEVNULL, start_new_session=True)
-    while not (out2 / "searches.jsonl").exists() or (out2 / "searches.jsonl").stat().st_size < 1000:
-        assert victim.poll() is None
-        time.sleep(0.005)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
+    crash = {**os.environ, "SEARCH_SESSIONS_CRASH": "commit:2:group"}
+    victim = subprocess.run(cmd2, capture_output=True, env=crash, start_new_session=True)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr
     again = subprocess.run(cmd2, capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert outputs(out2) == outputs(tmp_path / "clean")
@@ -314,40 +309,45 @@ def test_processes_starting_together_create_one_store(tmp_path: Path) -> None:
 
 
 def test_a_killed_launcher_takes_its_cluster_with_it(log: Path, tmp_path: Path) -> None:
-    """kill -9 of a local cluster's launcher only: its processes die too, rather than run
-    on, orphaned, holding the recovery directory's locks (here they read a standard
-    input that never ends)."""
-    cmd = [*command(log, tmp_path / "out", tmp_path / "rec", "--processes", "2")]
-    cmd[cmd.index(str(log))] = "-"
-    launcher = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert launcher.stdin is not None
-    launcher.stdin.write(log.read_bytes()[:100_000])
-    launcher.stdin.flush()
-    children_file = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
-    deadline = time.monotonic() + 30
-    while len(children := [int(p) for p in children_file.read_text().split()]) < 2:
-        assert time.monotonic() < deadline and launcher.poll() is None
-        time.sleep(0.01)
-    time.sleep(0.5)  # the cluster is up and reading
-    launcher.kill()
-    launcher.wait()
+    """kill -9 of a local cluster's launcher only (by its process 0, once epoch 2 is
+    committed, its inputs held until then): its processes die too, rather than run on,
+    orphaned, holding the recovery directory's locks."""
+    cmd = command(log, tmp_path / "out", tmp_path / "rec", "--processes", "2")
+    fired = tmp_path / "crash.log"
+    env = {
+        **os.environ,
+        "SEARCH_SESSIONS_CRASH": "commit:2:launcher@0",
+        "SEARCH_SESSIONS_CRASH_LOG": str(fired),
+    }
+    launcher = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    assert launcher.wait(timeout=300) == -signal.SIGKILL
+    assert "-> launcher" in fired.read_text()
     deadline = time.monotonic() + 5
     try:
-        while any(_state(pid) != "Z" for pid in children):
-            assert time.monotonic() < deadline, "the cluster outlived its launcher"
+        while left := [p for p in _group(launcher.pid) if _state(p) != "Z"]:
+            assert time.monotonic() < deadline, f"the cluster outlived its launcher: {left}"
             time.sleep(0.05)
     finally:
-        for pid in children:
+        for pid in _group(launcher.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        launcher.stdin.close()
     # The lock went with them: the same directory takes a new run at once.
-    again = subprocess.run(
-        command(log, tmp_path / "out", tmp_path / "rec", "--processes", "2"),
-        capture_output=True,
-        timeout=60,
-    )
+    again = subprocess.run(cmd, capture_output=True, timeout=300)
     assert b"in use by process" not in again.stderr
+    assert again.returncode == 0, again.stderr
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 def _state(pid: int) -> str:
