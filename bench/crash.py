@@ -84,16 +84,17 @@ def crash_section(results: list[Result], elapsed: float, args: argparse.Namespac
         "kills at crash points of the job's own state, the same command again after each, "
         "and every output compared line for line with the uninterrupted run's.",
         "",
-        "| layout | scenarios | kills | resumes | mismatches | failed |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| layout | scenarios | kills | resumes | later kill not reached | mismatches | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    total = [0, 0, 0, 0, 0]
+    total = [0, 0, 0, 0, 0, 0]
     for layout in sorted(by_layout):
         rs = by_layout[layout]
         row = [
             len(rs),
             sum(len(r.kills_landed) for r in rs),
             sum(r.resumes for r in rs),
+            sum(len(r.unreached) for r in rs),
             sum(len(r.mismatches) for r in rs),
             sum(not r.ok for r in rs),
         ]
@@ -101,6 +102,10 @@ def crash_section(results: list[Result], elapsed: float, args: argparse.Namespac
         lines.append(f"| {layout} | " + " | ".join(map(str, row)) + " |")
     lines.append("| **all** | " + " | ".join(f"**{v}**" for v in total) + " |")
     lines += [
+        "",
+        "A later kill is not reached when the resumed job finishes first (an input end "
+        "after every input had ended): the same command then reruns the finished job, and "
+        "the outputs are compared all the same.",
         "",
         "Kills by point: " + ", ".join(f"{p} {n}" for p, n in sorted(points.items())) + ".",
         "Kills by target: " + ", ".join(f"{t} {n}" for t, n in sorted(targets.items())) + ".",

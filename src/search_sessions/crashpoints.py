@@ -18,8 +18,8 @@ input-end  the ``N``-th input (file, lane, partition) of this process has been r
            to its end, before that is passed on (between two input files)
 sort-run   the ``N``-th block of an input being sorted is added to its sorted runs
 merge      the ``N``-th batch of a sorted input's merge is about to be sent
-flush      the ``N``-th output block written after the input ended (the final
-           records being flushed)
+flush      the ``N``-th step of the final flush: a shard has made its final records,
+           or an output block was written after that
 ========== ==========================================================================
 
 ``TARGET``: ``self`` (this process, the default), ``group`` (this process's group:
@@ -146,9 +146,10 @@ def hit(point: str, detail: str = "") -> None:
 
 
 def flushing() -> None:
-    """A shard has flushed its final records: output blocks written from now on count
-    for ``flush``."""
+    """A shard has made its final records (one ``flush``); output blocks written from
+    now on count for ``flush`` too."""
     _state["flushing"] = True
+    hit("flush", "a shard's final records made")
 
 
 def wrote() -> None:
