@@ -18,6 +18,7 @@ LAYERS = {
     "core": 0,
     "errors": 0,
     "control": 1,
+    "crashpoints": 1,
     "config": 1,
     "connectors": 2,
     "dataflow": 3,

@@ -194,11 +194,6 @@ class Config:
             raise ConfigError("--rollups needs at least one --rollup window length")
         if self.snapshot_interval <= timedelta(0):
             raise ConfigError("snapshot_interval must be positive")
-        if self.recovery_dir is not None and "-" in self.inputs:
-            raise ConfigError(
-                "--recovery-dir cannot resume standard input (what was read is gone); "
-                "write it to a file first (or use Kafka) and run on that"
-            )
         _check_choice("order", self.order, ORDERS)
         _check_choice("format", self.input_format, FORMATS)
         _check_choice("time unit", self.time_unit, TIME_UNITS)

@@ -228,3 +228,19 @@ def _fire(crash: Crash, what: str) -> None:
     elif crash.target == "launcher" and _state["launcher"] is not None:
         os.kill(_state["launcher"], signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Hooks:
+    """The hooks under one name, for modules that import ``CRASH as crashpoints``
+    (``from .. import crashpoints`` would load the package's ``__init__``)."""
+
+    hit = staticmethod(hit)
+    hold = staticmethod(hold)
+    poll = staticmethod(poll)
+    wrote = staticmethod(wrote)
+    flushing = staticmethod(flushing)
+    configure = staticmethod(configure)
+    launched_by = staticmethod(launched_by)
+
+
+CRASH: Final = _Hooks()

@@ -29,12 +29,12 @@ from zlib import crc32
 import msgspec
 from bytewax.inputs import StatefulSourcePartition
 
-from .. import crashpoints
 from ..config import Config
 from ..control import FAILURE, METRICS, STOP
 from ..core.events import Event, EventDecoder, decode_block, pack_events
 from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
+from ..crashpoints import CRASH as crashpoints
 from ..errors import StrictError
 from .sorting import ExternalSort, budget_for
 

@@ -34,13 +34,13 @@ from typing import Any, BinaryIO, NamedTuple
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from .. import crashpoints
 from ..config import Config
 from ..control import FAILURE
 from ..core.events import EventDecoder
 from ..core.formats import HEADED, LINE_FORMATS
 from ..core.formats import make_decoder as line_decoder
 from ..core.time import NEVER
+from ..crashpoints import CRASH as crashpoints
 from ..errors import OutputError
 from .base import LinePartition, PartitionContext
 from .specs import Scheme, scheme_of

@@ -49,12 +49,12 @@ import pyarrow.json as pa_json  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from .. import crashpoints
 from ..config import FIELD_NAMES
 from ..control import FAILURE
 from ..core.events import EventDecoder
 from ..core.schema import OutputKind, field_types
 from ..core.time import NEVER
+from ..crashpoints import CRASH as crashpoints
 from ..errors import InputError, OutputError
 from .base import LinePartition, PartitionContext
 

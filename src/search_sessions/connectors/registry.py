@@ -73,6 +73,11 @@ def resolve_inputs(cfg: Config) -> Config:
     """``cfg`` with its input partitions listed (see :func:`expand_inputs`), once."""
     if cfg.partitions:
         return cfg
+    if cfg.recovery_dir is not None and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
+        raise ConfigError(
+            "--recovery-dir cannot resume standard input (what was read is gone); "
+            "write it to a file first (or use Kafka) and run on that"
+        )
     if cfg.order == "sort":
         streams = [i for i in cfg.inputs if scheme_of(i) is Scheme.KAFKA]
         if streams:

@@ -24,8 +24,8 @@ from typing import Any
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from .. import crashpoints
 from ..core.schema import OutputKind, Record, field_types
+from ..crashpoints import CRASH as crashpoints
 from ..errors import ConfigError
 from .specs import sqlite_path
 

@@ -14,7 +14,6 @@ from typing import Any, Final
 import msgspec
 from bytewax.operators import StatefulBatchLogic
 
-from .. import crashpoints
 from ..config import Config
 from ..connectors.base import STATS, ShardBatch
 from ..connectors.registry import source_label
@@ -25,6 +24,7 @@ from ..core.schema import OutputKind, Problem, SearchRecord
 from ..core.searches import render
 from ..core.sessions import EmittedSession, Sessionizer
 from ..core.time import FOREVER, NEVER, format_time
+from ..crashpoints import CRASH as crashpoints
 
 _encode_lines = msgspec.json.Encoder().encode_lines
 OutItem = tuple[str, Any]

@@ -21,8 +21,8 @@ import time
 import traceback
 from typing import Final
 
-from .. import crashpoints
 from ..config import Config, config_from_json, config_to_json
+from ..crashpoints import CRASH as crashpoints
 from ..errors import RunError
 from . import streams
 from .process import free_ports, run_process

@@ -13,9 +13,9 @@ from pathlib import Path
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
-from .. import crashpoints
 from ..config import Config
 from ..control import FAILURE, JOINED, METRICS, STOP
+from ..crashpoints import CRASH as crashpoints
 from ..dataflow.flow import build_flow
 from ..errors import RunError, StrictError
 from .progress import Reporter, serve_metrics
