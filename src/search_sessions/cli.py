@@ -166,8 +166,9 @@ def main() -> None:
     default="auto",
     show_default=True,
     help="time: stream with a watermark (late events set apart); sort: sort files and "
-    "stdin by event time first (any order gives the batch answer); auto: sort a file or "
-    "stdin whose first block is out of order by more than --lateness, stream Kafka.",
+    "stdin by event time first (any order gives the batch answer); auto: sort a file "
+    "whose event times (pre-scanned) are out of order by more than --lateness, hold stdin "
+    "to its end and stream it in time order, stream Kafka.",
 )
 @click.option(
     "--sort-memory",

@@ -162,7 +162,8 @@ class Config:
     """How much of a file a partition reads and decodes at a time."""
     order: str = "auto"
     """``time`` (a watermark with lateness), ``sort`` (bounded inputs sorted by event time
-    first) or ``auto`` (sort a file or standard input whose first block is out of order)."""
+    first) or ``auto`` (sort a file whose pre-scanned event times are out of order, and
+    standard input)."""
     sort_memory: int = 256 << 20
     """Bytes of events a process holds while sorting before it spills a sorted run."""
     temp_dir: str | None = None

@@ -127,7 +127,7 @@ def test_a_file_ahead_in_time_waits_and_says_where_it_starts(tmp_path: Path, ord
     watermark (the minimum over files) can follow the earlier file meanwhile."""
     early = _events_file(tmp_path / "early.jsonl", 0, 300)
     late = _events_file(tmp_path / "late.jsonl", 10 * 3600, 300)
-    # (auto finds both files in order from their first blocks, before reading them)
+    # (auto finds both files in order by pre-scanning them, before reading them)
     cfg = config(str(early), str(late), block_bytes=BLOCK * 16, order=order)
     src = EventSource(cfg, ["shard-0"])
     p_early, p_late = (src.build_part("read", rp.name, None) for rp in src.parts)

@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,25 @@ def traffic() -> list[dict[str, Any]]:
 def _user_sorted(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """As warehouse exports are: ORDER BY user, time."""
     return sorted(events, key=lambda e: (e["user"], _seconds(e["time"])))
+
+
+def _disorder_late(events: list[dict[str, Any]], in_order: float = 0.6) -> list[dict[str, Any]]:
+    """In time order for its first 60% (a dozen blocks), the rest shuffled: hours out of
+    order, but only after the first blocks."""
+    cut = int(len(events) * in_order)
+    rest = events[cut:]
+    random.Random(12).shuffle(rest)
+    return events[:cut] + rest
+
+
+def _within_lateness(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Neighbours up to 30s apart swapped here and there: out of order, within --lateness."""
+    out = list(events)
+    for i in range(0, len(out) - 1, 5):
+        if abs(_seconds(out[i + 1]["time"]) - _seconds(out[i]["time"])) <= 30:
+            out[i], out[i + 1] = out[i + 1], out[i]
+    assert out != events
+    return out
 
 
 def _check(out: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -165,14 +185,20 @@ def _drain(part: LinePartition, batches: int | None = None) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("after", [0, 1, 3, 6, 9, 12])
-def test_a_sort_resumes_exactly_from_any_snapshot(tmp_path: Path, after: int) -> None:
+@pytest.mark.parametrize("order", ["shuffled", "disorder_late", "in_order"])
+def test_a_sort_resumes_exactly_from_any_snapshot(tmp_path: Path, after: int, order: str) -> None:
     """A snapshot taken while sorting (or while streaming the sorted events) resumes to
-    the same events and dead letters, none twice (the sort itself starts over)."""
-    lines: list[dict[str, Any] | str] = list(_traffic(40, 6, seed=6))
-    random.Random(7).shuffle(lines)
+    the same events and dead letters, none twice (the sort itself starts over); auto's
+    decision is the snapshot's (an input it streams is not scanned again)."""
+    events = _traffic(40, 6, seed=6)  # 15 blocks
+    if order == "shuffled":
+        random.Random(7).shuffle(events)
+    else:
+        events = _disorder_late(events) if order == "disorder_late" else _within_lateness(events)
+    lines: list[dict[str, Any] | str] = list(events)
     for i in range(0, len(lines), 97):
         lines.insert(i, "{not json")
-    path = write_events(tmp_path / "shuffled.jsonl", lines)
+    path = write_events(tmp_path / "events.jsonl", lines)
     cfg = resolve_inputs(
         Config(inputs=(str(path),), order="auto", block_bytes=4096, sort_memory=1 << 20)
     )
@@ -180,10 +206,13 @@ def test_a_sort_resumes_exactly_from_any_snapshot(tmp_path: Path, after: int) ->
     name = src.parts[0].name
     whole = _drain(src.build_part("read", name, None))
     first = src.build_part("read", name, None)
+    assert first.sorting == (order != "in_order")
     head = _drain(first, after)
     state = first.snapshot()
     first.close()
-    rest = _drain(src.build_part("read", name, state))
+    resumed = src.build_part("read", name, state)
+    assert resumed.sorting == first.sorting
+    rest = _drain(resumed)
     assert sorted(head["events"] + rest["events"]) == sorted(whole["events"])
     assert head["dead"] + rest["dead"] == whole["dead"]
     assert (rest["stats"] or head["stats"]) == whole["stats"]  # sent once, at its end
@@ -343,33 +372,31 @@ def test_many_runs_are_merged_in_passes_of_a_few(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("layout", ["gzip", "json_array", "parquet", "csv"])
-def test_user_sorted_inputs_of_every_layout_are_sorted_under_auto(
-    tmp_path: Path, run_flow: RunFlow, traffic: list[dict[str, Any]], layout: str
-) -> None:
-    """auto finds a gzipped, JSON-array, Parquet or CSV input out of order too, and the
-    answer is the batch answer of the same events as JSON Lines."""
+def _write_as(layout: str, events: list[dict[str, Any]], directory: Path) -> Path:
+    """``events`` in one of the input layouts (``jsonl``, ``gzip``, ``json_array``,
+    ``parquet``, ``csv``)."""
     import gzip
 
-    events = _user_sorted(traffic)
-    plain = write_events(tmp_path / "plain.jsonl", list(events))
+    plain = write_events(directory / "events.jsonl", list(events))
+    if layout == "jsonl":
+        return plain
     if layout == "gzip":
-        path = tmp_path / "by_user.jsonl.gz"
+        path = directory / "events.jsonl.gz"
         path.write_bytes(gzip.compress(plain.read_bytes()))
     elif layout == "json_array":
-        path = tmp_path / "by_user.json"
+        path = directory / "events.json"
         path.write_text(json.dumps(events))
     elif layout == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        path = tmp_path / "by_user.parquet"
+        path = directory / "events.parquet"
         cols = ("type", "user", "time", "query", "items", "item")
         table = pa.table({c: [e.get(c) for e in events] for c in cols if c != "time"})
         table = table.append_column("time", pa.array([str(e["time"]) for e in events]))
         pq.write_table(table, path)
     else:
-        path = tmp_path / "by_user.csv"
+        path = directory / "events.csv"
         rows = ["type,user,time,query,items,item"]
         for e in events:
             items = "|".join(e.get("items", []))
@@ -378,6 +405,147 @@ def test_user_sorted_inputs_of_every_layout_are_sorted_under_auto(
                 f"{e.get('item', '')}"
             )
         path.write_text("\n".join(rows) + "\n")
+    plain.unlink()
+    return path
+
+
+@pytest.mark.parametrize("layout", ["gzip", "json_array", "parquet", "csv"])
+def test_user_sorted_inputs_of_every_layout_are_sorted_under_auto(
+    tmp_path: Path, run_flow: RunFlow, traffic: list[dict[str, Any]], layout: str
+) -> None:
+    """auto finds a gzipped, JSON-array, Parquet or CSV input out of order too, and the
+    answer is the batch answer of the same events as JSON Lines."""
+    events = _user_sorted(traffic)
+    path = _write_as(layout, events, tmp_path)
+    plain = write_events(tmp_path / "plain.jsonl", list(events))
     out, summary = run_flow([path])
     assert summary.counts["late"] == 0
     _check(out, plain)
+
+
+# auto decides on the whole input -------------------------------------------------------
+
+SMALL_BLOCKS = 8192  # the traffic is ~20 blocks: disorder can start after several
+LAYOUTS = ["jsonl", "gzip", "csv", "parquet"]
+
+
+def _said(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "is not in time order" in line]
+
+
+@pytest.mark.parametrize(
+    ("layout", "parallel"),
+    [(layout, p) for layout in LAYOUTS for p in ({}, {"workers": 2})]
+    + [("jsonl", {"processes": 2})],
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}{n}" for k, n in v.items()) or "1",
+)
+def test_disorder_after_the_first_blocks_is_sorted_under_auto(
+    tmp_path: Path,
+    run_flow: RunFlow,
+    traffic: list[dict[str, Any]],
+    layout: str,
+    parallel: dict[str, int],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """auto pre-scans the whole input: a file in order for its first blocks and out of
+    order later is sorted (one line says so, naming a line past the ordered part) and
+    gives the batch answer; two workers read a plain file in lanes that decide alike."""
+    events = _disorder_late(traffic)
+    path = _write_as(layout, events, tmp_path)
+    out, summary = run_flow([path], block_bytes=SMALL_BLOCKS, **parallel)
+    assert summary.counts["late"] == 0
+    _check(out, write_events(tmp_path / "plain.jsonl", list(events)))
+    (said,) = _said(capfd.readouterr().err)
+    assert f"{path} is not in time order (line " in said
+    line = int(said.split("(line ")[1].split()[0])
+    assert line > int(len(events) * 0.6)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_an_input_in_order_within_the_lateness_is_streamed(
+    tmp_path: Path,
+    run_flow: RunFlow,
+    traffic: list[dict[str, Any]],
+    layout: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The pre-scan leaves an input in order (within --lateness) streamed as it is read:
+    not sorted, nothing said, the batch answer, 1 and 2 workers alike."""
+    events = _within_lateness(traffic)
+    path = _write_as(layout, events, tmp_path)
+    cfg = resolve_inputs(Config(inputs=(str(path),), block_bytes=SMALL_BLOCKS))
+    src = EventSource(cfg, ["shard-0", "shard-1"])
+    parts = [src.build_part("read", rp.name, None) for rp in src.parts]
+    assert not any(p.sorting for p in parts)
+    assert len(parts) == (2 if layout in ("jsonl", "csv") else 1)  # lanes, or whole
+    for p in parts:
+        p.close()
+    plain = write_events(tmp_path / "plain.jsonl", list(events))
+    for parallel in ({}, {"workers": 2}):
+        out, summary = run_flow([path], block_bytes=SMALL_BLOCKS, **parallel)
+        assert summary.counts["late"] == 0
+        _check(out, plain)
+    assert _said(capfd.readouterr().err) == []
+
+
+def test_the_lanes_of_a_file_decide_alike_from_one_scan(
+    tmp_path: Path,
+    traffic: list[dict[str, Any]],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of order only in its last block (which one lane reads; each lane alone is in
+    order): every lane sorts, in one process (the file scanned once, said once) or
+    another (which scans it for itself and says nothing)."""
+    from search_sessions.connectors import files
+
+    scans = []
+    real = files._scan_times
+
+    def counted(path: str, decoder: Any) -> Iterator[list[int | None]]:
+        scans.append(path)  # when read, not when made
+        yield from real(path, decoder)
+
+    monkeypatch.setattr(files, "_scan_times", counted)
+    events = [*traffic, dict(traffic[0], user="latecomer")]  # hours older than the others
+    path = write_events(tmp_path / "late_end.jsonl", list(events))
+    cfg = resolve_inputs(Config(inputs=(str(path),), block_bytes=SMALL_BLOCKS))
+    keys = ["shard-0", "shard-1"]
+    src = EventSource(cfg, keys)
+    lanes = [src.build_part("read", rp.name, None) for rp in src.parts]
+    assert len(lanes) == 2 and all(p.sorting for p in lanes)
+    assert len(scans) == 1
+    (said,) = _said(capfd.readouterr().err)
+    assert f"line {len(events)} is " in said
+    other = EventSource(cfg, keys)  # as another process: lane 1 only
+    assert other.build_part("read", other.parts[1].name, None).sorting
+    assert len(scans) == 2 and _said(capfd.readouterr().err) == []
+    for p in lanes:
+        p.close()
+
+
+@pytest.mark.parametrize("disorder", [False, True])
+def test_standard_input_is_held_to_its_end_and_said_sorted_only_when_out_of_order(
+    tmp_path: Path,
+    traffic: list[dict[str, Any]],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    disorder: bool,
+) -> None:
+    """Standard input can be read only once, so auto cannot pre-scan it: it is read to
+    its end and streamed in time order (the answer streaming it would give when it is
+    in order), and said to be out of order only when it is, naming the line."""
+    events = _disorder_late(traffic) if disorder else _within_lateness(traffic)
+    path = write_events(tmp_path / "stdin.jsonl", list(events))
+    cfg = resolve_inputs(Config(inputs=("-",), block_bytes=SMALL_BLOCKS))
+    src = EventSource(cfg, ["shard-0"])
+    with open(path) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        part = src.build_part("read", src.parts[0].name, None)
+        times = [ev[0] for ev in _drain(part)["events"]]
+    assert times == sorted(times) and len(times) == len(events)
+    said = _said(capfd.readouterr().err)
+    assert len(said) == disorder
+    if disorder:
+        assert "<stdin> is not in time order (line " in said[0]
+        assert int(said[0].split("(line ")[1].split()[0]) > int(len(events) * 0.6)

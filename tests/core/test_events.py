@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_sessions.core.events import EventDecoder, pack_events, unpack_events
+from search_sessions.core.events import EventDecoder, OrderScan, pack_events, unpack_events
+from search_sessions.core.layout import InputLayout
 from search_sessions.core.schema import APP_CLOSE, APP_OPEN, CLICK, RESULTS, SEARCH
 from search_sessions.core.time import format_time, parse_time
 
@@ -195,3 +196,48 @@ def test_packed_events_come_back_equal(records: list[dict[str, object]]) -> None
     back = unpack_events(pack_events(events))  # type: ignore[arg-type]
     assert back == events
     assert [tuple(map(type, e)) for e in back] == [tuple(map(type, e)) for e in events]
+
+
+time_fields = (
+    json_values
+    | st.integers(-(10**19), 10**19)
+    | st.floats()
+    | st.datetimes(timezones=st.timezones() | st.none()).map(lambda d: d.isoformat())
+    | st.sampled_from(["2024-01-01T00:00:00.1234567Z", "2024-01-01", "1e3", " 12 ", "0001-01-01"])
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["search", "app_open", "x"]), "user": st.just("u")},
+            optional={"time": time_fields, "ts": time_fields, "query": st.just("q")},
+        ),
+        max_size=8,
+    ),
+    st.sampled_from(["auto", "s", "ms", "us", "ns"]),
+    st.booleans(),
+)
+def test_times_are_the_times_decode_reads(
+    records: list[dict[str, object]], unit: str, renamed: bool
+) -> None:
+    """The pre-scan of --order auto reads only the time field: every line decode reads
+    as an event has the very same time there."""
+    layout = InputLayout(fields=(("time", "ts"),) if renamed else (), time_unit=unit)
+    decoder = EventDecoder(0, layout)
+    lines = [json.dumps(r).encode() for r in records] + [b"", b"{", b"[1]"]
+    times = decoder.times(lines)
+    assert len(times) == len(lines)
+    for seq, (line, t) in enumerate(zip(lines, times, strict=True)):
+        ev = decoder.decode(line, seq)
+        if isinstance(ev, tuple):
+            assert t == ev[0]
+
+
+def test_an_order_scan_finds_the_first_event_older_than_the_lateness() -> None:
+    scan = OrderScan(lateness_us=60)
+    assert not scan.add([0, 100, None, 40, 160])  # 40 is 60 older than 100: not more
+    assert scan.add([99, 100, 0])  # 99 is 61 older than 160 (line 6)
+    assert scan.late == (6, 61)
+    assert scan.add([500]) and scan.late == (6, 61)  # the first one stays

@@ -4,6 +4,8 @@ line, and a one-line reason for every bad row."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from search_sessions.core.events import EventDecoder
 from search_sessions.core.formats import AolDecoder, CsvDecoder, make_decoder
@@ -296,3 +298,31 @@ def test_csv_conversions_read_an_empty_item_as_none() -> None:
     assert isinstance(ev, tuple) and ev[5] == (None, 12.5, None)
     click = d.decode(b"click,u1,1704067207,,,\n", seq=3)
     assert isinstance(click, tuple) and click[5] == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["search", "app_open", '"search"', "x", ""]),
+            st.sampled_from(["u", '"u, v"', '"u', ""]),
+            st.integers(-(10**15), 10**15).map(str)
+            | st.floats(allow_nan=False).map(str)
+            | st.sampled_from(["2024-01-01T02:00:00+02:00", '"2024-01-01 00:00:01"', "", "x"]),
+        ).map(lambda cells: ",".join(cells).encode()),
+        max_size=8,
+    ),
+    st.sampled_from(["auto", "ms"]),
+    st.sampled_from([b"type,user,time\n", b"user,time,type\r\n", b"type,user,ts\n"]),
+)
+def test_csv_times_are_the_times_decode_reads(lines: list[bytes], unit: str, header: bytes) -> None:
+    """The pre-scan reads only a row's time cell: every row decode reads as an event
+    has the very same time there (a header row, a quoted cell, a short row included)."""
+    decoder = CsvDecoder(0, InputLayout(time_unit=unit), header)
+    lines = [header, *lines, b"search,u,1,extra", b"\xff,u,2"]
+    times = decoder.times(lines)
+    assert len(times) == len(lines) and times[0] is None
+    for seq, (line, t) in enumerate(zip(lines, times, strict=True)):
+        ev = decoder.decode(line, seq)
+        if isinstance(ev, tuple):
+            assert t == ev[0]

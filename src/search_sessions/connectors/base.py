@@ -16,13 +16,13 @@ subclasses :class:`LinePartition` and supplies :meth:`LinePartition.read`.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from operator import itemgetter
 from typing import Any, Final
 from zlib import crc32
 
@@ -31,7 +31,7 @@ from bytewax.inputs import StatefulSourcePartition
 
 from ..config import Config
 from ..control import FAILURE, METRICS, STOP
-from ..core.events import Event, EventDecoder, decode_block, pack_events
+from ..core.events import Event, EventDecoder, OrderScan, decode_block, pack_events
 from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
@@ -57,13 +57,32 @@ ended)``. A resumed one sorts its input again and skips what it had sent."""
 PartState = StreamState | SortState
 
 _SORTED: Final = "sorted"
-_LINE = itemgetter(2)
 _MERGE_BATCH: Final = 4096
 _HELD_POLL: Final = timedelta(milliseconds=5)
 _ALL_LATE: Final = 1 << 63
 """A lateness that sets no event apart (a sorting partition takes them all)."""
 
 _encode = msgspec.json.encode
+
+Late = tuple[int, int]
+"""Where an input goes out of order: ``(line, µs older than a line before it)``."""
+
+
+class OrderScans:
+    """What the pre-scans of ``--order auto`` found in one process, per input: the
+    lanes of a file scan it once (the first to ask does), and so decide alike."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inputs: dict[int, tuple[threading.Lock, list[Late | None]]] = {}
+
+    def late(self, input_index: int, scan: Callable[[], Late | None]) -> Late | None:
+        with self._lock:
+            lock, found = self._inputs.setdefault(input_index, (threading.Lock(), []))
+        with lock:
+            if not found:
+                found.append(scan())
+            return found[0]
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,8 @@ class PartitionContext:
     remote: frozenset[int] = frozenset()
     """Shards in other processes: their events travel packed."""
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+    scans: OrderScans = field(default_factory=OrderScans, compare=False)
+    """Shared by a source's partitions in a process (see :meth:`LinePartition.sniff`)."""
 
 
 class Alignment:
@@ -119,8 +140,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
 
     A bounded input (a file, a lane of one, standard input) is streamed in the order it
     is read, or sorted by event time first (see :mod:`.sorting`): always with
-    ``--order sort``; with ``auto`` when its first block holds an event older than an
-    earlier one by more than the lateness (the events it would set apart as late).
+    ``--order sort``; with ``auto`` when it holds an event older than an earlier one by
+    more than the lateness (one it would set apart as late), see :meth:`sniff`.
     """
 
     counts_as_input = True
@@ -145,6 +166,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.merged: Iterator[Event] | None = None
         self.skip = self.dead_skip = self.emitted = self.dead_seen = 0
         self.sniffing = False
+        self.scans = ctx.scans
+        self.watch: OrderScan | None = None  # auto, sorting an input it could not pre-scan
         sorted_ended = False
         if resume is not None and resume[0] == _SORTED:
             _, self.skip, self.dead_skip, sorted_ended = resume
@@ -222,6 +245,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             return self._waiting()
         if self.decoder is None:
             self.decoder = self.make_decoder()
+        if self.sniffing:
+            self.sniff()  # (standard input, or a partition built outside a source)
         if self.merged is not None:
             return self._merge_batch()
         if self.sorting:
@@ -238,10 +263,6 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             len(self.shard_keys),
             positions,
         )
-        if self.sniffing and lines:
-            self.sniffing = False
-            if any(maybe_late):
-                return self._sort_instead(lines, per_shard, maybe_late, bad, size, at_end)
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
         self.seq += len(lines)
         if positions is None:
@@ -257,60 +278,59 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             out.append(self._end())
         return out
 
-    def head(self) -> bytes | None:
-        """The bytes of the first block, read without moving (where that is cheap:
-        files), for :meth:`sniff`; ``None`` to decide at the first read instead."""
+    def scan_times(self) -> Iterator[list[int | None]] | None:
+        """The whole input's event times, a list per block of lines (or records), one
+        per line (``None``: none), read apart from the partition's own reading (see
+        :meth:`~search_sessions.core.events.EventDecoder.times`), for :meth:`sniff`;
+        ``None`` for an input that can be read only once (standard input)."""
         return None
 
     def sniff(self) -> None:
-        """``auto``: decide from the first block, before reading (so a file in order can
-        say where it starts, see :meth:`_waiting`), whether to sort this input."""
+        """``auto``: decide, before reading, whether to sort this input (so an input
+        in order can say where it starts, see :meth:`_waiting`).
+
+        The event times of the whole input are pre-scanned (:meth:`scan_times`, once
+        per file in a process: a file's lanes decide alike): it is sorted when some
+        event is older than an earlier one by more than the lateness, as streaming it
+        would set that event apart as late. An input that can be read only once
+        cannot be pre-scanned: it is sorted (held until its end, see
+        :mod:`.sorting`), which streamed in order is the same answer, and said to be
+        out of order only when it was (:meth:`_sort_batch`).
+        """
         if not self.sniffing:
             return
-        head = self.head()
-        if head is None:
-            return
         self.sniffing = False
-        lines = (head[: head.rfind(b"\n") + 1] or head).splitlines(keepends=True)
-        # A decoder of its own: decoders keep state (the AOL reader remembers the
-        # searches it has put in), and reading the block again must not find it used.
-        _, maybe_late, _, _, _ = decode_block(
-            self.make_decoder(), lines, self.seq, NEVER, self.lateness, 1
-        )
-        if maybe_late[0]:
-            self._say_sorting(maybe_late)
-            self.sorter = self._new_sorter(self.cfg)
-            self.sorting = True
+        times = self.scan_times()
+        if times is None:
+            self.watch = OrderScan(self.lateness)
+            self._start_sorting()
+            return
+        late = self.scans.late(self.input_index, lambda: self._first_late(times))
+        if late is not None:
+            if self.counts_as_input:  # one line per file, whatever its lanes
+                self._say_sorting(late)
+            self._start_sorting()
 
-    def _say_sorting(self, maybe_late: list[list[tuple[Event, int]]]) -> None:
-        late = [(newest - ev[0], ev[2]) for shard in maybe_late for ev, newest in shard]
-        age, seq = max(late)
+    def _first_late(self, times: Iterator[list[int | None]]) -> Late | None:
+        scan = OrderScan(self.lateness)
+        for block in times:
+            if scan.add(block) or STOP.is_set():
+                break  # (a stopped run reads nothing: a resumed one decides again)
+        return scan.late
+
+    def _start_sorting(self) -> None:
+        self.sorter = self._new_sorter(self.cfg)
+        self.sorting = True
+
+    def _say_sorting(self, late: Late) -> None:
+        line, age = late
         print(
-            f"search-sessions: {self.label} is not in time order (line {seq} is "
+            f"search-sessions: {self.label} is not in time order (line {line} is "
             f"{_span(age)} older than a line before it, more than --lateness); sorting it "
             "by event time first (--order sort; --order time streams it as it is)",
             file=sys.stderr,
             flush=True,
         )
-
-    def _sort_instead(
-        self,
-        lines: list[bytes],
-        per_shard: list[list[Event]],
-        maybe_late: list[list[tuple[Event, int]]],
-        bad: list[tuple[int, bytes, str]],
-        size: int,
-        at_end: bool,
-    ) -> list[SourceItem]:
-        """``auto``: the first block is out of order by more than the lateness, so sort
-        the input first, starting with this block, and say so in one line."""
-        self._say_sorting(maybe_late)
-        self.sorter = self._new_sorter(self.cfg)
-        self.sorting = True
-        events = [ev for shard in per_shard for ev in shard]
-        events += [ev for shard in maybe_late for ev, _ in shard]
-        events.sort(key=_LINE)  # back in input order, as the sort needs them
-        return self._sorted_block(lines, events, bad, size, at_end)
 
     def _sort_batch(self) -> list[SourceItem]:
         """Sorting: read and decode a block, keep its events; send only dead letters."""
@@ -319,7 +339,13 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         per_shard, _, bad, _, size = decode_block(
             self.decoder, lines, self.seq, NEVER, _ALL_LATE, 1, self.positions(len(lines))
         )
-        return self._sorted_block(lines, per_shard[0], bad, size, at_end)
+        events = per_shard[0]  # in input order
+        watch = self.watch
+        if watch is not None and watch.add([ev[0] for ev in events], [ev[2] for ev in events]):
+            assert watch.late is not None
+            self._say_sorting(watch.late)
+            self.watch = None
+        return self._sorted_block(lines, events, bad, size, at_end)
 
     def _sorted_block(
         self,

@@ -29,7 +29,8 @@ import io
 import os
 import select
 import sys
-from typing import Any, BinaryIO, NamedTuple
+from collections.abc import Iterator
+from typing import Any, BinaryIO, Final, NamedTuple
 
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -65,6 +66,8 @@ the AOL collection's own names)."""
 AOL_SUFFIXES = (".txt", ".txt.gz")
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_SCAN_BYTES: Final = 1 << 20
+"""How much of a file the pre-scan of ``--order auto`` reads at a time."""
 _AOL_HEADER = b"anonid\tquery\tquerytime"
 
 
@@ -104,11 +107,12 @@ def file_format(path: str, configured: str) -> str:
     return fmt
 
 
-def _first_block(path: str, size: int) -> bytes:
-    """The first ``size`` bytes of a file (decompressed if gzip), through a file of its
-    own, so a partition's reading position stays."""
+def _scan_times(path: str, decoder: EventDecoder) -> Iterator[list[int | None]]:
+    """The event times of a file's lines (decompressed if gzip), a block at a time,
+    through a file of its own, so a partition's reading position stays."""
     with _reopen(path) as f:
-        return f.read(size)
+        while lines := f.readlines(_SCAN_BYTES):
+            yield decoder.times(lines)
 
 
 def _first_line(path: str, limit: int = 1 << 20) -> bytes:
@@ -160,10 +164,12 @@ class FilePartition(LinePartition):
         header = _first_line(self.path) if self.format in HEADED else None
         return line_decoder(self.format, self.input_index, self.cfg.layout, header)
 
-    def head(self) -> bytes | None:
-        if self.offset or self.elements is not None:
-            return None
-        return _first_block(self.path, self.block_bytes)
+    def scan_times(self) -> Iterator[list[int | None]]:
+        decoder = self.make_decoder()  # its own: the AOL one has a state
+        if self.elements is not None:
+            elements = self.elements
+            return (decoder.times(elements[i : i + 4096]) for i in range(0, len(elements), 4096))
+        return _scan_times(self.path, decoder)
 
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.elements is None and self.file is self._raw:
@@ -199,6 +205,7 @@ class LanePartition(LinePartition):
         self, ctx: PartitionContext, path: str, block_bytes: int, lane: int, lanes: int
     ) -> None:
         super().__init__(ctx)
+        self.path = path
         self.format = file_format(path, ctx.cfg.input_format)
         self.fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self.fd).st_size  # read up to the size it had at the start
@@ -232,11 +239,9 @@ class LanePartition(LinePartition):
         header = os.pread(self.fd, self._line_start(1), 0) if self.format in HEADED else None
         return line_decoder(self.format, self.input_index, self.cfg.layout, header)
 
-    def head(self) -> bytes | None:
-        if self.offset >= self.size:
-            return None
-        k, start = self._next_block()
-        return os.pread(self.fd, self._line_start((k + 1) * self.block_bytes) - start, start)
+    def scan_times(self) -> Iterator[list[int | None]]:
+        # The whole file, not just this lane: its lanes decide alike (see sniff).
+        return _scan_times(self.path, self.make_decoder())
 
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.offset < self.size:

@@ -6,7 +6,7 @@ from bytewax.inputs import FixedPartitionedSource
 
 from ..config import Config
 from ..control import JOINED
-from .base import Alignment, LinePartition, PartState, SourceItem
+from .base import Alignment, LinePartition, OrderScans, PartState, SourceItem
 from .files import read_partitions
 from .registry import open_partition, resolve_inputs
 
@@ -32,6 +32,7 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
         self.shard_keys = shard_keys
         self.remote = remote
         self.alignment = Alignment(cfg.gap_us + cfg.lateness_us)
+        self.scans = OrderScans()
         self.parts = read_partitions(cfg, len(shard_keys), cfg.block_bytes)
         self.by_name = {p.name: (place, p) for place, p in enumerate(self.parts)}
 
@@ -44,7 +45,13 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
     ) -> LinePartition:
         place, rp = self.by_name[for_part]
         partition = open_partition(
-            self.cfg, rp, place, self.shard_keys, resume=resume_state, remote=self.remote
+            self.cfg,
+            rp,
+            place,
+            self.shard_keys,
+            resume=resume_state,
+            remote=self.remote,
+            scans=self.scans,
         )
         if partition.aligned and not partition.ended:
             # An input that had ended before a restart is not read again: were it to

@@ -22,7 +22,7 @@ the layout names dimensions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from operator import attrgetter
 from pickle import HIGHEST_PROTOCOL, dumps, loads
@@ -31,17 +31,19 @@ from zlib import crc32
 
 import msgspec
 
-from .layout import KIND_OF_TYPE, InputLayout, event_types
+from .layout import KIND_OF_TYPE, InputLayout, event_types, time_type
 from .schema import CLICK, CONVERSION, CONVERSION_ALIASES, KIND_NAMES, RESULTS, SEARCH
-from .time import EPOCH, MAX_US, MIN_US, BadTime, format_time, parse_time
+from .time import EPOCH, MAX_US, MIN_US, NEVER, BadTime, format_time, parse_time
 
 __all__ = [
     "Block",
     "Event",
     "EventDecoder",
+    "OrderScan",
     "decode_block",
     "event_to_json",
     "pack_events",
+    "time_values",
     "unpack_events",
 ]
 
@@ -67,7 +69,16 @@ class EventDecoder:
     types when they are not ours (see :mod:`search_sessions.core.layout`).
     """
 
-    __slots__ = ("_decode", "_dims", "_tag_at", "currency", "layout", "part", "unit")
+    __slots__ = (
+        "_decode",
+        "_decode_time",
+        "_dims",
+        "_tag_at",
+        "currency",
+        "layout",
+        "part",
+        "unit",
+    )
 
     def __init__(self, part: int, layout: InputLayout = PLAIN) -> None:
         self.part = part
@@ -75,6 +86,7 @@ class EventDecoder:
         self.unit = layout.time_unit
         self.currency = None if layout.currency is None else layout.currency.upper()
         self._decode = msgspec.json.Decoder(event_types(layout)).decode
+        self._decode_time = msgspec.json.Decoder(time_type(layout)).decode
         self._tag_at = f"`$.{layout.name_of('type')}`"
         names = [f"dim_{i}" for i in range(len(layout.dimensions))]
         self._dims: Callable[[Any], tuple[Any, ...]] | None = (
@@ -94,9 +106,29 @@ class EventDecoder:
             return _reason(exc, raw, self._tag_at)
         return self.event(ev, seq)
 
+    def times(self, lines: list[bytes]) -> list[int | None]:
+        """The event time of each line, ``None`` for a line without one, reading only the
+        time field (about a third of the cost of :meth:`decode`): the pre-scan of
+        ``--order auto``. Every line :meth:`decode` reads as an event has the same time
+        here; lines it refuses for other reasons have theirs too.
+
+        >>> EventDecoder(0).times([b'{"time": "1970-01-01T00:00:01Z", "x": 1}\\n', b"{}", b"{"])
+        [1000000, None, None]
+        """
+        decode = self._decode_time
+        values: list[Any] = []
+        append = values.append
+        for line in lines:
+            try:
+                append(decode(line).time)
+            except (msgspec.DecodeError, ValueError):
+                append(None)
+        return time_values(values, self.unit)
+
     def event(self, ev: Any, seq: int) -> Event | str:
         """The event tuple of a decoded struct (see :func:`event_types`), or why not."""
         tv = ev.time
+        # The same reading as time_values (inlined: this is the hot path).
         try:
             if tv.__class__ is not str:
                 raise ValueError
@@ -148,6 +180,73 @@ class EventDecoder:
 _fromisoformat = datetime.fromisoformat
 _ONE_US: Final = timedelta(microseconds=1)
 _INF: Final = float("inf")
+
+
+def time_values(values: list[Any], unit: str) -> list[int | None]:
+    """Event times in µs of decoded ``time`` field values, each read as
+    :meth:`EventDecoder.event` reads one (RFC 3339 / ISO 8601 text, or an epoch number
+    in ``unit``); ``None`` for a missing value or one that is not a time.
+
+    >>> time_values(["1970-01-01T00:00:01+01:00", 2, "3000", None, "soon", True], "ms")
+    [-3599000000, 2000, 3000000, None, None, None]
+    """
+    out: list[int | None] = []
+    append = out.append
+    for tv in values:
+        try:
+            if tv.__class__ is not str:
+                raise ValueError
+            t = (_fromisoformat(tv) - EPOCH) // _ONE_US
+            if t < MIN_US or t > MAX_US:
+                raise ValueError
+        except (ValueError, TypeError, OverflowError):
+            if not isinstance(tv, str | int | float):  # (a list, say)
+                append(None)
+                continue
+            try:
+                t = parse_time(tv, unit)
+            except BadTime:
+                append(None)
+                continue
+        append(t)
+    return out
+
+
+class OrderScan:
+    """Finds where an input goes out of order: its first event older than an earlier
+    one by more than ``lateness_us`` (one :func:`decode_block` would set apart as maybe
+    late), given the input's event times in order, block by block.
+
+    >>> scan = OrderScan(lateness_us=10)
+    >>> scan.add([100, None, 95, 120]), scan.add([109, 150]), scan.late
+    (False, True, (5, 11))
+    """
+
+    def __init__(self, lateness_us: int) -> None:
+        self.lateness_us = lateness_us
+        self.newest = NEVER
+        self.lines = 0
+        self.late: tuple[int, int] | None = None
+        """``(line, how much older)`` of the first such event, once found."""
+
+    def add(self, times: list[int | None], lines: Iterable[int] | None = None) -> bool:
+        """The times of the input's next lines (``None``: no event), numbered on from the
+        last block's, or by ``lines``; whether the input is now known to be out of order."""
+        if self.late is not None:
+            return True
+        newest, lateness = self.newest, self.lateness_us
+        numbers = range(self.lines + 1, self.lines + 1 + len(times)) if lines is None else lines
+        for t, line in zip(times, numbers, strict=True):
+            if t is None:
+                continue
+            if t > newest:
+                newest = t
+            elif t < newest - lateness:
+                self.late = (line, newest - t)
+                break
+        self.newest = newest
+        self.lines += len(times)
+        return self.late is not None
 
 
 Block = tuple[

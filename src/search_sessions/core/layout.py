@@ -28,7 +28,7 @@ from .schema import (
     AnyEvent,
 )
 
-__all__ = ["KIND_OF_TYPE", "DimensionValue", "InputLayout", "event_types"]
+__all__ = ["KIND_OF_TYPE", "DimensionValue", "InputLayout", "event_types", "time_type"]
 
 DimensionValue = Union[str, int, float, bool, None]
 """What a ``--dimension`` field may hold (anything else makes the record invalid)."""
@@ -105,3 +105,12 @@ def event_types(layout: InputLayout) -> Any:
             KIND_OF_TYPE[struct] = kind
             structs.append(struct)
     return Union[tuple(structs)]
+
+
+@cache
+def time_type(layout: InputLayout) -> Any:
+    """A struct of an event's time field alone, under the input's name for it: decoding
+    a line into it skips the rest of the record (the pre-scan of ``--order auto``)."""
+    (time_field,) = [f for f in _FIELDS[0] if f[0] == "time"]
+    rename = {"time": layout.name_of("time")}
+    return msgspec.defstruct("EventTime", [time_field], rename=rename, gc=False)
