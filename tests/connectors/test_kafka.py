@@ -609,3 +609,18 @@ def test_tail_with_stop_at_end_is_refused() -> None:
     r = CliRunner().invoke(main, ["run", "kafka://127.0.0.1:9/t", "--tail", "--stop-at-end"])
     assert r.exit_code == 2
     assert "--tail with --stop-at-end would read nothing" in r.output
+
+
+def test_an_offset_reset_is_said(capsys: pytest.CaptureFixture[str]) -> None:
+    """librdkafka's log is hidden but for the line of an offset reset (messages skipped:
+    Tansu never deletes any, so the line is given here as confluent-kafka logs it)."""
+    from search_sessions.connectors.kafka import _LIBRDKAFKA_LOG
+
+    reset = (
+        "events [0]: offset reset (at offset 5 (leader epoch 0), broker 1) to offset "
+        "BEGINNING (leader epoch -1): fetch failed due to requested offset not available "
+        "on the broker: Broker: Offset out of range"
+    )
+    for fac, text in (("FAIL", "Connect to ipv4#127.0.0.1:9 failed"), ("OFFSET", reset)):
+        _LIBRDKAFKA_LOG.warning("%s [%s] %s", fac, "rdkafka#consumer-1", f"[thrd:main]: {text}")
+    assert capsys.readouterr().err == f"search-sessions: kafka: {reset}\n"

@@ -75,6 +75,27 @@ _LIBRDKAFKA_LOG = logging.getLogger("search_sessions.kafka")
 _LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
 
 
+class _SayOffsetResets(logging.Handler):
+    """Lets through the one line of librdkafka's log that says a partition skipped
+    messages: its offset was no longer in the log (retention), so it goes on from the
+    oldest offset left (``auto.offset.reset``). confluent-kafka logs ``"%s [%s] %s"``:
+    the facility, the client's name and the text."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if (
+            record.levelno >= logging.WARNING
+            and isinstance(args, tuple)
+            and len(args) == 3
+            and args[0] == "OFFSET"
+        ):
+            _say(f"kafka: {_THREAD.sub('', str(args[2]))}")
+
+
+_THREAD = re.compile(r"^\[thrd:[^]]*\]: ")
+_LIBRDKAFKA_LOG.addHandler(_SayOffsetResets())
+
+
 def connect_timeout() -> float:
     """Seconds to wait for a broker at start (:data:`CONNECT_TIMEOUT_ENV`)."""
     return _seconds(CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT_S)
