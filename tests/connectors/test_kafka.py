@@ -476,6 +476,57 @@ def test_tail_starts_at_the_end(kafka: str) -> None:
         part.close()
 
 
+def test_a_transaction_open_at_start(kafka: str) -> None:
+    """The end at start is the last stable offset: --stop-at-end ends before a transaction
+    still open (without waiting for it), and --tail reads it once it is committed."""
+    from search_sessions.config import Config
+    from search_sessions.connectors.base import PartitionContext
+    from search_sessions.connectors.kafka import KafkaPartition
+
+    def event(user: str) -> bytes:
+        return json.dumps({"type": "app_open", "user": user, "time": 1_700_000_000}).encode()
+
+    create_topic(kafka, "open", partitions=1)
+    p = Producer({"bootstrap.servers": kafka})
+    for i in range(5):
+        p.produce("open", value=event(f"u{i}"), partition=0)
+    assert p.flush(30) == 0
+    txn = Producer({"bootstrap.servers": kafka, "transactional.id": "open"})
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    for i in range(3):
+        txn.produce("open", value=event(f"t{i}"), partition=0)
+    assert txn.flush(30) == 0
+    name = f"kafka://{kafka}/open#0"
+    cfg = Config(inputs=(name,), partitions=(name,))
+    ctx = PartitionContext(cfg, 0, 0, "open:0", ["shard-0"])
+    stops = KafkaPartition(ctx, name, tail=False, stop_at_end=True)
+    tail = KafkaPartition(ctx, name, tail=True, stop_at_end=False)
+
+    def users(part: KafkaPartition, until: int | None = None) -> list[str]:
+        got: list[str] = []
+        deadline = time.monotonic() + 30
+        while until is None or len(got) < until:
+            assert time.monotonic() < deadline, f"read {got}"
+            try:
+                items = part.next_batch()
+            except StopIteration:
+                break
+            got += [ev[4] for key, batch in items if key == "shard-0" for ev in batch[3]]
+        return got
+
+    try:
+        assert stops.stop_at == tail.offset == 5
+        assert users(stops) == [f"u{i}" for i in range(5)]
+        txn.commit_transaction(30)
+        p.produce("open", value=event("u5"), partition=0)
+        assert p.flush(30) == 0
+        assert users(tail, until=4) == ["t0", "t1", "t2", "u5"]
+    finally:
+        stops.close()
+        tail.close()
+
+
 def test_tail_run_reads_what_comes_after_it_and_stop_at_end_finishes_it(
     kafka: str, tmp_path: Path
 ) -> None:
