@@ -195,6 +195,11 @@ class Config:
             raise ConfigError("--rollups needs at least one --rollup window length")
         if self.snapshot_interval <= timedelta(0):
             raise ConfigError("snapshot_interval must be positive")
+        if self.tail and self.stop_at_end:
+            raise ConfigError(
+                "--tail with --stop-at-end would read nothing (--tail starts at the end where "
+                "--stop-at-end stops); to finish a --tail job, resume it with --stop-at-end alone"
+            )
         _check_choice("order", self.order, ORDERS)
         _check_choice("format", self.input_format, FORMATS)
         _check_choice("time unit", self.time_unit, TIME_UNITS)

@@ -2,9 +2,11 @@
 
 Input: every topic partition is one input partition, read by assignment (no
 consumer group), its next offset kept in the snapshot. It starts at the
-earliest offset (``tail``: at the end) and, with ``stop_at_end``, ends at the
-end offset its first fetch finds (the end when it starts), like a file. Each
-message value is one event; positions are ``topic:partition:offset``.
+earliest offset (``tail``: at its end when it starts) and, with ``stop_at_end``,
+ends once its position reaches its end when it starts, like a file. The end is
+asked of a fetch (:func:`partition_end`). Each message value is one event;
+positions are ``topic:partition:offset``; a message that cannot be read (an
+error, no value) is a dead letter like an invalid one.
 
 Output: each record as a JSON value, keyed by user, with its id (``search_id``
 or ``session_id``) in the ``record_key`` header. At least once: after a crash
@@ -34,7 +36,6 @@ import msgspec
 try:
     from confluent_kafka import (
         OFFSET_BEGINNING,
-        OFFSET_END,
         Consumer,
         KafkaError,
         KafkaException,
@@ -50,6 +51,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from ..config import parse_duration
 from ..control import FAILURE
+from ..core.events import Event, EventDecoder
 from ..core.schema import OutputKind
 from ..errors import ConfigError, InputError, OutputError
 from .base import LinePartition, PartitionContext
@@ -71,6 +73,27 @@ _T = TypeVar("_T")
 # down); our own lines say what matters. SEARCH_SESSIONS_DEBUG lets them through.
 _LIBRDKAFKA_LOG = logging.getLogger("search_sessions.kafka")
 _LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+
+
+class _SayOffsetResets(logging.Handler):
+    """Lets through the one line of librdkafka's log that says a partition skipped
+    messages: its offset was no longer in the log (retention), so it goes on from the
+    oldest offset left (``auto.offset.reset``). confluent-kafka logs ``"%s [%s] %s"``:
+    the facility, the client's name and the text."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if (
+            record.levelno >= logging.WARNING
+            and isinstance(args, tuple)
+            and len(args) == 3
+            and args[0] == "OFFSET"
+        ):
+            _say(f"kafka: {_THREAD.sub('', str(args[2]))}")
+
+
+_THREAD = re.compile(r"^\[thrd:[^]]*\]: ")
+_LIBRDKAFKA_LOG.addHandler(_SayOffsetResets())
 
 
 def connect_timeout() -> float:
@@ -106,7 +129,7 @@ def _client_config(brokers: str, on_error: Callable[[KafkaError], None]) -> dict
     return config
 
 
-def _consumer(brokers: str, on_error: Callable[[KafkaError], None]) -> Consumer:
+def _consumer(brokers: str, on_error: Callable[[KafkaError], None], **extra: Any) -> Consumer:
     return Consumer(
         {
             **_client_config(brokers, on_error),
@@ -117,6 +140,13 @@ def _consumer(brokers: str, on_error: Callable[[KafkaError], None]) -> Consumer:
             # defaults, 100k and 64 MB, made a live run's memory follow the broker's lead).
             "queued.min.messages": 20_000,
             "queued.max.messages.kbytes": 16_384,
+            # An offset that is no longer in the log (deleted by retention) goes on from
+            # the oldest one left, not from the end (librdkafka's default): only what is
+            # gone is skipped, and the partition says so.
+            "auto.offset.reset": "earliest",
+            # A corrupt batch is an error (a dead letter), not bytes taken for events.
+            "check.crcs": True,
+            **extra,
         }
     )
 
@@ -214,6 +244,65 @@ def list_partitions(url: str) -> list[str]:
     if topic is None or topic.error is not None or not topic.partitions:
         raise InputError(f"{url}: no such topic (or it has no partitions)")
     return [str(KafkaPartitionName(k, p)) for p in sorted(topic.partitions)]
+
+
+_STATS_EVERY_MS = 20
+"""How often the probe of :func:`partition_end` reports (its one chance to see the end)."""
+
+
+def partition_end(where: str, brokers: str, tp: TopicPartition) -> int:
+    """Where a partition ends now: the offset after its last committed message (its last
+    stable offset: the high watermark, unless a transaction is open), as the response to a
+    fetch says, waiting up to :func:`connect_timeout` for a broker.
+
+    Not ListOffsets alone, which ``OFFSET_END`` and ``get_watermark_offsets`` rely on:
+    Tansu answers it with the offset after the first message of the partition's last
+    batch. Its answer is only where the probe starts fetching: an offset in the log,
+    the end itself on Kafka. librdkafka keeps a fetch's last stable offset for its
+    statistics only, hence the probe's statistics callback.
+    """
+    last = _LastError()
+    ends: list[int] = []
+    decode = msgspec.json.Decoder().decode
+
+    def stats(text: str) -> None:
+        topic = decode(text).get("topics", {}).get(tp.topic, {})
+        part = topic.get("partitions", {}).get(str(tp.partition))
+        if part is not None and part.get("ls_offset", -1) >= 0:
+            ends.append(part["ls_offset"])
+
+    probe = _consumer(
+        brokers,
+        last,
+        **{
+            "statistics.interval.ms": _STATS_EVERY_MS,
+            "stats_cb": stats,
+            "fetch.wait.max.ms": 10,
+            "max.partition.fetch.bytes": 65_536,
+        },
+    )
+    topic, part = tp.topic, tp.partition
+
+    def list_offsets(timeout: float) -> tuple[int, int]:
+        try:
+            return probe.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout)
+        finally:
+            probe.poll(0)  # serves the error callback: why it failed
+
+    try:
+        started = time.monotonic()
+        _low, guess = _with_broker(where, brokers, list_offsets, last)
+        probe.assign([TopicPartition(topic, part, max(guess, 0))])
+        wait = connect_timeout()
+        while not ends:
+            probe.consume(1, timeout=0.01)  # serves the statistics callback
+            if time.monotonic() - started > wait:
+                raise InputError(
+                    f"{where}: no broker reachable at {brokers} after {_secs(wait)}{last}"
+                )
+        return ends[0]
+    finally:
+        probe.close()
 
 
 class _Outage:
@@ -342,8 +431,47 @@ def _failed(kind: type[InputError] | type[OutputError], text: str) -> Exception:
     return kind(text)
 
 
+_MESSAGE_ERRORS = frozenset(
+    (
+        KafkaError._BAD_MSG,  # a batch that fails its CRC check, or cannot be parsed
+        KafkaError._BAD_COMPRESSION,
+        KafkaError._NOT_IMPLEMENTED,  # a compression codec librdkafka was built without
+        KafkaError.UNSUPPORTED_COMPRESSION_TYPE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_RECORD,
+        KafkaError.MSG_SIZE_TOO_LARGE,
+    )
+)
+"""Errors about one message (or its batch): it is a dead letter, and reading goes on
+after it. Any other error is about the partition."""
+
+
+def _unreadable(err: KafkaError | None, value: bytes | None) -> str:
+    """Why a message is no event before it is even decoded."""
+    if err is not None:
+        return f"unreadable message ({err.str()})"
+    return "message without a value (a tombstone)" if value is None else "empty message"
+
+
+class _ReasonedDecoder(EventDecoder):
+    """An :class:`EventDecoder` that first gives the reasons found for some positions
+    (messages that cannot be read): a block with such messages is decoded by it, the
+    others by a plain decoder, which costs nothing per message."""
+
+    __slots__ = ("reasons",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reasons: dict[int, str] = {}
+
+    def decode(self, raw: bytes, seq: int) -> Event | str | list[Event]:
+        reason = self.reasons.pop(seq, None)
+        return reason if reason is not None else super().decode(raw, seq)
+
+
 class KafkaPartition(LinePartition):
-    """One topic partition; ``offset`` in the snapshot is the next offset to read."""
+    """One topic partition; ``offset`` in the snapshot is the next offset to read (its
+    position: past the transaction markers and compacted offsets it has gone by)."""
 
     bounded = False
 
@@ -357,48 +485,100 @@ class KafkaPartition(LinePartition):
         self.outage = _outage(k.url.brokers)
         self.consumer = _consumer(k.url.brokers, self.outage.on_error)
         self.batch = batch
-        resumed = self.seq > 0 or self.offset > 0
-        start = self.offset if resumed else (OFFSET_END if tail else OFFSET_BEGINNING)
-        self.stops = stop_at_end
+        self._positions: list[int] = []
+        self._said: set[int] = set()
+        self._plain: EventDecoder | None = None
+        self._reasoned: _ReasonedDecoder | None = None
+        fresh = ctx.resume is None
         self.stop_at: int | None = None
-        """With ``stop_at_end``, the offset to end at, once a fetch has told it."""
-        if stop_at_end:
-            self._reach_broker(name)
+        """With ``stop_at_end``, the offset to end at: the end when it starts."""
+        if self.ended:
+            return  # (a resumed run: it had ended before)
+        if stop_at_end or (tail and fresh):
+            end = self._find_end(name)
+            self.stop_at = end if stop_at_end else None
+            if tail and fresh:
+                # Where a resumed run starts too, whether it has --tail or not.
+                self.offset = end
+        if (tail and fresh) or self.seq > 0 or self.offset > 0:
+            start = self.offset
+        else:
+            start = OFFSET_BEGINNING
         self.consumer.assign([TopicPartition(k.topic, k.partition, start)])
 
-    def _reach_broker(self, name: str) -> None:
-        """Fail clearly, after the connect timeout, if no broker answers."""
+    def _find_end(self, name: str) -> int:
+        """The partition's end now; fails clearly, after the connect timeout, if no
+        broker answers."""
         try:
-            _topic_metadata(name, self.outage.brokers, self.tp.topic)
+            return partition_end(name, self.outage.brokers, self.tp)
         except InputError as exc:
             raise _failed(InputError, str(exc)) from None
 
+    def make_decoder(self) -> EventDecoder:
+        self._plain = super().make_decoder()
+        self._reasoned = _ReasonedDecoder(self.input_index, self.cfg.layout)
+        return self._plain
+
     def read(self) -> tuple[list[bytes], bool]:
-        if self.stop_at is not None and self.offset >= self.stop_at:
+        stop = self.stop_at
+        if stop is not None and self.offset >= stop:
             return [], True
         msgs = self.consumer.consume(num_messages=self.batch, timeout=0.05)
-        stop = self.stop_at if self.stop_at is not None else sys.maxsize
+        limit = sys.maxsize if stop is None else stop
         values: list[bytes] = []
         offsets: list[int] = []
+        reasons: dict[int, str] = {}
         for m in msgs:
-            if m.error() is not None:
+            err = m.error()
+            if err is not None and err.code() not in _MESSAGE_ERRORS:
+                self._partition_error(err)
                 continue
-            off: int = m.offset() or 0
-            if off >= stop:
+            off = m.offset()
+            if off is None or err is not None:
+                # A batch that fails again names its first offset: the next one is lost too.
+                off = max(-1 if off is None else off, self.offset)
+            if off >= limit:
                 break
-            values.append(m.value() or b"")
+            value = m.value()
+            if err is not None or not value or value.isspace():
+                # (A blank line is skipped, but a message is a record.)
+                value, reasons[off] = b"", _unreadable(err, value)
+            values.append(value)
             offsets.append(off)
             self.offset = off + 1
+            if err is not None:
+                # librdkafka would fetch it again and again: go past it (what came after
+                # it is fetched again from there).
+                self.consumer.seek(TopicPartition(self.tp.topic, self.tp.partition, off + 1))
+                break
+        self.decoder = self._plain if not reasons else self._reasoned_by(reasons)
+        self._move_to_position(limit)
         if self.outage.since is not None:
             self._away(bool(values))
-        if self.stops and self.stop_at is None:
-            # The end is the high watermark of the first fetch response (librdkafka
-            # keeps it; negative until then), not ListOffsets' answer: Tansu says 1.
-            _low, high = self.consumer.get_watermark_offsets(self.tp, cached=True)
-            if high is not None and high >= 0:
-                self.stop_at = high
         self._positions = offsets
-        return values, self.stop_at is not None and self.offset >= self.stop_at
+        return values, stop is not None and self.offset >= stop
+
+    def _reasoned_by(self, reasons: dict[int, str]) -> EventDecoder:
+        assert self._reasoned is not None
+        self._reasoned.reasons = reasons
+        return self._reasoned
+
+    def _move_to_position(self, limit: int) -> None:
+        """Past what the consumer has gone by without a message for us: transaction
+        markers, aborted transactions, offsets removed by compaction. So a partition
+        whose last offsets hold no message still reaches its end."""
+        (tp,) = self.consumer.position([self.tp])
+        if tp.offset > self.offset:
+            self.offset = min(tp.offset, limit)
+
+    def _partition_error(self, err: KafkaError) -> None:
+        """An error about the partition, not about a message: said once per kind (an
+        offset reset skips what retention deleted); a fatal one fails the run."""
+        if err.fatal():
+            raise _failed(InputError, f"{self.where}#{self.tp.partition}: {err.str()}")
+        if err.code() not in self._said:
+            self._said.add(err.code())
+            _say(f"{self.where}#{self.tp.partition}: {err.str()}")
 
     def _away(self, got_data: bool) -> None:
         """No broker answers: fail once that has lasted the tolerance."""
