@@ -27,6 +27,8 @@ MATRIX = [
     Scenario("tsv", ("input-end:1:self@0",), processes=2),
     Scenario("aol", ("sort-run:1:group",)),
     Scenario("parquet", ("commit:2:group",), output="parquet"),
+    # A Parquet file is read by one worker: process 1 has no input to watch the store.
+    Scenario("parquet", ("commit:4:self@1",), processes=2),
     Scenario("sort", ("sort-run:2:group", "merge:2:group")),
     Scenario("sort", ("merge:1:self@1",), processes=2),
     Scenario("sort", ("flush:1:group",)),
