@@ -316,16 +316,14 @@ def test_kill_9_with_kafka_input_resumes_exactly(
     assert subprocess.run(cmd("clean"), capture_output=True, timeout=120).returncode == 0
     want = lines("clean")
     size = (tmp_path / "clean" / "searches.jsonl").stat().st_size
-    proc = subprocess.Popen(
-        cmd("crash"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    assert size > 0
+    # Killed once epoch 3 is committed (search_sessions.crashpoints), its partitions held
+    # at their end until then: never after the job finished, however loaded the machine.
+    crash = {**os.environ, "SEARCH_SESSIONS_CRASH": "commit:3:group"}
+    proc = subprocess.run(
+        cmd("crash"), capture_output=True, env=crash, start_new_session=True, timeout=120
     )
-    target = tmp_path / "crash" / "searches.jsonl"
-    while proc.poll() is None:
-        if target.exists() and target.stat().st_size > 0.4 * size:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert proc.wait() == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     final = subprocess.run(cmd("crash"), capture_output=True, timeout=120)
     assert final.returncode == 0, final.stderr
     assert lines("crash") == want
@@ -356,52 +354,6 @@ def test_simulate_to_kafka_at_a_rate(kafka: str) -> None:
     assert stamps[-1] - stamps[0] >= timedelta(seconds=0.2)
     for key, value, _h in got:
         assert key == str(json.loads(value)["user"]).encode()
-
-
-def test_broker_restart_mid_stream(tmp_path: Path, run_flow: RunFlow) -> None:
-    """The broker goes down while a backfill reads and comes back (same storage):
-    the run carries on and its outputs equal the file run's."""
-
-    from ..kafka_broker import s3_store
-
-    log = tmp_path / "events.jsonl"
-    write(SimSpec(events=400_000, users=2_000, seed=13, disorder=10), str(log))
-    want, _ = run_flow([log])
-    port = free_port()
-    with s3_store() as env:
-        with broker(port, env) as address:
-            create_topic(address, "backfill")
-            produce_log(address, "backfill", log)
-        out = tmp_path / "out"
-        out.mkdir()
-        with broker(port, env, crash=True) as address:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "search_sessions.cli",
-                    "run",
-                    f"kafka://{address}/backfill",
-                    "--stop-at-end",
-                    "--searches",
-                    str(out / "searches.jsonl"),
-                    "--quiet",
-                    "--snapshot-interval",
-                    "50ms",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            target = out / "searches.jsonl"
-            while proc.poll() is None and not (target.exists() and target.stat().st_size > 0):
-                time.sleep(0.002)
-        assert proc.poll() is None, "the run ended before the broker went down"
-        time.sleep(1.0)  # the broker is down
-        with broker(port, env):
-            _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    got = [json.loads(x) for x in (out / "searches.jsonl").read_bytes().splitlines()]
-    assert canon(got) == canon(want["searches"])
 
 
 def cli_run(*args: str) -> list[str]:
