@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -617,7 +618,9 @@ def test_tail_with_stop_at_end_is_refused() -> None:
 def test_an_offset_reset_is_said(capsys: pytest.CaptureFixture[str]) -> None:
     """librdkafka's log is hidden but for the line of an offset reset (messages skipped:
     Tansu never deletes any, so the line is given here as confluent-kafka logs it)."""
-    from search_sessions.connectors.kafka import _LIBRDKAFKA_LOG
+    import search_sessions.connectors.kafka  # noqa: F401 - sets up its librdkafka logger
+
+    librdkafka_log = logging.getLogger("search_sessions.kafka")
 
     reset = (
         "events [0]: offset reset (at offset 5 (leader epoch 0), broker 1) to offset "
@@ -625,5 +628,5 @@ def test_an_offset_reset_is_said(capsys: pytest.CaptureFixture[str]) -> None:
         "on the broker: Broker: Offset out of range"
     )
     for fac, text in (("FAIL", "Connect to ipv4#127.0.0.1:9 failed"), ("OFFSET", reset)):
-        _LIBRDKAFKA_LOG.warning("%s [%s] %s", fac, "rdkafka#consumer-1", f"[thrd:main]: {text}")
+        librdkafka_log.warning("%s [%s] %s", fac, "rdkafka#consumer-1", f"[thrd:main]: {text}")
     assert capsys.readouterr().err == f"search-sessions: kafka: {reset}\n"
