@@ -14,7 +14,7 @@ from search_sessions.connectors.files import read_partitions
 from search_sessions.connectors.registry import resolve_inputs
 from search_sessions.connectors.source import EventSource
 
-from ..conftest import drain, write_events
+from ..conftest import RunFlow, drain, write_events
 
 BLOCK = 64  # bytes: small blocks, so lines longer than a block and empty blocks happen
 
@@ -139,3 +139,23 @@ def test_a_file_ahead_in_time_waits_and_says_where_it_starts(tmp_path: Path, ord
     assert len(out["events"]) == 300
     drain(p_late, out)
     assert len(out["events"]) == 600
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_byte_order_mark_before_the_first_line_is_skipped(
+    tmp_path: Path, run_flow: RunFlow, workers: int
+) -> None:
+    """Windows tools start UTF-8 files with a byte-order mark: it is not part of the
+    first event (which used to go to the dead letter as not JSON)."""
+    path = tmp_path / "bom.jsonl"
+    bom = b"\xef\xbb\xbf"
+    lines = [
+        bom + b'{"type": "search", "user": "u1", "time": "2024-01-01T00:00:00Z", "query": "a"}',
+        b'{"type": "click", "user": "u1", "time": "2024-01-01T00:00:02Z", "item": "x"}',
+        bom + b'{"type": "search", "user": "u2", "time": "2024-01-01T00:00:03Z", "query": "b"}',
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    records, _ = run_flow([path], workers=workers)
+    assert [(r["user"], r["query"], r["clicks"]) for r in records["searches"]] == [("u1", "a", 1)]
+    # Only at the start of the input: a mark on a later line is an invalid record.
+    assert [d["source"] for d in records["dead"]] == [f"{path}:3"]

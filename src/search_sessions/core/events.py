@@ -61,6 +61,10 @@ PLAIN: Final = InputLayout()
 """Our own field and type names, epoch numbers read by size."""
 
 
+BOM: Final = b"\xef\xbb\xbf"
+"""UTF-8's byte-order mark: skipped at the start of an input."""
+
+
 class EventDecoder:
     """Decodes raw lines of one input partition into :data:`Event` tuples.
 
@@ -103,6 +107,9 @@ class EventDecoder:
         try:
             ev = self._decode(raw)
         except (msgspec.DecodeError, ValueError) as exc:
+            if seq == 1 and raw.startswith(BOM):
+                # A file's byte-order mark (Windows tools write one): not part of the event.
+                return self.decode(raw[len(BOM) :], seq)
             return _reason(exc, raw, self._tag_at)
         return self.event(ev, seq)
 
@@ -122,7 +129,10 @@ class EventDecoder:
             try:
                 append(decode(line).time)
             except (msgspec.DecodeError, ValueError):
-                append(None)
+                try:  # a byte-order mark, as in decode (only a first line has one)
+                    append(decode(line.removeprefix(BOM)).time if line.startswith(BOM) else None)
+                except (msgspec.DecodeError, ValueError):
+                    append(None)
         return time_values(values, self.unit)
 
     def event(self, ev: Any, seq: int) -> Event | str:

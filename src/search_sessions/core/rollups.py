@@ -266,11 +266,23 @@ def window_records(
     """The window row, its per-query rows (only ``queries`` when given) and its
     per-dimension-value rows (only ``dimensions`` when given)."""
     name, start = key
-    start_text = format_time(start)
-    end_text = format_time(start + length_s * 1_000_000)
+    span = (name, format_time(start), format_time(start + length_s * 1_000_000))
+    rows: list[QueryRow | DimensionRow] = [
+        _query_row(span, query, agg.queries[query])
+        for query in sorted(agg.queries if queries is None else queries)
+    ]
+    rows += [
+        _dimension_row(span, dkey, agg.dimensions[dkey])
+        for dkey in sorted(agg.dimensions if dimensions is None else dimensions)
+    ]
+    return _window_row(span, agg), rows
+
+
+def _window_row(span: tuple[str, str, str], agg: WindowAgg) -> WindowRow:
+    name, start_text, end_text = span
     low, high = wilson(agg.clicked, agg.searches)
     conv_low, conv_high = wilson(agg.converted, agg.searches)
-    window = WindowRow(
+    return WindowRow(
         window=name,
         window_start=start_text,
         window_end=end_text,
@@ -295,50 +307,48 @@ def window_records(
         conversion_value_per_search=_per_search(agg.values, agg.searches),
         short_click_rate=_rate(agg.short_click, agg.searches),
     )
-    rows: list[QueryRow | DimensionRow] = []
-    for query in sorted(agg.queries if queries is None else queries):
-        q = agg.queries[query]
-        qlow, qhigh = wilson(q.clicked, q.searches)
-        rows.append(
-            QueryRow(
-                window=name,
-                window_start=start_text,
-                window_end=end_text,
-                query=query,
-                searches=q.searches,
-                ctr=_rate(q.clicked, q.searches),
-                ctr_low=qlow,
-                ctr_high=qhigh,
-                zero_result_rate=_rate(q.zero, q.searches),
-                avg_click_position=q.rank_sum / q.ranks if q.ranks else None,
-            )
-        )
-    for dkey in sorted(agg.dimensions if dimensions is None else dimensions):
-        d = agg.dimensions[dkey]
-        dlow, dhigh = wilson(d.clicked, d.searches)
-        clow, chigh = wilson(d.converted, d.searches)
-        rows.append(
-            DimensionRow(
-                window=name,
-                window_start=start_text,
-                window_end=end_text,
-                dimension=dkey[0],
-                value=_from_json(dkey[1]),
-                searches=d.searches,
-                ctr=_rate(d.clicked, d.searches),
-                ctr_low=dlow,
-                ctr_high=dhigh,
-                conversion_rate=_rate(d.converted, d.searches),
-                conversion_rate_low=clow,
-                conversion_rate_high=chigh,
-                conversion_value_per_search=_per_search(d.values, d.searches),
-                zero_result_rate=_rate(d.zero, d.searches),
-                abandonment_rate=_rate(d.abandoned, d.searches),
-                avg_click_position=d.rank_sum / d.ranks if d.ranks else None,
-                mrr=_mrr(d.rr_ranks, d.rr_n),
-            )
-        )
-    return window, rows
+
+
+def _query_row(span: tuple[str, str, str], query: str, q: QueryAgg) -> QueryRow:
+    name, start_text, end_text = span
+    qlow, qhigh = wilson(q.clicked, q.searches)
+    return QueryRow(
+        window=name,
+        window_start=start_text,
+        window_end=end_text,
+        query=query,
+        searches=q.searches,
+        ctr=_rate(q.clicked, q.searches),
+        ctr_low=qlow,
+        ctr_high=qhigh,
+        zero_result_rate=_rate(q.zero, q.searches),
+        avg_click_position=q.rank_sum / q.ranks if q.ranks else None,
+    )
+
+
+def _dimension_row(span: tuple[str, str, str], dkey: DimensionKey, d: DimensionAgg) -> DimensionRow:
+    name, start_text, end_text = span
+    dlow, dhigh = wilson(d.clicked, d.searches)
+    clow, chigh = wilson(d.converted, d.searches)
+    return DimensionRow(
+        window=name,
+        window_start=start_text,
+        window_end=end_text,
+        dimension=dkey[0],
+        value=_from_json(dkey[1]),
+        searches=d.searches,
+        ctr=_rate(d.clicked, d.searches),
+        ctr_low=dlow,
+        ctr_high=dhigh,
+        conversion_rate=_rate(d.converted, d.searches),
+        conversion_rate_low=clow,
+        conversion_rate_high=chigh,
+        conversion_value_per_search=_per_search(d.values, d.searches),
+        zero_result_rate=_rate(d.zero, d.searches),
+        abandonment_rate=_rate(d.abandoned, d.searches),
+        avg_click_position=d.rank_sum / d.ranks if d.ranks else None,
+        mrr=_mrr(d.rr_ranks, d.rr_n),
+    )
 
 
 def aggregate(

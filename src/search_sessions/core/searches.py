@@ -203,11 +203,7 @@ def _attach(events: list[Event], rules: Rules) -> tuple[list[list[Any]], _Totals
                 click_target[_SHORT] = True
             click_t = None
         if n_dims:
-            for d, v in enumerate(ev[8]):  # type: ignore[misc]
-                if v is not None:
-                    latest[d] = v
-                    if first[d] is None:  # type: ignore[index]
-                        first[d] = v  # type: ignore[index]
+            _note_dimensions(ev, latest, first)  # type: ignore[arg-type]
         kind = ev[3]
         if kind == SEARCH:
             state = states.get(i)
@@ -224,29 +220,18 @@ def _attach(events: list[Event], rules: Rules) -> tuple[list[list[Any]], _Totals
         sid = ev[7]
         if kind == CONVERSION:
             conversions += 1
-            item, value, _kind = ev[5]
+            value = ev[5][1]
             if value is not None:
                 values.append(value)
             if success_t is None:
                 success_t = t
-            if sid is not None:
-                target = seen_ids.get(sid) or _later(events, i, sid, states)
-            elif item is not None:
-                target = None
-                for s in reversed(searches):
-                    items = s[_ITEMS]
-                    if items is not None and item in items:
-                        target = s
-                        break
-            else:
-                target = current
+            target = (
+                seen_ids.get(sid) or _later(events, i, sid, states)
+                if sid is not None
+                else _converted_search(ev[5][0], searches, current)
+            )
             if target is not None:
-                target[_CONV] += 1
-                if value is not None:
-                    if target[_VALUES] is None:
-                        target[_VALUES] = [value]
-                    else:
-                        target[_VALUES].append(value)
+                _add_conversion(target, value)
             continue
         if kind == CLICK:
             clicks_total += 1
@@ -259,25 +244,62 @@ def _attach(events: list[Event], rules: Rules) -> tuple[list[list[Any]], _Totals
             continue
         click_t = t
         click_target = target
-        if target is None:
-            continue
-        target[_CLICKS] += 1
-        if target[_FIRST_T] is None:
-            rank = ev[6]
-            items = target[_ITEMS]
-            if rank is None and items is not None:
-                try:
-                    rank = items.index(ev[5]) + 1
-                except ValueError:
-                    rank = None
-            target[_FIRST_T] = t
-            target[_FIRST_RANK] = rank
+        if target is not None:
+            _add_click(target, ev)
     if click_t is not None:
         if click_target is not None:
             click_target[_LONG] = True
         if success_t is None:
             success_t = click_t
     return searches, (clicks_total, conversions, values, success_t, first)
+
+
+def _note_dimensions(ev: Event, latest: list[Any], first: list[Any]) -> None:
+    """The session's latest and first value of each dimension, after ``ev``."""
+    for d, v in enumerate(ev[8]):  # type: ignore[misc]
+        if v is not None:
+            latest[d] = v
+            if first[d] is None:
+                first[d] = v
+
+
+def _converted_search(
+    item: str | None, searches: list[list[Any]], current: list[Any] | None
+) -> list[Any] | None:
+    """The search a conversion without ``search_id`` goes to: the latest whose latest
+    results held its item; without an item, the latest search."""
+    if item is None:
+        return current
+    for s in reversed(searches):
+        items = s[_ITEMS]
+        if items is not None and item in items:
+            return s
+    return None
+
+
+def _add_conversion(target: list[Any], value: float | None) -> None:
+    target[_CONV] += 1
+    if value is not None:
+        if target[_VALUES] is None:
+            target[_VALUES] = [value]
+        else:
+            target[_VALUES].append(value)
+
+
+def _add_click(target: list[Any], ev: Event) -> None:
+    """A click on ``target``; its first click sets the time and rank (the click's own
+    ``rank``, else its item's place in the results shown)."""
+    target[_CLICKS] += 1
+    if target[_FIRST_T] is None:
+        rank = ev[6]
+        items = target[_ITEMS]
+        if rank is None and items is not None:
+            try:
+                rank = items.index(ev[5]) + 1
+            except ValueError:
+                rank = None
+        target[_FIRST_T] = ev[0]
+        target[_FIRST_RANK] = rank
 
 
 def _search_records(
