@@ -47,6 +47,8 @@ RUN_TIMEOUT = 300.0
 LAYOUTS = ("dir", "lanes", "csv", "tsv", "aol", "parquet", "sort", "kafka")
 OUTPUTS = ("jsonl", "sqlite", "postgres", "parquet")
 SORTING = ("aol", "sort")
+ONE_READER = ("parquet",)
+"""Layouts whose input one worker reads whole (a Parquet file)."""
 """Layouts whose inputs are sorted before streaming (sort-run and merge points apply)."""
 
 _T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -401,6 +403,9 @@ def draw(
         proc = f"@{member}" if processes > 1 else ""
         if member > 0 and point == "flush":
             at = 1  # outputs are written by process 0: process 1 flushes once per shard
+        if layout in ONE_READER and point in ("input-end", "sort-run", "merge"):
+            member = 0  # one worker (of process 0) reads it: process 1 has no input
+            proc = f"@{member}" if processes > 1 else ""
         kills.append(f"{point}:{at}:{target}{proc}")
     return Scenario(layout, tuple(kills), processes, workers, output, rng.random() < 0.7, seed)
 
