@@ -241,3 +241,21 @@ def test_an_order_scan_finds_the_first_event_older_than_the_lateness() -> None:
     assert scan.add([99, 100, 0])  # 99 is 61 older than 160 (line 6)
     assert scan.late == (6, 61)
     assert scan.add([500]) and scan.late == (6, 61)  # the first one stays
+
+
+@pytest.mark.parametrize(
+    ("time", "unit", "reason"),
+    [
+        ('"\\u001c5"', "auto", "not RFC 3339 / ISO 8601"),
+        ("1e305", "s", "out of range"),
+        ('"1e305"', "s", "out of range"),
+    ],
+)
+def test_times_that_used_to_abort_the_run_are_bad_times(time: str, unit: str, reason: str) -> None:
+    """A separator character before digits, and epoch numbers whose microseconds overflow
+    a float, raised ValueError and OverflowError out of the decoder (found by the native
+    prototype's differential test): now dead letters."""
+    decoder = EventDecoder(0, InputLayout(time_unit=unit))
+    line = f'{{"type": "app_open", "user": "u", "time": {time}}}'.encode()
+    got = decoder.decode(line, 1)
+    assert isinstance(got, str) and reason in got, got

@@ -88,7 +88,10 @@ def parse_time(value: str | int | float, unit: str = "auto") -> int:
     """
     if isinstance(value, str):
         if _NUMBER.match(value):
-            number = float(value)
+            try:
+                number = float(value)
+            except ValueError:  # `\s` there takes more than float() does ("\x1c5")
+                raise BadTime(f"bad time {value!r}: not RFC 3339 / ISO 8601") from None
             if number.is_integer() and "." not in value and "e" not in value.lower():
                 number = int(value)
             return parse_time(number, unit)
@@ -115,7 +118,10 @@ def parse_time(value: str | int | float, unit: str = "auto") -> int:
             # Nanoseconds: whole microseconds, rounded down.
             us = value * int(scale) if scale >= 1 else value // 1000
         else:
-            us = round(value * scale)
+            try:
+                us = round(value * scale)
+            except OverflowError:  # 1e305 seconds: infinite microseconds
+                raise BadTime(f"bad time {value!r}: out of range") from None
     if not MIN_US <= us <= MAX_US:
         raise BadTime(f"bad time {value!r}: out of range")
     return us
