@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -46,6 +47,8 @@ def main() -> int:
     else:
         seeds = range(args.first_seed, args.first_seed + args.scenarios)
         scenarios = [draw(s, layouts) for s in seeds]
+    # SIGTERM unwinds like Ctrl-C: the running job, broker and database are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     results: list[Result] = []
     with (

@@ -33,7 +33,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -545,6 +545,10 @@ class Harness:
                 os.killpg(proc.pid, signal.SIGKILL)
                 _, err = proc.communicate()
                 return subprocess.CompletedProcess(cmd, -999, "", err)
+            except BaseException:  # the harness itself stopped: leave no job behind
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                raise
             _reap_group(proc.pid)
             return subprocess.CompletedProcess(cmd, proc.returncode, "", err)
 
