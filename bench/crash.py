@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
 
+from bench.soak import write_section  # noqa: E402
 from tests.crash.harness import LAYOUTS, Harness, Result, Scenario, draw  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def main() -> int:
     section = crash_section(results, elapsed, args)
     print(section)
     if args.results != "none" and len(scenarios) > 1:
-        write_section(Path(args.results), section)
+        write_section(Path(args.results), section, "## Crash")
         print(f"wrote the Crash section of {args.results}")
     return 0 if all(r.ok for r in results) else 1
 
@@ -132,18 +133,6 @@ def crash_section(results: list[Result], elapsed: float, args: argparse.Namespac
         lines += ["", "Failures (replay with `python bench/crash.py --scenario '...'`):", ""]
         lines += [f"- `{r}`" for r in failed]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the "## Crash" section of ``path`` (up to the next "## "), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = text.find("\n## Crash\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("" if end < 0 else text[end:])
-    path.write_text(text)
 
 
 if __name__ == "__main__":

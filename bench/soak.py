@@ -545,10 +545,10 @@ def _spread(xs: list[float], unit: str = " s") -> str:
     return f"median {statistics.median(xs):.1f}{unit}, max {max(xs):.1f}{unit} (n={len(xs)})"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the "## Soak" section of ``path`` (up to the next "## "), or append it."""
+def write_section(path: Path, section: str, heading: str = "## Soak") -> None:
+    """Replace the ``heading`` section of ``path`` (up to the next "## "), or append it."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = text.find("\n## Soak\n")
+    start = text.find(f"\n{heading}\n")
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section
     else:

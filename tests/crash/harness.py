@@ -468,24 +468,12 @@ class Harness:
 
         if self.kafka is None:
             self.kafka = self.stack.enter_context(broker())
-        from confluent_kafka import Producer
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from ..connectors.test_kafka import create_topic, produce_log
 
-        admin = AdminClient({"bootstrap.servers": self.kafka})
-        admin.create_topics([NewTopic("crash", 3, 1)])["crash"].result(20)
-        p = Producer({"bootstrap.servers": self.kafka, "linger.ms": 5})
-        for line in json_lines(self.events, self.seed):
-            try:
-                user = str(json.loads(line).get("user"))
-            except Exception:
-                user = "?"
-            while True:
-                try:
-                    p.produce("crash", value=line, partition=hash_part(user, 3))
-                    break
-                except BufferError:
-                    p.poll(0.1)
-        assert p.flush(30) == 0
+        lines = self.work / "kafka.jsonl"
+        lines.write_bytes(b"".join(x + b"\n" for x in json_lines(self.events, self.seed)))
+        create_topic(self.kafka, "crash", 3)
+        produce_log(self.kafka, "crash", lines, 3)
         return Inputs([f"kafka://{self.kafka}/crash"], ["--stop-at-end"])
 
     def postgres(self) -> str:
@@ -598,12 +586,6 @@ class Harness:
         for name in want:
             if got.get(name) != want[name]:
                 result.mismatches.append(_difference(name, want[name], got.get(name, [])))
-
-
-def hash_part(user: str, n: int) -> int:
-    import zlib
-
-    return zlib.crc32(user.encode()) % n
 
 
 def _reap_group(pgid: int) -> None:
