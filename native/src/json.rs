@@ -1,0 +1,1 @@
+//! JSON text as msgspec writes it: strings, floats, times (`format_time`).

@@ -1,0 +1,23 @@
+//! search-sessions' native core: the per-event work of the Python core
+//! (`src/search_sessions/core`) in Rust, byte for byte the same answers.
+//!
+//! Python hands over blocks (a list of input lines, a packed block of events) and
+//! gets blocks back (packed events per shard, encoded JSON lines); it never sees an
+//! event of a valid line. The pure-Rust modules ([`event`], [`decode`], [`shard`],
+//! [`records`]) know nothing of Python; this file is the PyO3 glue.
+
+pub mod decode;
+pub mod event;
+pub mod json;
+pub mod records;
+pub mod shard;
+
+mod py;
+
+use pyo3::prelude::*;
+
+/// The extension module `search_sessions_native`.
+#[pymodule]
+fn search_sessions_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    py::register(m)
+}

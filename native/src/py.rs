@@ -1,0 +1,365 @@
+//! The Python face of the native core: event tuples in and out (for the rare event
+//! that crosses: a line only the Python core can judge, a late event, a test), the
+//! block decoder, records, and the shard.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::decode::{Layout, LineDecoder};
+use crate::event::{self, Dim, Event, Payload, CLICK, CONVERSION, RESULTS, SEARCH};
+use crate::records::{self, Emitted, Rules};
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("CORE", "native")?;
+    m.add_function(wrap_pyfunction!(pack_events, m)?)?;
+    m.add_function(wrap_pyfunction!(unpack_events, m)?)?;
+    m.add_function(wrap_pyfunction!(render, m)?)?;
+    m.add_class::<Decoder>()?;
+    crate::shard::register(m)?;
+    Ok(())
+}
+
+// Event tuples -------------------------------------------------------------------
+
+/// An event tuple of the Python core as an [`Event`].
+pub fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
+    let tup = obj.downcast::<PyTuple>()?;
+    let n = tup.len();
+    if n != 8 && n != 9 {
+        return Err(PyValueError::new_err(format!(
+            "an event tuple has 8 or 9 items, not {n}"
+        )));
+    }
+    let kind: u8 = tup.get_item(3)?.extract()?;
+    let payload_obj = tup.get_item(5)?;
+    let payload = if payload_obj.is_none() {
+        Payload::None
+    } else {
+        match kind {
+            SEARCH | CLICK => Payload::Text(payload_obj.extract()?),
+            RESULTS => Payload::Items(payload_obj.extract()?),
+            CONVERSION => {
+                let (item, value, kind): (Option<String>, Option<f64>, Option<String>) =
+                    payload_obj.extract()?;
+                Payload::Conversion { item, value, kind }
+            }
+            _ => Payload::None,
+        }
+    };
+    let dims = if n == 9 {
+        let d = tup.get_item(8)?;
+        let mut out = Vec::new();
+        for v in d.try_iter()? {
+            out.push(dim_from_py(&v?)?);
+        }
+        Some(out)
+    } else {
+        None
+    };
+    Ok(Event {
+        t: tup.get_item(0)?.extract()?,
+        part: tup.get_item(1)?.extract()?,
+        seq: tup.get_item(2)?.extract()?,
+        kind,
+        user: tup.get_item(4)?.extract()?,
+        payload,
+        rank: tup.get_item(6)?.extract()?,
+        search_id: tup.get_item(7)?.extract()?,
+        dims,
+    })
+}
+
+fn dim_from_py(v: &Bound<'_, PyAny>) -> PyResult<Dim> {
+    if v.is_none() {
+        Ok(Dim::Null)
+    } else if let Ok(b) = v.downcast::<pyo3::types::PyBool>() {
+        Ok(Dim::Bool(b.is_true()))
+    } else if let Ok(s) = v.downcast::<PyString>() {
+        Ok(Dim::Str(s.to_str()?.to_owned()))
+    } else if let Ok(i) = v.extract::<i128>() {
+        Ok(Dim::Int(i))
+    } else {
+        Ok(Dim::Float(v.extract()?))
+    }
+}
+
+/// An [`Event`] as the Python core's tuple.
+pub fn event_to_py<'py>(py: Python<'py>, ev: &Event) -> PyResult<Bound<'py, PyTuple>> {
+    let payload: Bound<'py, PyAny> = match &ev.payload {
+        Payload::None => py.None().into_bound(py),
+        Payload::Text(s) => PyString::new(py, s).into_any(),
+        Payload::Items(items) => PyTuple::new(py, items)?.into_any(),
+        Payload::Conversion { item, value, kind } => {
+            (item.as_deref(), *value, kind.as_deref()).into_pyobject(py)?.into_any()
+        }
+    };
+    let mut slots: Vec<Bound<'py, PyAny>> = vec![
+        ev.t.into_pyobject(py)?.into_any(),
+        ev.part.into_pyobject(py)?.into_any(),
+        ev.seq.into_pyobject(py)?.into_any(),
+        ev.kind.into_pyobject(py)?.into_any(),
+        PyString::new(py, &ev.user).into_any(),
+        payload,
+        ev.rank.into_pyobject(py)?.into_any(),
+        ev.search_id.as_deref().into_pyobject(py)?.into_any(),
+    ];
+    if let Some(dims) = &ev.dims {
+        let mut values = Vec::with_capacity(dims.len());
+        for d in dims {
+            values.push(match d {
+                Dim::Null => py.None().into_bound(py),
+                Dim::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any(),
+                Dim::Int(i) => i.into_pyobject(py)?.into_any(),
+                Dim::Float(f) => f.into_pyobject(py)?.into_any(),
+                Dim::Str(s) => PyString::new(py, s).into_any(),
+            });
+        }
+        slots.push(PyTuple::new(py, values)?.into_any());
+    }
+    PyTuple::new(py, slots)
+}
+
+/// Event tuples from a list of them, or from a block packed here.
+pub fn events_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        if b.as_bytes().is_empty() {
+            return Ok(Vec::new());
+        }
+        return event::unpack(b.as_bytes()).map_err(PyValueError::new_err);
+    }
+    let mut out = Vec::new();
+    for item in obj.try_iter()? {
+        out.push(event_from_py(&item?)?);
+    }
+    Ok(out)
+}
+
+/// `(event, newest_before)` pairs (maybe-late events) from a list of them or a packed block.
+pub fn late_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(Event, i64)>> {
+    if let Ok(b) = obj.downcast::<PyBytes>() {
+        if b.as_bytes().is_empty() {
+            return Ok(Vec::new());
+        }
+        return event::unpack(b.as_bytes()).map_err(PyValueError::new_err);
+    }
+    let mut out = Vec::new();
+    for item in obj.try_iter()? {
+        let item = item?;
+        let (ev, newest): (Bound<'_, PyAny>, i64) = item.extract()?;
+        out.push((event_from_py(&ev)?, newest));
+    }
+    Ok(out)
+}
+
+/// Event tuples packed into one block of bytes (for a shard, or a test).
+#[pyfunction]
+fn pack_events<'py>(py: Python<'py>, events: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let evs = events_from_py(events)?;
+    Ok(PyBytes::new(py, &event::pack(&evs)))
+}
+
+/// The event tuples of a packed block.
+#[pyfunction]
+fn unpack_events<'py>(py: Python<'py>, data: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyList>> {
+    let evs: Vec<Event> = event::unpack(data.as_bytes()).map_err(PyValueError::new_err)?;
+    let tuples = evs
+        .iter()
+        .map(|e| event_to_py(py, e))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, tuples)
+}
+
+// Records --------------------------------------------------------------------------
+
+/// Rules from `(long_click_us, short_click_us, typeahead_us or None, dimensions)`.
+pub fn rules_from_py(
+    long_click_us: i64,
+    short_click_us: i64,
+    typeahead_us: Option<i64>,
+    dimensions: Vec<String>,
+) -> Rules {
+    Rules {
+        long_click_us,
+        short_click_us,
+        typeahead_us,
+        dimensions,
+    }
+}
+
+/// `core.searches.render` with the records encoded: `emitted` is a list of `(user,
+/// events, end_reason)`; returns `(search lines, session lines, counts, times)`.
+#[pyfunction]
+#[pyo3(signature = (emitted, long_click_us, short_click_us, typeahead_us, dimensions, counts))]
+#[allow(clippy::type_complexity)]
+fn render<'py>(
+    py: Python<'py>,
+    emitted: &Bound<'py, PyList>,
+    long_click_us: i64,
+    short_click_us: i64,
+    typeahead_us: Option<i64>,
+    dimensions: Vec<String>,
+    counts: [i64; 4],
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, [i64; 4], Vec<i64>)> {
+    let rules = rules_from_py(long_click_us, short_click_us, typeahead_us, dimensions);
+    let mut sessions: Vec<(String, Vec<Event>, &'static str)> = Vec::new();
+    for item in emitted.iter() {
+        let (user, evs, reason): (String, Bound<'py, PyAny>, String) = item.extract()?;
+        sessions.push((user, events_from_py(&evs)?, crate::shard::reason_name(&reason)?));
+    }
+    let list: Vec<Emitted> = sessions
+        .iter()
+        .map(|(u, e, r)| Emitted {
+            user: u,
+            events: e,
+            reason: r,
+        })
+        .collect();
+    let mut counts = counts;
+    let (mut s, mut ss, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    records::render(&list, &rules, &mut counts, &mut s, &mut ss, Some(&mut times));
+    Ok((PyBytes::new(py, &s), PyBytes::new(py, &ss), counts, times))
+}
+
+// Decoding -------------------------------------------------------------------------
+
+/// Decodes one input partition's JSON lines in blocks (`core.events.decode_block`).
+///
+/// `fallback` is the Python core's `EventDecoder.decode`: it judges each line the
+/// native decoder is not sure of (an invalid line, for its reason).
+#[pyclass(module = "search_sessions_native")]
+pub struct Decoder {
+    part: u32,
+    inner: LineDecoder,
+    fallback: PyObject,
+}
+
+#[pymethods]
+impl Decoder {
+    #[new]
+    #[pyo3(signature = (part, fields, types, time_unit, dimensions, currency, fallback))]
+    fn new(
+        part: u32,
+        fields: Vec<(String, String)>,
+        types: Vec<(String, String)>,
+        time_unit: String,
+        dimensions: Vec<String>,
+        currency: Option<String>,
+        fallback: PyObject,
+    ) -> PyResult<Decoder> {
+        let layout = Layout {
+            fields,
+            types,
+            unit: time_unit,
+            dimensions,
+            currency: currency.map(|c| c.to_uppercase()),
+        };
+        let inner = LineDecoder::new(layout).map_err(PyValueError::new_err)?;
+        Ok(Decoder {
+            part,
+            inner,
+            fallback,
+        })
+    }
+
+    /// The event on one line as the Python core's tuple, or `None` where the native
+    /// decoder defers to the Python core (for tests).
+    fn decode_native<'py>(
+        &self,
+        py: Python<'py>,
+        line: &[u8],
+        seq: i64,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        match self.inner.decode(line, self.part, seq) {
+            Some(ev) => Ok(Some(event_to_py(py, &ev)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `decode_block` of the Python core, the events packed: returns `(per_shard,
+    /// maybe_late, bad, newest, size, events)`, each shard's events and maybe-late
+    /// events as one packed block, bad lines as `(position, line, reason)`.
+    #[pyo3(signature = (lines, seq, newest, lateness_us, n_shards, seqs=None))]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    fn decode_block<'py>(
+        &self,
+        py: Python<'py>,
+        lines: &Bound<'py, PyList>,
+        seq: i64,
+        newest: i64,
+        lateness_us: i128,
+        n_shards: usize,
+        seqs: Option<Vec<i64>>,
+    ) -> PyResult<(
+        Vec<Bound<'py, PyBytes>>,
+        Vec<Bound<'py, PyBytes>>,
+        Vec<(i64, Bound<'py, PyAny>, String)>,
+        i64,
+        usize,
+        usize,
+    )> {
+        let n_shards = n_shards.max(1);
+        let mut per_shard: Vec<Vec<Event>> = (0..n_shards).map(|_| Vec::new()).collect();
+        let mut maybe_late: Vec<Vec<(Event, i64)>> = (0..n_shards).map(|_| Vec::new()).collect();
+        let mut bad = Vec::new();
+        let mut newest = newest;
+        let mut size = 0usize;
+        let fallback = self.fallback.bind(py);
+        let mut deal = |ev: Event, newest: &mut i64| {
+            let shard = if n_shards == 1 {
+                0
+            } else {
+                crc32fast::hash(ev.user.as_bytes()) as usize % n_shards
+            };
+            if i128::from(ev.t) < i128::from(*newest) - lateness_us {
+                maybe_late[shard].push((ev, *newest));
+                return;
+            }
+            if ev.t > *newest {
+                *newest = ev.t;
+            }
+            per_shard[shard].push(ev);
+        };
+        for (i, item) in lines.iter().enumerate() {
+            let line = item.downcast::<PyBytes>()?;
+            let raw = line.as_bytes();
+            size += raw.len();
+            let pos = match &seqs {
+                Some(s) => *s.get(i).ok_or_else(|| PyValueError::new_err("seqs too short"))?,
+                None => seq + 1 + i as i64,
+            };
+            if let Some(ev) = self.inner.decode(raw, self.part, pos) {
+                deal(ev, &mut newest);
+                continue;
+            }
+            let got = fallback.call1((line, pos))?;
+            if let Ok(tup) = got.downcast::<PyTuple>() {
+                deal(event_from_py(tup.as_any())?, &mut newest);
+            } else if let Ok(list) = got.downcast::<PyList>() {
+                for one in list.iter() {
+                    deal(event_from_py(&one)?, &mut newest);
+                }
+            } else if !is_blank(raw) {
+                bad.push((pos, item.clone(), got.extract::<String>()?));
+            }
+        }
+        let events = per_shard.iter().map(Vec::len).sum::<usize>()
+            + maybe_late.iter().map(Vec::len).sum::<usize>();
+        let pack_all = |blocks: Vec<Vec<Event>>| -> Vec<Bound<'py, PyBytes>> {
+            blocks
+                .iter()
+                .map(|b| PyBytes::new(py, &if b.is_empty() { Vec::new() } else { event::pack(b) }))
+                .collect()
+        };
+        let late_blocks = maybe_late
+            .iter()
+            .map(|b| PyBytes::new(py, &if b.is_empty() { Vec::new() } else { event::pack(b) }))
+            .collect();
+        Ok((pack_all(per_shard), late_blocks, bad, newest, size, events))
+    }
+}
+
+/// `bytes.isspace()`: non-empty and all ASCII whitespace.
+fn is_blank(raw: &[u8]) -> bool {
+    !raw.is_empty() && raw.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}
