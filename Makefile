@@ -10,9 +10,24 @@ CLI    := $(BIN)/search-sessions
 RUN_EVENTS ?= 200000
 RUN_USERS  ?= 5000
 
-.PHONY: setup system-deps run test lint bench clean routes crash
+.PHONY: setup system-deps run test lint bench clean routes crash native-check
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.native
+
+# The native core (native/, Rust): built into the venv where cargo is; without cargo the
+# Python core does the work, and one line says how to get the fast one.
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES)
+	@if command -v cargo >/dev/null 2>&1; then \
+		echo "building the native core (native/, cargo build --release)"; \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-build-isolation ./native \
+			|| exit 1; \
+	else \
+		$(BIN)/python -m pip uninstall --quiet --yes search-sessions-native >/dev/null 2>&1; \
+		echo "no cargo: installed the Python core only (about 10x slower); for the native core install Rust (https://rustup.rs) and run make setup again"; \
+	fi
+	touch $@
 
 # A venv left by an unsupported or vanished Python (say a failed setup on 3.13) is
 # recreated: `python -m venv` over it would keep its old bin/python.
@@ -51,8 +66,15 @@ system-deps:
 			apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 
-test: setup system-deps
+test: setup system-deps native-check
 	$(BIN)/python -m pytest
+
+# The Rust crate's own checks: formatting, clippy with warnings as errors, its tests.
+native-check:
+	@if command -v cargo >/dev/null 2>&1; then \
+		cd native && cargo fmt --check && cargo clippy --quiet --all-targets -- -D warnings \
+			&& cargo test --quiet; \
+	else echo "no cargo: the native core's checks are skipped"; fi
 
 lint: setup
 	$(BIN)/ruff check src tests examples tools bench

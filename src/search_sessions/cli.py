@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version as package_version
 from typing import Any, TypeVar
 
 import click
@@ -23,6 +24,7 @@ from .config import (
     parse_size,
 )
 from .connectors.registry import prepare_output, resolve_inputs
+from .core.cores import CoreError, core_name
 from .connectors.specs import Scheme, scheme_of
 from .demo import run_demo
 from .errors import ConfigError, SearchSessionsError
@@ -93,8 +95,27 @@ def engine_options(f: F) -> F:
     return f
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the package's version and the core that does the per-event work."""
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        core = core_name()
+    except CoreError as exc:
+        raise _Refused(str(exc)) from None
+    click.echo(f"search-sessions, version {package_version('search-sessions')} (core: {core})")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="search-sessions")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the version and the core in use (native or python), and exit.",
+)
 def main() -> None:
     """Search sessions and search-quality metrics from raw search event logs.
 
@@ -304,6 +325,10 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
     if not os.environ.get("SEARCH_SESSIONS_DEBUG"):
         # A failed step is reported below in one line; Rust's backtrace is noise.
         os.environ["RUST_BACKTRACE"] = "0"
+    try:
+        core_name()
+    except CoreError as exc:
+        raise _Refused(str(exc)) from None
     cfg = _run_config(inputs, opts)
     try:
         cfg = resolve_inputs(cfg)

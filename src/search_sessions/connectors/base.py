@@ -31,7 +31,8 @@ from bytewax.inputs import StatefulSourcePartition
 
 from ..config import Config
 from ..control import FAILURE, METRICS, STOP
-from ..core.events import Event, EventDecoder, OrderScan, decode_block, pack_events
+from ..core.cores import core_name, native_block_decoder, pack_for_shard
+from ..core.events import Event, EventDecoder, OrderScan, decode_block
 from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
@@ -161,6 +162,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.shard_keys = ctx.shard_keys
         self.remote = ctx.remote
         self.decoder: EventDecoder | None = None  # made at the first read: see make_decoder
+        self.native = core_name() == "native"
+        self.block_decoder: Any | None = None  # the native core's, for JSON Lines
         resume = ctx.resume
         self.sorter: ExternalSort | None = None
         self.merged: Iterator[Event] | None = None
@@ -245,6 +248,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             return self._waiting()
         if self.decoder is None:
             self.decoder = self.make_decoder()
+            self.block_decoder = native_block_decoder(self.decoder)
         if self.sniffing:
             self.sniff()  # (standard input, or a partition built outside a source)
         if self.merged is not None:
@@ -254,21 +258,27 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         lines, at_end = self.read()
         idle_us = self._idle_us(bool(lines))
         positions = self.positions(len(lines))
-        per_shard, maybe_late, bad, newest, size = decode_block(
-            self.decoder,
-            lines,
-            self.seq,
-            self.newest,
-            self.lateness,
-            len(self.shard_keys),
-            positions,
-        )
+        if self.block_decoder is not None:
+            per_shard, maybe_late, bad, newest, size, n_events = self.block_decoder.decode_block(
+                lines, self.seq, self.newest, self.lateness, len(self.shard_keys), positions
+            )
+        else:
+            per_shard, maybe_late, bad, newest, size = decode_block(
+                self.decoder,
+                lines,
+                self.seq,
+                self.newest,
+                self.lateness,
+                len(self.shard_keys),
+                positions,
+            )
+            n_events = sum(map(len, per_shard)) + sum(map(len, maybe_late))
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
         self.seq += len(lines)
         if positions is None:
             self._consumed(size)
         self.newest = newest
-        self._count(len(lines), sum(map(len, per_shard)) + sum(map(len, maybe_late)), len(dead))
+        self._count(len(lines), n_events, len(dead))
         if at_end and crashpoints.hold():
             at_end, self.ending = False, True
         out = self._shard_items(per_shard, maybe_late, at_end, idle_us)
@@ -406,14 +416,16 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
 
     def _shard_items(
         self,
-        per_shard: list[list[Event]],
-        maybe_late: list[list[tuple[Event, int]]],
+        per_shard: list[list[Event]] | list[bytes],
+        maybe_late: list[list[tuple[Event, int]]] | list[bytes],
         at_end: bool,
         idle_us: int,
     ) -> list[SourceItem]:
         """One :data:`ShardBatch` for every shard: its events (packed for a shard in
-        another process) and this partition's progress."""
+        another process, and always by the native core's decoder) and this partition's
+        progress."""
         remote = self.remote
+        native = self.native
         return [
             (
                 key,
@@ -421,7 +433,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
                     self.part,
                     self.newest,
                     at_end,
-                    pack_events(per_shard[i]) if i in remote and per_shard[i] else per_shard[i],
+                    pack_for_shard(per_shard[i], native) if i in remote else per_shard[i],
                     maybe_late[i],
                     idle_us,
                     i,

@@ -1,8 +1,9 @@
-"""The ``sessionize`` step: Bytewax glue around one shard's :class:`Sessionizer`.
+"""The ``sessionize`` step: Bytewax glue around one shard's core.
 
 One Bytewax key per shard (one shard per worker), many users per shard, whole
-batches in and blocks of encoded lines out. The sessionizing itself is
-plain Python in :mod:`search_sessions.core.sessions`.
+batches in and blocks of encoded lines out. The sessionizing itself is done by the
+core in use (:mod:`search_sessions.core.cores`): the native one, or the plain Python
+one in :mod:`search_sessions.core.sessions`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from ..config import Config
 from ..connectors.base import STATS, ShardBatch
 from ..connectors.registry import source_label
 from ..control import METRICS, STOP
+from ..core.cores import Emission, ShardCore, shard_core
 from ..core.events import Event, event_to_json, unpack_events
 from ..core.rollups import WindowAgg, aggregate
 from ..core.schema import OutputKind, Problem, SearchRecord
-from ..core.searches import render
-from ..core.sessions import EmittedSession, Sessionizer
+from ..core.sessions import Sessionizer
 from ..core.time import FOREVER, NEVER, format_time
 from ..crashpoints import CRASH as crashpoints
 
@@ -53,10 +54,10 @@ def ingest(core: Sessionizer, values: list[ShardBatch]) -> list[tuple[Event, int
 
 
 class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
-    """Bytewax glue for one shard: feed batches in, render emitted sessions out.
+    """Bytewax glue for one shard: feed batches in, its core's encoded records out.
 
-    Its snapshot is the pickled :class:`Sessionizer`: pickled at once, so later
-    batches cannot change a snapshot Bytewax has not written yet.
+    Its snapshot is the core's state as bytes (the Python core's a pickle), taken at
+    once, so later batches cannot change a snapshot Bytewax has not written yet.
     """
 
     def __init__(self, cfg: Config, resume: bytes | None, n_parts: int) -> None:
@@ -64,35 +65,38 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         self.cfg = cfg
         self.labels = [source_label(p) for p in cfg.partitions]
         self.shard = -1
-        self.core = sessionizer(cfg, n_parts, resume)
+        self.core: ShardCore = shard_core(
+            n_parts, cfg.gap_us, cfg.lateness_us, cfg.max_session_us, cfg.rules, resume
+        )
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
         crashpoints.poll()  # (a process may have no input partition to poll it)
         core = self.core
-        late = ingest(core, values)
+        late: list[tuple[Event, int]] = []
+        for part, newest, closed, events, maybe_late, idle_us, _shard in values:
+            late += core.ingest(part, newest, closed, events, maybe_late, idle_us)
         self.shard = values[-1][6]
-        emitted = core.advance()
         before = list(core.counters)
-        out, searches, times = self._render(emitted, late)
+        emitted = core.advance(self.cfg.rollups is not None)
+        out = self._render(emitted, late)
         self._report(before, len(late))
         done = core.all_closed
-        out += self._rollup_items(searches, times, FOREVER if done else core.watermark)
+        out += self._rollup_items(emitted, FOREVER if done else core.watermark)
         if done:
             crashpoints.flushing()
             out.append((STATS, self._stats()))
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
 
-    def _rollup_items(
-        self, searches: list[SearchRecord], times_us: list[int], watermark: int
-    ) -> list[OutItem]:
+    def _rollup_items(self, emitted: Emission, watermark: int) -> list[OutItem]:
         """Per rollup length, this shard's partial sums and how far it has got: no search
         it emits later can be older than its watermark minus ``max_session`` (a pending
-        session ends by ``start + max_session``, and newer events are not late).
-        ``times_us`` are the searches' times."""
+        session ends by ``start + max_session``, and newer events are not late)."""
         cfg = self.cfg
         if cfg.rollups is None:
             return []
+        searches: list[SearchRecord] = emitted.records
+        times_us = emitted.times or []
         low = watermark if watermark in (NEVER, FOREVER) else watermark - cfg.max_session_us
         by_name: dict[str, dict[int, WindowAgg]] = {name: {} for name, _ in cfg.rollup_windows}
         if searches:
@@ -112,15 +116,16 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         METRICS.searches_out += after[1] - before[1]
         METRICS.clicked_out += after[2] - before[2]
         METRICS.late += late
-        METRICS.open_sessions[id(self)] = len(core.pending)
+        METRICS.open_sessions[id(self)] = core.open_users
         METRICS.watermark[id(self)] = core.watermark
 
     def on_eof(self) -> tuple[Iterable[OutItem], bool]:
         if STOP.is_set():
             return [], StatefulBatchLogic.RETAIN
-        out, searches, times = self._render(self.core.flush(), [])
+        emitted = self.core.flush(self.cfg.rollups is not None)
+        out = self._render(emitted, [])
         crashpoints.flushing()
-        out += self._rollup_items(searches, times, FOREVER)
+        out += self._rollup_items(emitted, FOREVER)
         out.append((STATS, self._stats()))
         return out, StatefulBatchLogic.DISCARD
 
@@ -128,7 +133,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         # Bytewax asks at every epoch even without a recovery store; only pay for it then.
         if self.cfg.recovery_dir is None:
             return b""
-        snap = pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL)
+        snap = self.core.snapshot()
         crashpoints.hit("snapshot", f"shard {self.shard}")
         return snap
 
@@ -144,28 +149,17 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
             "clicks": counts[3],
         }
 
-    def _render(
-        self, emitted: list[EmittedSession], late: list[tuple[Event, int]]
-    ) -> tuple[list[OutItem], list[SearchRecord], list[int]]:
-        """The output items, and the searches with their times (kept only for rollups)."""
+    def _render(self, emitted: Emission, late: list[tuple[Event, int]]) -> list[OutItem]:
+        """The output items of what the core emitted and of the late events."""
         cfg = self.cfg
         out: list[OutItem] = []
-        search_list: list[SearchRecord] = []
-        times: list[int] = []
-        if emitted:
-            session_list, search_list = render(
-                emitted,
-                cfg.rules,
-                self.core.counters,
-                None if cfg.rollups is None else times,
-            )
-            if search_list and cfg.searches is not None:
-                out.append((OutputKind.SEARCHES, _encode_lines(search_list)))
-            if cfg.sessions is not None:
-                out.append((OutputKind.SESSIONS, _encode_lines(session_list)))
+        if emitted.searches and cfg.searches is not None:
+            out.append((OutputKind.SEARCHES, emitted.searches))
+        if emitted.n_sessions and cfg.sessions is not None:
+            out.append((OutputKind.SESSIONS, emitted.sessions))
         if late and cfg.late is not None:
             out.append((OutputKind.LATE, self._late_lines(late)))
-        return out, search_list, times
+        return out
 
     def _late_lines(self, late: list[tuple[Event, int]]) -> bytes:
         labels = self.labels

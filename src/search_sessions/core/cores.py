@@ -1,0 +1,282 @@
+"""The two cores behind one interface: which one runs, and a shard of each.
+
+The per-event work (decoding JSON lines, sessionizing, per-search and session records)
+is done by the **native core**, the Rust extension ``search_sessions_native`` (the
+``native/`` crate), where it is installed, and otherwise by this package's **Python
+core** (:mod:`.events`, :mod:`.sessions`, :mod:`.searches`), which is its executable
+reference: both give the same bytes. ``SEARCH_SESSIONS_CORE=python`` picks the Python
+core; ``native`` insists on the native one (an error where it is not installed).
+
+Python hands the native core blocks, never events: a block of lines to decode (each
+line it is not sure of goes back to :meth:`EventDecoder.decode`, which gives the
+dead-letter reason), packed blocks of events for a shard, and encoded lines back.
+
+>>> core_name() in ("native", "python")
+True
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from .events import Event, EventDecoder, pack_events, unpack_events
+from .schema import SearchRecord
+from .searches import Rules, render
+from .sessions import EmittedSession, Sessionizer
+
+try:  # the extension module built from native/ by `make setup`, where cargo is
+    import search_sessions_native as NATIVE
+except ImportError:  # pragma: no cover - depends on the machine
+    NATIVE = None
+
+__all__ = [
+    "NATIVE",
+    "CoreError",
+    "Emission",
+    "NativeShard",
+    "PythonShard",
+    "ShardCore",
+    "core_name",
+    "native_block_decoder",
+    "pack_for_shard",
+]
+
+ENV: Final = "SEARCH_SESSIONS_CORE"
+
+_encode_lines = msgspec.json.Encoder().encode_lines
+_decode_searches = msgspec.json.Decoder(SearchRecord).decode_lines
+
+
+class CoreError(ValueError):
+    """``SEARCH_SESSIONS_CORE`` names a core that is not there, or no core."""
+
+
+def core_name() -> str:
+    """The core in use: ``native`` or ``python`` (see the module's doc)."""
+    wanted = os.environ.get(ENV, "").strip().lower()
+    if wanted == "python":
+        return "python"
+    if wanted == "native":
+        if NATIVE is None:
+            raise CoreError(
+                f"{ENV}=native, but the native core is not installed: "
+                "install Rust's cargo (https://rustup.rs) and run `make setup`"
+            )
+        return "native"
+    if wanted:
+        raise CoreError(f"{ENV}={wanted!r}: not a core (native or python)")
+    return "python" if NATIVE is None else "native"
+
+
+def native_block_decoder(decoder: EventDecoder) -> Any | None:
+    """The native core's block decoder for a JSON Lines decoder (``None`` for the other
+    layouts' decoders, or with the Python core). Its ``decode_block`` is
+    :func:`~.events.decode_block` with each shard's events packed."""
+    if NATIVE is None or type(decoder) is not EventDecoder or core_name() != "native":
+        return None
+    layout = decoder.layout
+    return NATIVE.Decoder(
+        decoder.part,
+        list(layout.fields),
+        list(layout.types),
+        layout.time_unit,
+        list(layout.dimensions),
+        layout.currency,
+        decoder.decode,
+    )
+
+
+def pack_for_shard(events: list[Event] | bytes, native: bool) -> list[Event] | bytes:
+    """A shard's events as one block of bytes, for a shard in another process."""
+    if isinstance(events, bytes) or not events:
+        return events
+    return NATIVE.pack_events(events) if native and NATIVE is not None else pack_events(events)
+
+
+class Emission(NamedTuple):
+    """What a shard emits at once: its search and session lines (JSON Lines), how many
+    sessions, and with rollups the search records and their times."""
+
+    searches: bytes
+    sessions: bytes
+    n_sessions: int
+    records: list[SearchRecord]
+    times: list[int] | None
+
+
+_NOTHING: Final = Emission(b"", b"", 0, [], None)
+
+
+class ShardCore:
+    """One shard's sessionizing and records, by either core (see :func:`shard_core`)."""
+
+    counters: list[int]
+    duplicates: int
+    late: int
+    watermark: int
+    all_closed: bool
+    open_users: int
+
+    def ingest(
+        self,
+        part: int,
+        newest: int,
+        closed: bool,
+        events: list[Event] | bytes,
+        maybe_late: Any,
+        idle_us: int,
+    ) -> list[tuple[Event, int]]:
+        """``Sessionizer.ingest``: the late events, each with the watermark it missed."""
+        raise NotImplementedError
+
+    def advance(self, with_records: bool) -> Emission:
+        """The sessions the watermark has made final, rendered."""
+        raise NotImplementedError
+
+    def flush(self, with_records: bool) -> Emission:
+        """End of input: every pending session, rendered."""
+        raise NotImplementedError
+
+    def snapshot(self) -> bytes:
+        raise NotImplementedError
+
+
+def shard_core(
+    n_parts: int,
+    gap_us: int,
+    lateness_us: int,
+    max_session_us: int,
+    rules: Rules,
+    resume: bytes | None,
+) -> ShardCore:
+    """A shard of the core in use, new or from its snapshot."""
+    if core_name() == "native":
+        return NativeShard(n_parts, gap_us, lateness_us, max_session_us, rules, resume)
+    return PythonShard(n_parts, gap_us, lateness_us, max_session_us, rules, resume)
+
+
+class PythonShard(ShardCore):
+    """The Python core's shard: a :class:`Sessionizer`, its snapshot a pickle."""
+
+    def __init__(
+        self,
+        n_parts: int,
+        gap_us: int,
+        lateness_us: int,
+        max_session_us: int,
+        rules: Rules,
+        resume: bytes | None,
+    ) -> None:
+        if resume and not resume.startswith(b"\x80"):
+            raise CoreError(
+                "the recovery store holds the native core's shard state: resume with "
+                f"the native core (unset {ENV}), or start again with a new --recovery-dir"
+            )
+        self.core: Sessionizer = (
+            pickle.loads(resume)
+            if resume
+            else Sessionizer(n_parts, gap_us, lateness_us, max_session_us)
+        )
+        self.rules = rules
+
+    counters = property(lambda self: self.core.counters)  # type: ignore[assignment]
+    duplicates = property(lambda self: self.core.duplicates)  # type: ignore[assignment]
+    late = property(lambda self: self.core.late)  # type: ignore[assignment]
+    watermark = property(lambda self: self.core.watermark)  # type: ignore[assignment]
+    all_closed = property(lambda self: self.core.all_closed)  # type: ignore[assignment]
+    open_users = property(lambda self: len(self.core.pending))  # type: ignore[assignment]
+
+    def ingest(
+        self,
+        part: int,
+        newest: int,
+        closed: bool,
+        events: list[Event] | bytes,
+        maybe_late: Any,
+        idle_us: int,
+    ) -> list[tuple[Event, int]]:
+        evs = unpack_events(events) if isinstance(events, bytes) else events
+        return self.core.ingest(part, newest, closed, evs, maybe_late, idle_us)
+
+    def advance(self, with_records: bool) -> Emission:
+        return self._render(self.core.advance(), with_records)
+
+    def flush(self, with_records: bool) -> Emission:
+        return self._render(self.core.flush(), with_records)
+
+    def _render(self, emitted: list[EmittedSession], with_records: bool) -> Emission:
+        if not emitted:
+            return _NOTHING
+        times: list[int] | None = [] if with_records else None
+        sessions, searches = render(emitted, self.rules, self.core.counters, times)
+        return Emission(
+            _encode_lines(searches) if searches else b"",
+            _encode_lines(sessions),
+            len(sessions),
+            searches,
+            times,
+        )
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.core, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class NativeShard(ShardCore):
+    """The native core's shard; its snapshot is its own bytes."""
+
+    def __init__(
+        self,
+        n_parts: int,
+        gap_us: int,
+        lateness_us: int,
+        max_session_us: int,
+        rules: Rules,
+        resume: bytes | None,
+    ) -> None:
+        if resume and resume.startswith(b"\x80"):
+            raise CoreError(
+                "the recovery store holds the Python core's shard state: resume with "
+                f"{ENV}=python, or start again with a new --recovery-dir"
+            )
+        self.core = NATIVE.Shard(
+            n_parts,
+            gap_us,
+            lateness_us,
+            max_session_us,
+            rules.long_click_us,
+            rules.short_click_us,
+            rules.typeahead_us,
+            list(rules.dimensions),
+            resume or None,
+        )
+        self.ingest: Callable[..., list[tuple[Event, int]]] = self.core.ingest  # type: ignore[assignment]
+
+    counters = property(lambda self: self.core.counters)  # type: ignore[assignment]
+    duplicates = property(lambda self: self.core.duplicates)  # type: ignore[assignment]
+    late = property(lambda self: self.core.late)  # type: ignore[assignment]
+    watermark = property(lambda self: self.core.watermark)  # type: ignore[assignment]
+    all_closed = property(lambda self: self.core.all_closed)  # type: ignore[assignment]
+    open_users = property(lambda self: self.core.open_users)  # type: ignore[assignment]
+
+    def advance(self, with_records: bool) -> Emission:
+        return self._emission(self.core.advance(with_records))
+
+    def flush(self, with_records: bool) -> Emission:
+        return self._emission(self.core.flush(with_records))
+
+    @staticmethod
+    def _emission(got: tuple[bytes, bytes, list[int] | None, int]) -> Emission:
+        searches, sessions, times, n = got
+        if not n:
+            return _NOTHING
+        records = _decode_searches(searches) if times is not None and searches else []
+        return Emission(searches, sessions, n, records, times)
+
+    def snapshot(self) -> bytes:
+        data: bytes = self.core.snapshot()
+        return data

@@ -1,0 +1,227 @@
+"""The native core against the Python core: the same bytes out, whatever the input.
+
+Random streams (bad lines, duplicates, disorder, equal times, unicode, every time
+spelling, aliases, conversions, keystrokes, dimensions) go through the whole run with
+each core, and every output file must be byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from search_sessions import run
+from search_sessions.config import Config
+from search_sessions.core import cores
+
+from .conftest import write_parts
+
+native = pytest.importorskip("search_sessions_native")
+
+T0 = 1_704_067_200
+OUTPUTS = ("searches", "sessions", "dead", "late")
+
+
+def run_core(
+    core: str, inputs: list[Path], out: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any
+) -> dict[str, bytes]:
+    """Every output of one run with ``core``, as bytes (lines sorted with several workers,
+    which append in no fixed order)."""
+    monkeypatch.setenv(cores.ENV, core)
+    out.mkdir()
+    cfg = Config(
+        inputs=tuple(str(p) for p in inputs),
+        searches=str(out / "searches.jsonl"),
+        sessions=str(out / "sessions.jsonl"),
+        dead_letter=str(out / "dead.jsonl"),
+        late=str(out / "late.jsonl"),
+        **kw,
+    )
+    run(cfg)
+    got = {}
+    for name in OUTPUTS:
+        data = (out / f"{name}.jsonl").read_bytes() if (out / f"{name}.jsonl").exists() else b""
+        if kw.get("workers", 1) > 1:
+            data = b"".join(sorted(data.splitlines(keepends=True)))
+        got[name] = data
+    return got
+
+
+def _time(draw: st.DrawFn, t: float) -> Any:
+    """One of the spellings of an event time."""
+    from datetime import UTC, datetime
+
+    dt = datetime.fromtimestamp(t, UTC)
+    return draw(
+        st.sampled_from(
+            [
+                t,
+                int(t),
+                int(t * 1000),
+                str(int(t)),
+                dt.isoformat(),
+                dt.isoformat().replace("+00:00", "Z"),
+                dt.astimezone(__import__("datetime").timezone(timedelta(hours=2))).isoformat(),
+                dt.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                dt.strftime("%Y-%m-%dt%H:%M:%S.%fz"),
+                dt.isoformat(timespec="microseconds").replace("+00:00", "-00:00"),
+            ]
+        )
+    )
+
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=6)
+
+
+@st.composite
+def line(draw: st.DrawFn, t: float) -> bytes:
+    """One input line: usually an event, sometimes a broken one."""
+    broken = draw(st.integers(0, 14))
+    if broken == 0:
+        return draw(st.binary(max_size=20)).replace(b"\n", b"")
+    kind = draw(
+        st.sampled_from(
+            ["app_open", "search", "search", "results", "click", "click", "app_close"]
+            + ["Search", "ClickResult", "conversion", "purchase", "add_to_cart", "nope"]
+        )
+    )
+    rec: dict[str, Any] = {"type": kind}
+    rec["user"] = draw(st.sampled_from(["a", "b", "ü", 7, 8, "7"]))
+    rec["time"] = _time(draw, t)
+    if kind in ("search", "Search"):
+        rec["query"] = draw(st.sampled_from(["dogs", "dog", "do", "cats", " Dö", "", "x\ty"]))
+    elif kind == "results":
+        rec["items"] = draw(st.lists(st.sampled_from(["x", "y", "z", "ü"]), max_size=4))
+    elif kind in ("click", "ClickResult"):
+        rec["item"] = draw(st.sampled_from(["x", "y", "z", "w"]))
+        if draw(st.booleans()):
+            rec["rank"] = draw(st.integers(1, 12))
+    elif kind in ("conversion", "purchase", "add_to_cart"):
+        for name, values in (
+            ("item", [None, "x", "y"]),
+            ("value", [None, 1, 2.5, 0.1, 1e-7, 3e16]),
+            ("currency", [None, "usd", "EUR"]),
+            ("kind", [None, "signup"]),
+        ):
+            v = draw(st.sampled_from(values))
+            if v is not None:
+                rec[name] = v
+    if kind not in ("app_open", "app_close") and draw(st.integers(0, 3)) == 0:
+        rec["search_id"] = draw(st.sampled_from(["s1", "s2", "s3"]))
+    if draw(st.booleans()):
+        rec["variant"] = draw(st.sampled_from(["A", "B", 1, 2.5, True, None]))
+    if draw(st.integers(0, 5)) == 0:
+        rec["extra"] = draw(st.one_of(TEXT, st.integers(), st.lists(st.integers(), max_size=2)))
+    if broken == 1:  # a field of the wrong type
+        field = draw(st.sampled_from(sorted(rec)))
+        rec[field] = draw(st.sampled_from([None, 3, [1], {"a": 1}, 1.5, "x"]))
+    if broken == 2:  # a field missing
+        rec.pop(draw(st.sampled_from(sorted(rec))))
+    text = json.dumps(rec, ensure_ascii=draw(st.booleans()))
+    if broken == 3:
+        text = text[: draw(st.integers(0, len(text)))]
+    return text.encode()
+
+
+@st.composite
+def stream(draw: st.DrawFn) -> list[bytes]:
+    """Lines out of order by up to 90 s (beyond the lateness, so some are late), some
+    repeated, some at equal times, some blank."""
+    n = draw(st.integers(1, 50))
+    keyed = []
+    for i in range(n):
+        t = T0 + draw(st.integers(0, 3_000)) + draw(st.sampled_from([0, 0, 0.25, 0.000001]))
+        one = draw(line(t))
+        keyed.append((t + draw(st.integers(0, 90)), i, one))
+        if draw(st.integers(0, 7)) == 0:
+            keyed.append((t + draw(st.integers(0, 90)), i, one))
+        if draw(st.integers(0, 20)) == 0:
+            keyed.append((t, i, b"   "))
+    return [one for _k, _i, one in sorted(keyed)]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=stream(),
+    n_files=st.integers(1, 3),
+    workers=st.integers(1, 2),
+    typeahead=st.sampled_from([None, 2]),
+    dims=st.sampled_from([(), ("variant",)]),
+    order=st.sampled_from(["time", "auto"]),
+    currency=st.sampled_from([None, "USD"]),
+)
+def test_native_core_writes_the_python_cores_bytes(
+    lines: list[bytes],
+    n_files: int,
+    workers: int,
+    typeahead: int | None,
+    dims: tuple[str, ...],
+    order: str,
+    currency: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d = Path(tempfile.mkdtemp(dir=tmp_path))
+    paths = write_parts(lines, n_files, d)
+    kw: dict[str, Any] = dict(
+        gap=timedelta(seconds=300),
+        lateness=timedelta(seconds=60),
+        max_session=timedelta(seconds=1_500),
+        workers=workers,
+        order=order,
+        dimensions=dims,
+        currency=currency,
+        collapse_typeahead=None if typeahead is None else timedelta(seconds=typeahead),
+    )
+    want = run_core("python", paths, d / "python", monkeypatch, **kw)
+    got = run_core("native", paths, d / "native", monkeypatch, **kw)
+    for name in OUTPUTS:
+        assert got[name] == want[name], name
+
+
+def test_the_core_in_use_is_named_and_can_be_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cores.ENV, "python")
+    assert cores.core_name() == "python"
+    monkeypatch.setenv(cores.ENV, "native")
+    assert cores.core_name() == "native"
+    monkeypatch.delenv(cores.ENV)
+    assert cores.core_name() == "native"  # the default where it is installed
+    monkeypatch.setenv(cores.ENV, "rust")
+    with pytest.raises(cores.CoreError, match="not a core"):
+        cores.core_name()
+
+
+@pytest.mark.parametrize("core", ["native", "python"])
+def test_version_names_the_core(core: str) -> None:
+    env = dict(os.environ, **{cores.ENV: core})
+    out = subprocess.run(
+        [sys.executable, "-m", "search_sessions", "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip().endswith(f"(core: {core})")
+
+
+def test_a_snapshot_is_resumed_only_by_the_core_that_wrote_it() -> None:
+    from search_sessions.core.searches import Rules
+
+    py = cores.PythonShard(1, 10, 0, 100, Rules(), None)
+    nat = cores.NativeShard(1, 10, 0, 100, Rules(), None)
+    with pytest.raises(cores.CoreError, match="native core's shard state"):
+        cores.PythonShard(1, 10, 0, 100, Rules(), nat.snapshot())
+    with pytest.raises(cores.CoreError, match="Python core's shard state"):
+        cores.NativeShard(1, 10, 0, 100, Rules(), py.snapshot())
