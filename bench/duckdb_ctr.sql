@@ -3,10 +3,14 @@
 -- at an app_open, or after an app_close. Each search owns the events up to the next
 -- search in its session; CTR is 1.0 when one of them is a click.
 -- (max_session, search_id, duplicates and invalid records are left out.)
+-- Two parameters (Python str.format): path, the JSON Lines file, and time, the SQL
+-- reading "time" (VARCHAR) as a TIMESTAMPTZ: bench.py's ISO_TIME, a plain cast, for
+-- ISO text, or its EPOCH_TIME where the file also has epoch numbers (read by size as
+-- the core does: s, ms, us, ns).
 WITH events AS (
     SELECT
         CAST("user" AS VARCHAR) AS u,
-        CAST("time" AS TIMESTAMPTZ) AS t,
+        {time} AS t,
         "type" AS kind,
         query,
         row_number() OVER () AS rn

@@ -86,9 +86,8 @@ def main() -> None:
         b'"time":' in line and line.split(b'"time":', 1)[1][:1].isdigit()
         for line in lines[:200_000]
     )
-    ctr = CTR_SQL.read_text()
-    if has_epochs:
-        ctr = ctr.replace('CAST("time" AS TIMESTAMPTZ)', EPOCH_TIME)
+    time_sql = EPOCH_TIME if has_epochs else 'CAST("time" AS TIMESTAMPTZ)'
+    ctr = CTR_SQL.read_text().replace("{time}", time_sql)
     rows = [
         ("msgspec.json.decode floor", lambda: msgspec_floor(lines)),
         ("EventDecoder.decode (core)", lambda: core_decode(lines)),

@@ -10,7 +10,7 @@ cargo build --release
 BIN=target/release/decode_bench
 [ -f "$DIR/sim.jsonl" ] || /work/main/.venv/bin/search-sessions simulate --events 1000000 \
     --users 10000 --seed 1 --typeahead 0 --conversions 0 --output "$DIR/sim.jsonl"
-[ -f "$DIR/independent.jsonl" ] || $PY gen_independent.py --output "$DIR/independent.jsonl"
+[ -f "$DIR/independent.jsonl" ] || $PY ../../independent.py --output "$DIR/independent.jsonl"
 uptime
 for f in sim independent; do $BIN check "$DIR/$f.jsonl"; done
 for u in auto s ms us ns; do $PY time_diff.py --unit "$u" --out "$DIR" || true; done

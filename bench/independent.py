@@ -1,9 +1,12 @@
 """Independent test data, not from the project's simulator: integer users, times with
 ``+02:00`` offsets and microseconds, and one event in ten timed by an epoch number
-(integer seconds, float seconds with microseconds, or integer milliseconds)::
+(integer seconds, float seconds with microseconds, or integer milliseconds). `make
+bench` (``bench/bench.py``) times every row on it as well as on the simulator's data::
 
-    /work/main/.venv/bin/python gen_independent.py [--events 1000000] [--users 20000]
-        [--seed 7] [--output /tmp/native-proto/independent.jsonl]
+    python bench/independent.py [--events 1000000] [--users 20000] [--seed 7]
+        [--output /tmp/native-proto/independent.jsonl]
+
+or, from Python, ``generate(events, users, seed, path)``.
 
 Each user has sessions of app_open, searches (each with results and 0-3 clicks with
 their rank) and usually an app_close; the file is in event-time order.
@@ -15,6 +18,7 @@ import argparse
 import json
 import random
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 PLUS2 = timezone(timedelta(hours=2))
@@ -59,6 +63,25 @@ def time_value(rng: random.Random, t: float) -> str | int | float:
     return when.astimezone(PLUS2).isoformat(timespec="microseconds")
 
 
+def generate(events: int, users: int, seed: int, path: Path) -> int:
+    """Write ``events`` events of ``users`` users to ``path``, in event-time order."""
+    rng = random.Random(seed)
+    rows: list[tuple[float, int, dict]] = []
+    clock = {u: rng.uniform(0, 3600) for u in range(1, users + 1)}
+    while len(rows) < events:
+        user = rng.randrange(1, users + 1)
+        for t, ev in session(rng, user, clock[user]):
+            rows.append((t, len(rows), ev))
+        clock[user] = rows[-1][0] + rng.expovariate(1 / 7200)
+    del rows[events:]
+    rows.sort(key=lambda e: (e[0], e[1]))
+    with open(path, "w", encoding="utf-8") as f:
+        for t, _, ev in rows:
+            row = {"type": ev.pop("type"), "user": ev.pop("user"), "time": time_value(rng, t)}
+            f.write(json.dumps(row | ev, separators=(",", ":")) + "\n")
+    return len(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -66,21 +89,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--output", default="/tmp/native-proto/independent.jsonl")
     args = ap.parse_args()
-    rng = random.Random(args.seed)
-    events: list[tuple[float, int, dict]] = []
-    clock = {u: rng.uniform(0, 3600) for u in range(1, args.users + 1)}
-    while len(events) < args.events:
-        user = rng.randrange(1, args.users + 1)
-        for t, ev in session(rng, user, clock[user]):
-            events.append((t, len(events), ev))
-        clock[user] = events[-1][0] + rng.expovariate(1 / 7200)
-    del events[args.events :]
-    events.sort(key=lambda e: (e[0], e[1]))
-    with open(args.output, "w", encoding="utf-8") as f:
-        for t, _, ev in events:
-            row = {"type": ev.pop("type"), "user": ev.pop("user"), "time": time_value(rng, t)}
-            f.write(json.dumps(row | ev, separators=(",", ":")) + "\n")
-    print(f"wrote {len(events):,} events to {args.output}")
+    n = generate(args.events, args.users, args.seed, Path(args.output))
+    print(f"wrote {n:,} events to {args.output}")
 
 
 if __name__ == "__main__":
