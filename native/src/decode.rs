@@ -20,7 +20,7 @@
 //! names collide (two fields, or a field and a dimension, under one input name; one
 //! type name for two kinds) or whose time unit is unknown.
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::event::{Dim, Event, Payload, APP_CLOSE, APP_OPEN, CLICK, CONVERSION, KIND_NAMES};
@@ -272,7 +272,7 @@ fn defer<E: de::Error>() -> E {
 }
 
 /// One pass over the object: the raw text of each slot's key (`None`: absent),
-/// every other key's value skipped unread.
+/// every other key's value skipped (only checked, see [`surrogates_paired`]).
 struct RawFields<'k> {
     keys: &'k [String],
 }
@@ -287,17 +287,30 @@ impl<'de> Visitor<'de> for RawFields<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut raw: Vec<Option<&'de str>> = vec![None; self.keys.len()];
         while let Some(slot) = map.next_key_seed(Key { keys: self.keys })? {
-            let Some(slot) = slot else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
             let value = map.next_value::<&'de RawValue>()?.get();
-            if raw[slot].replace(value).is_some() {
-                return Err(defer()); // a repeated key
+            if !surrogates_paired(value) {
+                return Err(defer());
+            }
+            if let Some(slot) = slot {
+                if raw[slot].replace(value).is_some() {
+                    return Err(defer()); // a repeated key
+                }
             }
         }
         Ok(raw)
     }
+}
+
+/// Whether every `\uD800`-`\uDFFF` escape in a value (even one no struct reads) is half
+/// of a pair: msgspec refuses the line otherwise, while serde_json skips a string without
+/// pairing its escapes. The rare value with such an escape is decoded in full to check.
+fn surrogates_paired(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let suspect = b
+        .windows(3)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && (w[2] | 0x20) == b'd');
+    // serde_json decodes strings with their escapes paired, or refuses them.
+    !suspect || serde_json::from_str::<serde_json::Value>(raw).is_ok()
 }
 
 /// A key: `Some(slot)` for a known one, `None` for another; an escaped key defers.
@@ -495,6 +508,8 @@ mod tests {
             r#"{"type":"click","user":"u","time":0,"item":"i","rank":0}"#,
             r#"{"type":"results","user":"u","time":0,"items":["a",1]}"#,
             r#"{"type":"search","user":"u","time":0,"query":"\ud800"}"#,
+            r#"{"type":"search","user":"u","time":0,"query":"q","x":["\ud800"]}"#,
+            r#"{"type":"search","user":"u","time":0,"query":"q","item":"\udc00"}"#,
             "\u{feff}{\"type\":\"app_open\",\"user\":\"u\",\"time\":0}",
         ] {
             assert!(one(&d, line).is_none(), "{line}");
