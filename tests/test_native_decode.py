@@ -126,6 +126,8 @@ def times() -> st.SearchStrategy[str]:
     """A `time` value's JSON text."""
     return st.one_of(
         iso_times().map(js),
+        iso_times().map(js),
+        epoch_numbers(),
         epoch_numbers(),
         epoch_numbers().map(lambda n: js(n if n[0] != "-" else " " + n)),
         st.sampled_from(['"soon"', "true", "null", "[]", '"1970-01-01T00:00:00\\u005a"',
@@ -137,6 +139,8 @@ def times() -> st.SearchStrategy[str]:
 def users() -> st.SearchStrategy[str]:
     return st.one_of(
         st.text(max_size=12).map(lambda s: js(s, ascii_=True)),
+        st.integers(-(2**63), 2**63 - 1).map(str),
+        st.from_regex(r"[a-z0-9_-]{1,10}", fullmatch=True).map(js),
         st.text(max_size=12).map(js),
         st.integers(-(2**64), 2**64).map(str),
         st.sampled_from(["-0", "1.0", "true", "null", "[1]", '"\\ud800"', '"a\\"b"', "1e3"]),
@@ -146,6 +150,7 @@ def users() -> st.SearchStrategy[str]:
 def strings() -> st.SearchStrategy[str]:
     return st.one_of(
         st.text(max_size=10).map(js),
+        st.from_regex(r"[a-z0-9 ]{0,10}", fullmatch=True).map(js),
         st.text(max_size=10).map(lambda s: js(s, ascii_=True)),
         st.sampled_from(["null", "1", "true", "[]", "{}", '"\\ud83d\\ude00"', '"\\u0000"', '"\\udc00"',
                          '"\\ud800\\u0041"', '"\\ud800x"', '"\\uD83D\\uDE00"', '["\\ud800"]', '"\\x"',
@@ -189,19 +194,32 @@ def fields() -> st.SearchStrategy[list[tuple[str, str]]]:
         "event": st.sampled_from(TAGS).map(js),
         "q": strings(),
         "x": any_json(),
-        "us\\u0065r": users(),
+        "y": any_json(),
+        "us\\u0065r": users(),  # an escaped key
     }  # fmt: skip
     required = ["type", "user", "time", "event", "anon_id"]
     optional = [k for k in pairs if k not in required]
 
+    needs = {"search": ["query", "q"], "Search": ["query", "q"], "query_submitted": ["query", "q"],
+             "results": ["items"], "Results": ["items"], "click": ["item"], "ClickResult": ["item"]}  # fmt: skip
+
     @st.composite
     def build(draw: st.DrawFn) -> list[tuple[str, str]]:
+        tag = draw(st.sampled_from(TAGS))
         keys = [k for k in required if draw(st.integers(0, 9)) > 0]
-        keys += draw(st.lists(st.sampled_from(optional), max_size=6, unique=True))
+        keys += [k for k in needs.get(tag, []) if draw(st.integers(0, 9)) > 0]
+        more = draw(st.lists(st.sampled_from(optional), max_size=6, unique=True))
+        keys += [k for k in more if k not in keys]
+        if "us\\u0065r" in keys and draw(st.integers(0, 4)) > 0:
+            keys.remove("us\\u0065r")
         if draw(st.integers(0, 9)) == 0 and keys:  # a repeated key
             keys.append(draw(st.sampled_from(keys)))
         keys = draw(st.permutations(keys))
-        return [(k, draw(pairs[k])) for k in keys]
+        good = {"type": js(tag), "event": js(tag)}
+        return [
+            (k, good[k] if k in good and draw(st.integers(0, 9)) > 0 else draw(pairs[k]))
+            for k in keys
+        ]
 
     return build()
 

@@ -4,7 +4,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 /// Why a session ended, as the records name it.
-pub const REASONS: [&str; 5] = ["gap", "app_close", "app_open", "max_session", "end_of_input"];
+pub const REASONS: [&str; 5] = [
+    "gap",
+    "app_close",
+    "app_open",
+    "max_session",
+    "end_of_input",
+];
 
 /// The `'static` name of an end reason given as text.
 pub fn reason_name(reason: &str) -> PyResult<&'static str> {
