@@ -20,7 +20,7 @@
 //! names collide (two fields, or a field and a dimension, under one input name; one
 //! type name for two kinds) or whose time unit is unknown.
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::event::{Dim, Event, Payload, APP_CLOSE, APP_OPEN, CLICK, CONVERSION, KIND_NAMES};
@@ -121,12 +121,16 @@ impl LineDecoder {
         let mut de = serde_json::Deserializer::from_str(text);
         let raw = de.deserialize_map(RawFields { keys: &names.keys }).ok()?;
         de.end().ok()?;
+        if !surrogates_paired(text) {
+            return None;
+        }
         self.event(names, &raw, part, seq)
     }
 
     /// The event the raw fields make, `None` where the Python core would refuse it
     /// (or where this decoder is not sure).
-    fn event(&self, names: &Names, raw: &[Option<&str>], part: u32, seq: i64) -> Option<Event> {
+    fn event(&self, names: &Names, line: &Raw, part: u32, seq: i64) -> Option<Event> {
+        let raw = &line.fields;
         let tag = scalar::string(raw[TYPE]?)?;
         let kind = names.tags.iter().find(|(t, _)| *t == tag)?.1;
         let user = match scalar::scalar(raw[USER]?)? {
@@ -162,12 +166,7 @@ impl LineDecoder {
         };
         let dims = match self.dims {
             0 => None,
-            _ => Some(
-                raw[FIELDS.len()..]
-                    .iter()
-                    .map(|r| dim(*r))
-                    .collect::<Option<_>>()?,
-            ),
+            _ => Some(line.dims.iter().map(|r| dim(*r)).collect::<Option<_>>()?),
         };
         Some(Event {
             t,
@@ -271,42 +270,57 @@ fn defer<E: de::Error>() -> E {
     E::custom("deferred to the Python core")
 }
 
-/// One pass over the object: the raw text of each slot's key (`None`: absent),
-/// every other key's value skipped (only checked, see [`surrogates_paired`]).
+/// The raw JSON text of each slot's key on one line (`None`: absent).
+struct Raw<'a> {
+    fields: [Option<&'a str>; FIELDS.len()],
+    dims: Vec<Option<&'a str>>,
+}
+
+/// One pass over the object: the raw text of each slot's key, every other key's value
+/// skipped unread.
 struct RawFields<'k> {
     keys: &'k [String],
 }
 
 impl<'de> Visitor<'de> for RawFields<'_> {
-    type Value = Vec<Option<&'de str>>;
+    type Value = Raw<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an event object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut raw: Vec<Option<&'de str>> = vec![None; self.keys.len()];
+        let mut raw = Raw {
+            fields: [None; FIELDS.len()],
+            dims: vec![None; self.keys.len() - FIELDS.len()],
+        };
         while let Some(slot) = map.next_key_seed(Key { keys: self.keys })? {
+            let Some(slot) = slot else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
             let value = map.next_value::<&'de RawValue>()?.get();
-            if !surrogates_paired(value) {
-                return Err(defer());
-            }
-            if let Some(slot) = slot {
-                if raw[slot].replace(value).is_some() {
-                    return Err(defer()); // a repeated key
-                }
+            let at = match slot.checked_sub(FIELDS.len()) {
+                None => &mut raw.fields[slot],
+                Some(dim) => &mut raw.dims[dim],
+            };
+            if at.replace(value).is_some() {
+                return Err(defer()); // a repeated key
             }
         }
         Ok(raw)
     }
 }
 
-/// Whether every `\uD800`-`\uDFFF` escape in a value (even one no struct reads) is half
-/// of a pair: msgspec refuses the line otherwise, while serde_json skips a string without
-/// pairing its escapes. The rare value with such an escape is decoded in full to check.
+/// Whether every `\uD800`-`\uDFFF` escape on the line (even in a value no struct reads)
+/// is half of a pair: msgspec refuses the line otherwise, while serde_json skips a string
+/// without pairing its escapes. The rare line with such an escape is decoded in full.
 fn surrogates_paired(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    let suspect = b
+    // `str::find` of one byte is memchr: most values have no backslash at all.
+    let Some(first) = raw.find('\\') else {
+        return true;
+    };
+    let suspect = raw.as_bytes()[first..]
         .windows(3)
         .any(|w| w[0] == b'\\' && w[1] == b'u' && (w[2] | 0x20) == b'd');
     // serde_json decodes strings with their escapes paired, or refuses them.
