@@ -10,7 +10,9 @@ pub mod decode;
 pub mod event;
 pub mod json;
 pub mod records;
+pub mod scalar;
 pub mod shard;
+pub mod time;
 
 mod py;
 

@@ -90,9 +90,9 @@ pub fn event_to_py<'py>(py: Python<'py>, ev: &Event) -> PyResult<Bound<'py, PyTu
         Payload::None => py.None().into_bound(py),
         Payload::Text(s) => PyString::new(py, s).into_any(),
         Payload::Items(items) => PyTuple::new(py, items)?.into_any(),
-        Payload::Conversion { item, value, kind } => {
-            (item.as_deref(), *value, kind.as_deref()).into_pyobject(py)?.into_any()
-        }
+        Payload::Conversion { item, value, kind } => (item.as_deref(), *value, kind.as_deref())
+            .into_pyobject(py)?
+            .into_any(),
     };
     let mut slots: Vec<Bound<'py, PyAny>> = vec![
         ev.t.into_pyobject(py)?.into_any(),
@@ -205,7 +205,11 @@ fn render<'py>(
     let mut sessions: Vec<(String, Vec<Event>, &'static str)> = Vec::new();
     for item in emitted.iter() {
         let (user, evs, reason): (String, Bound<'py, PyAny>, String) = item.extract()?;
-        sessions.push((user, events_from_py(&evs)?, crate::shard::reason_name(&reason)?));
+        sessions.push((
+            user,
+            events_from_py(&evs)?,
+            crate::shard::reason_name(&reason)?,
+        ));
     }
     let list: Vec<Emitted> = sessions
         .iter()
@@ -217,7 +221,14 @@ fn render<'py>(
         .collect();
     let mut counts = counts;
     let (mut s, mut ss, mut times) = (Vec::new(), Vec::new(), Vec::new());
-    records::render(&list, &rules, &mut counts, &mut s, &mut ss, Some(&mut times));
+    records::render(
+        &list,
+        &rules,
+        &mut counts,
+        &mut s,
+        &mut ss,
+        Some(&mut times),
+    );
     Ok((PyBytes::new(py, &s), PyBytes::new(py, &ss), counts, times))
 }
 
@@ -325,7 +336,9 @@ impl Decoder {
             let raw = line.as_bytes();
             size += raw.len();
             let pos = match &seqs {
-                Some(s) => *s.get(i).ok_or_else(|| PyValueError::new_err("seqs too short"))?,
+                Some(s) => *s
+                    .get(i)
+                    .ok_or_else(|| PyValueError::new_err("seqs too short"))?,
                 None => seq + 1 + i as i64,
             };
             if let Some(ev) = self.inner.decode(raw, self.part, pos) {
@@ -348,12 +361,30 @@ impl Decoder {
         let pack_all = |blocks: Vec<Vec<Event>>| -> Vec<Bound<'py, PyBytes>> {
             blocks
                 .iter()
-                .map(|b| PyBytes::new(py, &if b.is_empty() { Vec::new() } else { event::pack(b) }))
+                .map(|b| {
+                    PyBytes::new(
+                        py,
+                        &if b.is_empty() {
+                            Vec::new()
+                        } else {
+                            event::pack(b)
+                        },
+                    )
+                })
                 .collect()
         };
         let late_blocks = maybe_late
             .iter()
-            .map(|b| PyBytes::new(py, &if b.is_empty() { Vec::new() } else { event::pack(b) }))
+            .map(|b| {
+                PyBytes::new(
+                    py,
+                    &if b.is_empty() {
+                        Vec::new()
+                    } else {
+                        event::pack(b)
+                    },
+                )
+            })
             .collect();
         Ok((pack_all(per_shard), late_blocks, bad, newest, size, events))
     }
@@ -361,5 +392,8 @@ impl Decoder {
 
 /// `bytes.isspace()`: non-empty and all ASCII whitespace.
 fn is_blank(raw: &[u8]) -> bool {
-    !raw.is_empty() && raw.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+    !raw.is_empty()
+        && raw
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
 }

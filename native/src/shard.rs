@@ -20,7 +20,13 @@ use crate::py::{event_to_py, events_from_py, late_from_py, rules_from_py};
 use crate::records::{self, Emitted, Rules};
 
 /// Why a session ended, as the records name it.
-pub const REASONS: [&str; 5] = ["gap", "app_close", "app_open", "max_session", "end_of_input"];
+pub const REASONS: [&str; 5] = [
+    "gap",
+    "app_close",
+    "app_open",
+    "max_session",
+    "end_of_input",
+];
 
 /// A time before every event (`NEVER`) and after every event (`FOREVER`).
 pub const NEVER: i64 = -(1 << 62);
