@@ -13,6 +13,7 @@ pub mod records;
 pub mod shard;
 
 mod py;
+mod py_json;
 
 use pyo3::prelude::*;
 
