@@ -299,8 +299,14 @@ mod tests {
     #[test]
     fn strings_as_msgspec_writes_them() {
         assert_eq!(s("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(s("\u{0}\u{1f}\u{8}\t\n\u{b}\u{c}\r"), r#""\u0000\u001f\b\t\n\u000b\f\r""#);
-        assert_eq!(s("\u{7f}\u{2028}\u{2029}é😀/"), "\"\u{7f}\u{2028}\u{2029}é😀/\"");
+        assert_eq!(
+            s("\u{0}\u{1f}\u{8}\t\n\u{b}\u{c}\r"),
+            r#""\u0000\u001f\b\t\n\u000b\f\r""#
+        );
+        assert_eq!(
+            s("\u{7f}\u{2028}\u{2029}é😀/"),
+            "\"\u{7f}\u{2028}\u{2029}é😀/\""
+        );
         assert_eq!(s(""), "\"\"");
     }
 
@@ -327,7 +333,10 @@ mod tests {
         assert_eq!(fsum(&[0.1; 10]), 1.0);
         assert_eq!(fsum(&[1e-16, 1.0, 1e16]), 10000000000000002.0);
         assert_eq!(fsum(&[1e308, 1e308, -1e308]), f64::INFINITY);
-        assert_eq!(fsum(&[1e100, 1.0, -1e100, 1e-100, 1e50, -1.0, -1e50]), 1e-100);
+        assert_eq!(
+            fsum(&[1e100, 1.0, -1e100, 1e-100, 1e50, -1.0, -1e50]),
+            1e-100
+        );
         assert_eq!(fsum(&[f64::INFINITY, 1.0]), f64::INFINITY);
         assert!(fsum(&[f64::INFINITY, f64::NEG_INFINITY]).is_nan());
     }

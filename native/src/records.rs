@@ -194,14 +194,62 @@ pub fn typing_key(q: &str) -> String {
     py_lower(q.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)))
 }
 
-/// `str.lower` of the Python core's CPython (Unicode 14/15), by Rust's lower-casing
-/// (a later Unicode). The two differ only on letters newer than Python's Unicode,
-/// which Python leaves alone.
+/// `str.lower` of the Python core's CPython (3.11 and 3.12: the same mappings, of
+/// Unicode 14 and 15) by Rust's lower-casing (a later Unicode, with the same
+/// final-sigma rule). They differ only on the capitals Unicode 16 and 17 added
+/// ([`NEWER_CAPITALS`]), which Python leaves as they are: each is lower-cased here
+/// as U+E000 (private use: neither cased nor case-ignorable, in both Unicodes, so a
+/// final sigma next to it reads as Python reads it) and put back afterwards.
 pub fn py_lower(s: &str) -> String {
     if s.is_ascii() {
         return s.to_ascii_lowercase();
     }
-    s.to_lowercase()
+    if !s.chars().any(is_newer_capital) {
+        return s.to_lowercase();
+    }
+    const HOLE: char = '\u{e000}';
+    let held: Vec<char> = s
+        .chars()
+        .filter(|&c| c == HOLE || is_newer_capital(c))
+        .collect();
+    let masked: String = s
+        .chars()
+        .map(|c| if is_newer_capital(c) { HOLE } else { c })
+        .collect();
+    let mut held = held.into_iter();
+    masked
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c == HOLE {
+                held.next().unwrap_or(HOLE)
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The capitals (as ranges) whose lower-case mapping Rust has and CPython 3.11 and
+/// 3.12 lack, found by comparing `str.lower` with
+/// [`py_lower`] over every code point (`tests/test_native_records.py`).
+const NEWER_CAPITALS: [(char, char); 9] = [
+    ('\u{1c89}', '\u{1c89}'),
+    ('\u{a7cb}', '\u{a7cc}'),
+    ('\u{a7ce}', '\u{a7ce}'),
+    ('\u{a7d2}', '\u{a7d2}'),
+    ('\u{a7d4}', '\u{a7d4}'),
+    ('\u{a7da}', '\u{a7da}'),
+    ('\u{a7dc}', '\u{a7dc}'),
+    ('\u{10d50}', '\u{10d65}'),
+    ('\u{16ea0}', '\u{16eb8}'),
+];
+
+fn is_newer_capital(c: char) -> bool {
+    c >= '\u{1c89}'
+        && NEWER_CAPITALS
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
 /// `continues_typing`: whether `q` continues `prev` as typing does: it starts with
@@ -218,14 +266,13 @@ pub fn continues_typing(q: &str, prev: &str) -> bool {
         return false;
     }
     let i = q.iter().zip(&prev).take_while(|(a, b)| a == b).count();
-    let tail = |s: &[char], from: usize| s.get(from..).unwrap_or(&[]).to_vec();
-    if n == m {
-        tail(&q, i + 1) == tail(&prev, i + 1)
-    } else if n > m {
-        tail(&q, i + 1) == tail(&prev, i)
-    } else {
-        tail(&q, i) == tail(&prev, i + 1)
-    }
+    let (a, b) = match n.cmp(&m) {
+        std::cmp::Ordering::Equal => (i + 1, i + 1),
+        std::cmp::Ordering::Greater => (i + 1, i),
+        std::cmp::Ordering::Less => (i, i + 1),
+    };
+    // Python's slices past the end are empty.
+    q.get(a..).unwrap_or(&[]) == prev.get(b..).unwrap_or(&[])
 }
 
 // Attaching events to searches -------------------------------------------------------
@@ -457,7 +504,10 @@ fn write_searches(
         let (rr, ttfc) = if clicked {
             clicked_searches += 1;
             let ttfc = i128::from(s.first_t.unwrap_or(s.last_t)) - i128::from(s.last_t);
-            (s.first_rank.map(|r| 1.0 / r as f64), Some(ttfc as f64 / 1e6))
+            (
+                s.first_rank.map(|r| 1.0 / r as f64),
+                Some(ttfc as f64 / 1e6),
+            )
         } else {
             (Some(0.0), None)
         };
@@ -485,7 +535,11 @@ fn write_searches(
         json::write_int(out, s.clicks);
         out.extend_from_slice(b",\"clicked\":");
         json::write_bool(out, clicked);
-        out.extend_from_slice(if clicked { b",\"ctr\":1.0" } else { b",\"ctr\":0.0" });
+        out.extend_from_slice(if clicked {
+            b",\"ctr\":1.0"
+        } else {
+            b",\"ctr\":0.0"
+        });
         out.extend_from_slice(b",\"first_click_rank\":");
         json::write_opt_int(out, s.first_rank);
         out.extend_from_slice(b",\"reciprocal_rank\":");
@@ -601,4 +655,187 @@ fn write_dimensions(out: &mut Vec<u8>, names: &[String], values: &[Option<&Dim>]
         }
     }
     out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{APP_CLOSE, APP_OPEN};
+
+    fn ev(t: i64, kind: u8, payload: Payload, rank: Option<u64>, sid: Option<&str>) -> Event {
+        Event {
+            t,
+            part: 0,
+            seq: t,
+            kind,
+            user: "u".into(),
+            payload,
+            rank,
+            search_id: sid.map(String::from),
+            dims: None,
+        }
+    }
+
+    fn search(t: i64, q: &str) -> Event {
+        ev(t, SEARCH, Payload::Text(q.into()), None, None)
+    }
+
+    fn click(t: i64, item: &str) -> Event {
+        ev(t, CLICK, Payload::Text(item.into()), None, None)
+    }
+
+    fn results(t: i64, items: &[&str]) -> Event {
+        let items = items.iter().map(|s| s.to_string()).collect();
+        ev(t, RESULTS, Payload::Items(items), None, None)
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            long_click_us: 30_000_000,
+            short_click_us: 10_000_000,
+            typeahead_us: None,
+            dimensions: Vec::new(),
+        }
+    }
+
+    fn run(events: &[Event], rules: &Rules) -> (String, String, [i64; 4], Vec<i64>) {
+        let emitted = [Emitted {
+            user: "u",
+            events,
+            reason: "gap",
+        }];
+        let (mut s, mut ss, mut counts, mut times) = (Vec::new(), Vec::new(), [0; 4], Vec::new());
+        render(
+            &emitted,
+            rules,
+            &mut counts,
+            &mut s,
+            &mut ss,
+            Some(&mut times),
+        );
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (text(s), text(ss), counts, times)
+    }
+
+    #[test]
+    fn session_ids_are_pythons() {
+        // hashlib.blake2b(b"s\x1fu\x1f0\x1f0", digest_size=8).hexdigest()
+        assert_eq!(session_id_for("u", 0, 0), "c35f5304109468c7");
+    }
+
+    #[test]
+    fn the_modules_doc_example() {
+        let evs = [
+            search(0, "dogs"),
+            results(1_000_000, &["a", "b"]),
+            click(2_000_000, "b"),
+        ];
+        let (s, ss, counts, times) = run(&evs, &rules());
+        assert!(
+            s.contains("\"first_click_rank\":2,\"reciprocal_rank\":0.5,"),
+            "{s}"
+        );
+        assert!(s.contains("\"time_to_first_click\":2.0,"), "{s}");
+        assert!(s.contains("\"ctr\":1.0,"), "{s}");
+        assert!(s.contains("\"long_click\":true,"), "{s}");
+        assert!(ss.contains("\"duration\":2.0,\"events\":3,"), "{ss}");
+        assert!(
+            ss.ends_with("\"time_to_success\":2.0,\"dimensions\":{}}\n"),
+            "{ss}"
+        );
+        assert_eq!(counts, [1, 1, 1, 1]);
+        assert_eq!(times, vec![0]);
+    }
+
+    #[test]
+    fn typeahead_collapses_requests_into_one_intent() {
+        let evs = [
+            ev(0, APP_OPEN, Payload::None, None, None),
+            search(1_000_000, "d"),
+            search(1_500_000, " Do"),
+            search(2_000_000, "dog"),
+            search(9_000_000, "dogs"),
+            ev(9_500_000, APP_CLOSE, Payload::None, None, None),
+        ];
+        let mut r = rules();
+        r.typeahead_us = Some(2_000_000);
+        let (s, _, counts, times) = run(&evs, &r);
+        assert_eq!(counts[1], 2);
+        assert_eq!(times, vec![1_000_000, 9_000_000]);
+        assert!(s.contains("\"query\":\"dog\""), "{s}");
+        assert!(s.contains("\"keystrokes\":3,"), "{s}");
+    }
+
+    #[test]
+    fn ids_attach_to_later_searches_and_never_panic() {
+        let evs = [
+            ev(
+                0,
+                CLICK,
+                Payload::Text("a".into()),
+                Some(u64::MAX),
+                Some("x"),
+            ),
+            ev(1, SEARCH, Payload::None, None, Some("x")),
+            ev(2, CONVERSION, Payload::None, None, Some("nowhere")),
+            ev(3, RESULTS, Payload::None, None, None),
+        ];
+        let (s, ss, counts, _) = run(&evs, &rules());
+        assert_eq!(counts, [1, 1, 1, 1]);
+        assert!(s.starts_with("{\"search_id\":\"x\","), "{s}");
+        assert!(s.contains("\"query\":null,"), "{s}");
+        assert!(
+            s.contains("\"first_click_rank\":18446744073709551615,"),
+            "{s}"
+        );
+        assert!(
+            s.contains("\"reciprocal_rank\":5.421010862427522e-20,"),
+            "{s}"
+        );
+        assert!(s.contains("\"time_to_first_click\":-1e-6,"), "{s}");
+        assert!(ss.contains("\"conversions\":1,"), "{ss}");
+        let (s, ss, counts, _) = run(&[], &rules());
+        assert_eq!((s.as_str(), ss.as_str(), counts), ("", "", [0; 4]));
+    }
+
+    #[test]
+    fn dimensions_keep_first_and_latest_values() {
+        let mut a = search(0, "q");
+        a.dims = Some(vec![Dim::Null, Dim::Int(-(1 << 100))]);
+        let mut b = search(1, "r");
+        b.dims = Some(vec![Dim::Str("web".into()), Dim::Float(0.5)]);
+        let mut r = rules();
+        r.dimensions = vec!["platform".into(), "n".into()];
+        let (s, ss, _, _) = run(&[a, b], &r);
+        let first = "{\"platform\":null,\"n\":-1267650600228229401496703205376}";
+        assert!(s.contains(&format!("\"dimensions\":{first}}}\n")), "{s}");
+        assert!(
+            s.ends_with("\"dimensions\":{\"platform\":\"web\",\"n\":0.5}}\n"),
+            "{s}"
+        );
+        let session = "{\"platform\":\"web\",\"n\":-1267650600228229401496703205376}";
+        assert!(
+            ss.ends_with(&format!("\"dimensions\":{session}}}\n")),
+            "{ss}"
+        );
+    }
+
+    #[test]
+    fn typing_reads_text_as_python_does() {
+        let runs: Vec<bool> = ["runn", "rnu", "rn", "ran", "x"]
+            .iter()
+            .map(|q| continues_typing(q, "run"))
+            .collect();
+        assert_eq!(runs, [true, false, true, true, false]);
+        assert!(continues_typing("héllo", "hallo"));
+        assert!(
+            !continues_typing("é", "ab"),
+            "é is one code point (two bytes)"
+        );
+        assert_eq!(typing_key("\u{1c} ΟΔΟΣ\u{1f}\u{a0}"), "οδος");
+        assert_eq!(typing_key("ΣΑ"), "σα");
+        assert_eq!(typing_key("İ"), "i\u{307}");
+        assert_eq!(typing_key("\u{10d50}Σ"), "\u{10d50}σ");
+        assert_eq!(typing_key("a\u{e000}\u{a7cb}Σ"), "a\u{e000}\u{a7cb}σ");
+    }
 }
