@@ -15,6 +15,7 @@ pub mod shard;
 pub mod time;
 
 mod py;
+mod py_json;
 
 use pyo3::prelude::*;
 

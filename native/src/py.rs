@@ -17,6 +17,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render, m)?)?;
     m.add_class::<Decoder>()?;
     crate::shard::register(m)?;
+    crate::py_json::register(m)?;
     Ok(())
 }
 
