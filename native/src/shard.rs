@@ -205,7 +205,9 @@ impl Sessionizer {
     }
 
     fn update_watermark(&mut self) {
-        let open: Vec<usize> = (0..self.closed.len()).filter(|p| !self.closed[*p]).collect();
+        let open: Vec<usize> = (0..self.closed.len())
+            .filter(|p| !self.closed[*p])
+            .collect();
         if open.is_empty() {
             self.watermark = FOREVER;
             return;
@@ -406,7 +408,12 @@ pub struct Shard {
     rules: Rules,
 }
 
-type Rendered<'py> = (Bound<'py, PyBytes>, Bound<'py, PyBytes>, Option<Vec<i64>>, usize);
+type Rendered<'py> = (
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Option<Vec<i64>>,
+    usize,
+);
 
 impl Shard {
     fn rendered<'py>(
@@ -474,6 +481,7 @@ impl Shard {
     /// `Sessionizer.ingest`: the events a list of tuples or a packed block; returns the
     /// late events as `(event tuple, watermark)`.
     #[pyo3(signature = (part, newest, closed, events, maybe_late, idle_us=-1))]
+    #[allow(clippy::too_many_arguments)]
     fn ingest<'py>(
         &mut self,
         py: Python<'py>,
@@ -600,7 +608,10 @@ mod tests {
         s.ingest(0, 3, true, evs, vec![], -1).unwrap();
         let out = s.advance();
         let got: Vec<(usize, &str)> = out.iter().map(|(_, e, r)| (e.len(), *r)).collect();
-        assert_eq!(got, vec![(2, "app_close"), (1, "app_open"), (1, "end_of_input")]);
+        assert_eq!(
+            got,
+            vec![(2, "app_close"), (1, "app_open"), (1, "end_of_input")]
+        );
         assert_eq!(s.duplicates, 1);
     }
 
