@@ -127,6 +127,29 @@ impl LineDecoder {
         self.event(names, &raw, part, seq)
     }
 
+    /// The line's event time alone (`EventDecoder.times`, the pre-scan of `--order
+    /// auto`): `Some(None)` for a line without a time the Python core would read, `None`
+    /// where this decoder is not sure (ask the Python core).
+    pub fn time(&self, line: &[u8]) -> Option<Option<i64>> {
+        let names = self.names.as_ref()?;
+        let text = std::str::from_utf8(line).ok()?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let raw = de.deserialize_map(RawFields { keys: &names.keys }).ok()?;
+        de.end().ok()?;
+        if !surrogates_paired(text) {
+            return None;
+        }
+        let Some(value) = raw.fields[TIME] else {
+            return Some(None); // msgspec: the required field is missing
+        };
+        Some(match scalar::scalar(value)? {
+            Scalar::Str(s) => time::from_str(&s, names.unit)?.ok(),
+            Scalar::Int(i) => time::from_int(i128::from(i), names.unit).ok(),
+            Scalar::Float(v) => time::from_float(v, names.unit).ok(),
+            Scalar::Bool(_) | Scalar::Null => None,
+        })
+    }
+
     /// The event the raw fields make, `None` where the Python core would refuse it
     /// (or where this decoder is not sure).
     fn event(&self, names: &Names, line: &Raw, part: u32, seq: i64) -> Option<Event> {

@@ -288,6 +288,33 @@ impl Decoder {
         }
     }
 
+    /// `EventDecoder.times`: each line's event time or `None`, the lines this decoder
+    /// is not sure of read by the Python core's `times`.
+    fn times<'py>(
+        &self,
+        py: Python<'py>,
+        lines: &Bound<'py, PyList>,
+    ) -> PyResult<Vec<Option<i64>>> {
+        let fallback = self
+            .fallback
+            .bind(py)
+            .getattr("__self__")?
+            .getattr("times")?;
+        let mut out = Vec::with_capacity(lines.len());
+        for item in lines.iter() {
+            let line = item.downcast::<PyBytes>()?;
+            match self.inner.time(line.as_bytes()) {
+                Some(t) => out.push(t),
+                None => {
+                    let one = PyList::new(py, [line])?;
+                    let got: Vec<Option<i64>> = fallback.call1((one,))?.extract()?;
+                    out.push(got.first().copied().flatten());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// `decode_block` of the Python core, the events packed: returns `(per_shard,
     /// maybe_late, bad, newest, size, events)`, each shard's events and maybe-late
     /// events as one packed block, bad lines as `(position, line, reason)`.

@@ -37,6 +37,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from ..config import Config
 from ..control import FAILURE
+from ..core.cores import times_reader
 from ..core.events import EventDecoder
 from ..core.formats import HEADED, LINE_FORMATS
 from ..core.formats import make_decoder as line_decoder
@@ -110,9 +111,10 @@ def file_format(path: str, configured: str) -> str:
 def _scan_times(path: str, decoder: EventDecoder) -> Iterator[list[int | None]]:
     """The event times of a file's lines (decompressed if gzip), a block at a time,
     through a file of its own, so a partition's reading position stays."""
+    times = times_reader(decoder)
     with _reopen(path) as f:
         while lines := f.readlines(_SCAN_BYTES):
-            yield decoder.times(lines)
+            yield times(lines)
 
 
 def _first_line(path: str, limit: int = 1 << 20) -> bytes:
@@ -168,7 +170,8 @@ class FilePartition(LinePartition):
         decoder = self.make_decoder()  # its own: the AOL one has a state
         if self.elements is not None:
             elements = self.elements
-            return (decoder.times(elements[i : i + 4096]) for i in range(0, len(elements), 4096))
+            times = times_reader(decoder)
+            return (times(elements[i : i + 4096]) for i in range(0, len(elements), 4096))
         return _scan_times(self.path, decoder)
 
     def find_first_time(self) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "core_name",
     "native_block_decoder",
     "pack_for_shard",
+    "times_reader",
 ]
 
 ENV: Final = "SEARCH_SESSIONS_CORE"
@@ -89,6 +90,13 @@ def native_block_decoder(decoder: EventDecoder) -> Any | None:
         layout.currency,
         decoder.decode,
     )
+
+
+def times_reader(decoder: EventDecoder) -> Callable[[list[bytes]], list[int | None]]:
+    """``decoder.times`` (the pre-scan of ``--order auto``), by the native core for JSON
+    Lines."""
+    native = native_block_decoder(decoder)
+    return decoder.times if native is None else native.times  # type: ignore[no-any-return]
 
 
 def pack_for_shard(events: list[Event] | bytes, native: bool) -> list[Event] | bytes:
