@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from search_sessions import Summary, run
 from search_sessions.config import Config
+from search_sessions.core.cores import NATIVE, block_events
 
 # Test modules import pyarrow; its jemalloc background thread would keep this process
 # from forking local clusters (as search_sessions.connectors.parquet sets it too).
@@ -43,6 +44,11 @@ def write_events(path: Path, events: list[dict[str, Any] | str | bytes]) -> Path
     return path
 
 
+def native_late(data: bytes) -> list[Any]:
+    """The maybe-late ``(event, newest)`` pairs of a native block."""
+    return [] if not data else list(NATIVE.unpack_late(data))
+
+
 RunFlow = Callable[..., tuple[Records, Summary]]
 
 
@@ -65,7 +71,10 @@ def drain(part: Any, out: dict[str, Any], batches: int | None = None) -> None:
                 for k, v in value.items():
                     stats[k] = stats.get(k, 0) + v
             else:
-                out["events"] += value[3] + [ev for ev, _ in value[4]]
+                late = value[4]
+                if isinstance(late, bytes):  # the native core's packed (event, newest) pairs
+                    late = native_late(late)
+                out["events"] += block_events(value[3]) + [ev for ev, _ in late]
 
 
 def write_parts(lines: list[bytes], n_files: int, directory: Path) -> list[Path]:

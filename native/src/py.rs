@@ -16,6 +16,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unpack_events, m)?)?;
     m.add_function(wrap_pyfunction!(render, m)?)?;
     m.add_class::<Decoder>()?;
+    m.add_class::<EventBlock>()?;
+    m.add_function(wrap_pyfunction!(block_from_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(unpack_late, m)?)?;
     crate::shard::register(m)?;
     crate::py_json::register(m)?;
     Ok(())
@@ -121,8 +124,70 @@ pub fn event_to_py<'py>(py: Python<'py>, ev: &Event) -> PyResult<Bound<'py, PyTu
     PyTuple::new(py, slots)
 }
 
-/// Event tuples from a list of them, or from a block packed here.
+/// One shard's events from one block of input, kept in Rust: a shard in the same
+/// process takes them as they are; pickled (for a shard in another process, or a
+/// test), they travel packed.
+#[pyclass(module = "search_sessions_native")]
+pub struct EventBlock {
+    events: Vec<Event>,
+}
+
+#[pymethods]
+impl EventBlock {
+    fn __len__(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The events as packed bytes.
+    fn pack<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &event::pack(&self.events))
+    }
+
+    /// The events as the Python core's tuples (for tests; the block keeps them).
+    fn tuples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let tuples = self
+            .events
+            .iter()
+            .map(|e| event_to_py(py, e))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, tuples)
+    }
+
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let rebuild = py
+            .import("search_sessions_native")?
+            .getattr("block_from_bytes")?;
+        Ok((rebuild, (self.pack(py),)))
+    }
+}
+
+/// The `(event tuple, newest)` pairs of a packed block of maybe-late events.
+#[pyfunction]
+fn unpack_late<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    let pairs: Vec<(Event, i64)> = event::unpack(data).map_err(PyValueError::new_err)?;
+    let items = pairs
+        .iter()
+        .map(|(e, n)| Ok((event_to_py(py, e)?, *n)))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// The [`EventBlock`] of packed bytes (unpickling one).
+#[pyfunction]
+fn block_from_bytes(data: &[u8]) -> PyResult<EventBlock> {
+    let events = event::unpack(data).map_err(PyValueError::new_err)?;
+    Ok(EventBlock { events })
+}
+
+/// Event tuples from a list of them, from a block packed here, or an [`EventBlock`]
+/// (emptied: a block is ingested once).
 pub fn events_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
+    if let Ok(block) = obj.downcast::<EventBlock>() {
+        return Ok(std::mem::take(&mut block.borrow_mut().events));
+    }
     if let Ok(b) = obj.downcast::<PyBytes>() {
         if b.as_bytes().is_empty() {
             return Ok(Vec::new());
@@ -315,9 +380,9 @@ impl Decoder {
         Ok(out)
     }
 
-    /// `decode_block` of the Python core, the events packed: returns `(per_shard,
-    /// maybe_late, bad, newest, size, events)`, each shard's events and maybe-late
-    /// events as one packed block, bad lines as `(position, line, reason)`.
+    /// `decode_block` of the Python core: returns `(per_shard, maybe_late, bad, newest,
+    /// size, events)`, each shard's events as an [`EventBlock`], its maybe-late events
+    /// as one packed block, bad lines as `(position, line, reason)`.
     #[pyo3(signature = (lines, seq, newest, lateness_us, n_shards, seqs=None))]
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn decode_block<'py>(
@@ -330,7 +395,7 @@ impl Decoder {
         n_shards: usize,
         seqs: Option<Vec<i64>>,
     ) -> PyResult<(
-        Vec<Bound<'py, PyBytes>>,
+        Vec<EventBlock>,
         Vec<Bound<'py, PyBytes>>,
         Vec<(i64, Bound<'py, PyAny>, String)>,
         i64,
@@ -386,21 +451,6 @@ impl Decoder {
         }
         let events = per_shard.iter().map(Vec::len).sum::<usize>()
             + maybe_late.iter().map(Vec::len).sum::<usize>();
-        let pack_all = |blocks: Vec<Vec<Event>>| -> Vec<Bound<'py, PyBytes>> {
-            blocks
-                .iter()
-                .map(|b| {
-                    PyBytes::new(
-                        py,
-                        &if b.is_empty() {
-                            Vec::new()
-                        } else {
-                            event::pack(b)
-                        },
-                    )
-                })
-                .collect()
-        };
         let late_blocks = maybe_late
             .iter()
             .map(|b| {
@@ -414,7 +464,11 @@ impl Decoder {
                 )
             })
             .collect();
-        Ok((pack_all(per_shard), late_blocks, bad, newest, size, events))
+        let blocks = per_shard
+            .into_iter()
+            .map(|events| EventBlock { events })
+            .collect();
+        Ok((blocks, late_blocks, bad, newest, size, events))
     }
 }
 

@@ -39,6 +39,7 @@ __all__ = [
     "CoreError",
     "Emission",
     "NativeShard",
+    "block_events",
     "PythonShard",
     "ShardCore",
     "core_name",
@@ -99,11 +100,28 @@ def times_reader(decoder: EventDecoder) -> Callable[[list[bytes]], list[int | No
     return decoder.times if native is None else native.times  # type: ignore[no-any-return]
 
 
-def pack_for_shard(events: list[Event] | bytes, native: bool) -> list[Event] | bytes:
-    """A shard's events as one block of bytes, for a shard in another process."""
+def pack_for_shard(events: Any, native: bool) -> Any:
+    """A shard's events (a list of tuples, or the native core's ``EventBlock``) as one
+    block of bytes, for a shard in another process."""
     if isinstance(events, bytes) or not events:
         return events
-    return NATIVE.pack_events(events) if native and NATIVE is not None else pack_events(events)
+    if native and NATIVE is not None:
+        return events.pack() if isinstance(events, NATIVE.EventBlock) else NATIVE.pack_events(events)
+    return pack_events(events)
+
+
+def block_events(events: Any) -> list[Event]:
+    """A shard batch's events as tuples, however they travel (a list, packed bytes of
+    either core, the native core's ``EventBlock``): for tests and tools."""
+    if NATIVE is not None and isinstance(events, NATIVE.EventBlock):
+        return list(events.tuples())
+    if isinstance(events, bytes):
+        if not events:
+            return []
+        if events.startswith(b"\x80"):
+            return unpack_events(events)
+        return list(NATIVE.unpack_events(events))
+    return list(events)
 
 
 class Emission(NamedTuple):
