@@ -91,8 +91,10 @@ def line(draw: st.DrawFn, t: float) -> bytes:
         return draw(st.binary(max_size=20)).replace(b"\n", b"")
     kind = draw(
         st.sampled_from(
-            ["app_open", "search", "search", "results", "click", "click", "app_close"]
-            + ["Search", "ClickResult", "conversion", "purchase", "add_to_cart", "nope"]
+            [
+                *("app_open", "search", "search", "results", "click", "click", "app_close"),
+                *("Search", "ClickResult", "conversion", "purchase", "add_to_cart", "nope"),
+            ]
         )
     )
     rec: dict[str, Any] = {"type": kind}
@@ -225,3 +227,33 @@ def test_a_snapshot_is_resumed_only_by_the_core_that_wrote_it() -> None:
         cores.PythonShard(1, 10, 0, 100, Rules(), nat.snapshot())
     with pytest.raises(cores.CoreError, match="Python core's shard state"):
         cores.NativeShard(1, 10, 0, 100, Rules(), py.snapshot())
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(line(T0 + 0.5), max_size=8), dims=st.sampled_from([(), ("variant",)]))
+def test_native_pre_scan_reads_the_python_cores_times(
+    lines: list[bytes], dims: tuple[str, ...]
+) -> None:
+    from search_sessions.core.events import EventDecoder
+    from search_sessions.core.layout import InputLayout
+
+    decoder = EventDecoder(0, InputLayout(dimensions=dims))
+    reader = native.Decoder(0, [], [], "auto", list(dims), None, decoder.decode)
+    assert reader.times(lines) == decoder.times(lines)
+
+
+def test_event_blocks_cross_processes_packed() -> None:
+    import pickle
+
+    from search_sessions.core.events import EventDecoder
+
+    decoder = EventDecoder(0)
+    reader = native.Decoder(0, [], [], "auto", [], None, decoder.decode)
+    lines = [b'{"type": "search", "user": 7, "time": 1, "query": "q"}\n'] * 3
+    (block,), _, _, _, _, n = reader.decode_block(lines, 0, -(1 << 62), 0, 1)
+    assert n == 3 and len(block) == 3
+    again = pickle.loads(pickle.dumps(block))
+    assert (
+        again.tuples() == block.tuples() == [decoder.decode(x, i) for i, x in enumerate(lines, 1)]
+    )
+    assert cores.block_events(block.pack()) == block.tuples()

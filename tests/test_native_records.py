@@ -25,7 +25,7 @@ REASONS = ("gap", "app_close", "app_open", "max_session", "end_of_input")
 # Text with what JSON escapes, what it does not (DEL, U+2028), Python's extra
 # spaces (\x1c-\x1f), final sigmas, combining marks and capitals newer than CPython's
 # Unicode (U+A7CB, U+10D50), which its str.lower leaves alone.
-ODD = "\x00\x08\x1c\x1f\x7f\"\\/ \t\n\xa0\u2028\u2029ΣσΑé\u0301İ\ua7cb\U00010d50\ue000😀"
+ODD = '\x00\x08\x1c\x1f\x7f"\\/ \t\n\xa0\u2028\u2029ΣσΑé\u0301İ\ua7cb\U00010d50\ue000😀'  # noqa: RUF001
 odd_text = st.text(alphabet=st.sampled_from("abcd" + ODD), max_size=6)
 users = st.one_of(st.sampled_from(["u", "v", "ü\x1f"]), st.text(max_size=5))
 queries = st.one_of(st.sampled_from(["d", "do", "dog", "dgo", "dogs", " Dog", "cat"]), odd_text)
@@ -81,7 +81,11 @@ def sessions(draw: st.DrawFn, n_dims: int) -> tuple[str, list[tuple], str]:
     for seq in range(draw(st.integers(1, 12))):
         t += draw(gaps)
         kind = draw(kinds)
-        rank = draw(st.one_of(st.none(), st.integers(1, 5), st.just(2**64 - 1))) if kind == CLICK else None
+        rank = (
+            draw(st.one_of(st.none(), st.integers(1, 5), st.just(2**64 - 1)))
+            if kind == CLICK
+            else None
+        )
         sid = draw(sids) if kind in (SEARCH, RESULTS, CLICK, CONVERSION) else None
         ev: tuple = (t, 0, seq, kind, user, draw(payloads(kind)), rank, sid)
         if n_dims:
@@ -92,7 +96,7 @@ def sessions(draw: st.DrawFn, n_dims: int) -> tuple[str, list[tuple], str]:
 
 @st.composite
 def batches(draw: st.DrawFn) -> tuple[list, Rules]:
-    dims = draw(st.sampled_from([(), ("variant",), ("platform", "odd\x01\"key")]))
+    dims = draw(st.sampled_from([(), ("variant",), ("platform", 'odd\x01"key')]))
     rules = Rules(
         long_click_us=draw(st.sampled_from([30_000_000, 1_000_000, 0])),
         short_click_us=draw(st.sampled_from([10_000_000, 500_000, 0])),
@@ -145,8 +149,24 @@ def test_floats_as_msgspec_writes_them(x: float) -> None:
 
 @pytest.mark.parametrize(
     "x",
-    [1.0, 0.5, 1e16, 1e15, 1e-7, 1e-5, 123456789012345680.0, 5e-324, sys.float_info.max, -0.0,
-     2.0**-1074 * 3, 9007199254740993.0, 1e21, 1e22, 1e23, 0.1 + 0.2],
+    [
+        1.0,
+        0.5,
+        1e16,
+        1e15,
+        1e-7,
+        1e-5,
+        123456789012345680.0,
+        5e-324,
+        sys.float_info.max,
+        -0.0,
+        2.0**-1074 * 3,
+        9007199254740993.0,
+        1e21,
+        1e22,
+        1e23,
+        0.1 + 0.2,
+    ],
 )
 def test_float_spellings(x: float) -> None:
     assert native.json_float(x) == ENCODER.encode(x)
@@ -171,7 +191,12 @@ def test_times_as_format_time_writes_them(us: int) -> None:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(st.one_of(st.floats(allow_nan=False), st.sampled_from([1e16, 1.0, 1e-16, -1e16])), max_size=8))
+@given(
+    st.lists(
+        st.one_of(st.floats(allow_nan=False), st.sampled_from([1e16, 1.0, 1e-16, -1e16])),
+        max_size=8,
+    )
+)
 def test_fsum_is_pythons(xs: list[float]) -> None:
     try:
         want = math.fsum(xs)

@@ -24,8 +24,8 @@ from .config import (
     parse_size,
 )
 from .connectors.registry import prepare_output, resolve_inputs
-from .core.cores import CoreError, core_name
 from .connectors.specs import Scheme, scheme_of
+from .core.cores import CoreError, core_name
 from .demo import run_demo
 from .errors import ConfigError, SearchSessionsError
 from .report import write_report

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from search_sessions.core.cores import block_events
 from search_sessions.simulate import SimSpec, write
 
 from ..conftest import RunFlow
@@ -423,7 +424,7 @@ def test_tail_starts_at_the_end(kafka: str) -> None:
         while len(users) < 300:
             assert time.monotonic() < deadline, f"read {len(users)} of 300"
             for _key, batch in part.next_batch():
-                users += [ev[4] for ev in batch[3]]
+                users += [ev[4] for ev in block_events(batch[3])]
         assert users == [f"u{i}" for i in range(1000, 1300)]
     finally:
         part.close()
@@ -465,7 +466,9 @@ def test_a_transaction_open_at_start(kafka: str) -> None:
                 items = part.next_batch()
             except StopIteration:
                 break
-            got += [ev[4] for key, batch in items if key == "shard-0" for ev in batch[3]]
+            got += [
+                ev[4] for key, batch in items if key == "shard-0" for ev in block_events(batch[3])
+            ]
         return got
 
     try:

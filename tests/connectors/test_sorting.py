@@ -22,6 +22,7 @@ from search_sessions.config import Config
 from search_sessions.connectors.base import LinePartition
 from search_sessions.connectors.registry import resolve_inputs
 from search_sessions.connectors.source import EventSource
+from search_sessions.core.cores import block_events
 from search_sessions.errors import ConfigError
 
 from ..conftest import RunFlow, write_events, write_parts
@@ -178,8 +179,8 @@ def _drain(part: LinePartition, batches: int | None = None) -> dict[str, Any]:
             elif key == "stats":
                 out["stats"] = value
             else:
-                events = value[3]
-                assert value[4] == [], "a sorted input has no late events"
+                events = block_events(value[3])
+                assert not value[4], "a sorted input has no late events"
                 out["events"] += events
     return out
 

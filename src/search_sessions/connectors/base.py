@@ -164,6 +164,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.decoder: EventDecoder | None = None  # made at the first read: see make_decoder
         self.native = core_name() == "native"
         self.block_decoder: Any | None = None  # the native core's, for JSON Lines
+        self.block_decoder_of: EventDecoder | None = None  # the decoder it stands for
         resume = ctx.resume
         self.sorter: ExternalSort | None = None
         self.merged: Iterator[Event] | None = None
@@ -249,6 +250,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         if self.decoder is None:
             self.decoder = self.make_decoder()
             self.block_decoder = native_block_decoder(self.decoder)
+            self.block_decoder_of = self.decoder
         if self.sniffing:
             self.sniff()  # (standard input, or a partition built outside a source)
         if self.merged is not None:
@@ -258,7 +260,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         lines, at_end = self.read()
         idle_us = self._idle_us(bool(lines))
         positions = self.positions(len(lines))
-        if self.block_decoder is not None:
+        if self.block_decoder is not None and self.decoder is self.block_decoder_of:
+            # (A partition may swap decoders for a block: Kafka's unreadable messages.)
             per_shard, maybe_late, bad, newest, size, n_events = self.block_decoder.decode_block(
                 lines, self.seq, self.newest, self.lateness, len(self.shard_keys), positions
             )
@@ -416,8 +419,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
 
     def _shard_items(
         self,
-        per_shard: list[list[Event]] | list[bytes],
-        maybe_late: list[list[tuple[Event, int]]] | list[bytes],
+        per_shard: list[Any],
+        maybe_late: list[Any],
         at_end: bool,
         idle_us: int,
     ) -> list[SourceItem]:

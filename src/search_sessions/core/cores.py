@@ -29,8 +29,9 @@ from .schema import SearchRecord
 from .searches import Rules, render
 from .sessions import EmittedSession, Sessionizer
 
+NATIVE: Any
 try:  # the extension module built from native/ by `make setup`, where cargo is
-    import search_sessions_native as NATIVE
+    import search_sessions_native as NATIVE  # type: ignore[no-redef]
 except ImportError:  # pragma: no cover - depends on the machine
     NATIVE = None
 
@@ -39,9 +40,9 @@ __all__ = [
     "CoreError",
     "Emission",
     "NativeShard",
-    "block_events",
     "PythonShard",
     "ShardCore",
+    "block_events",
     "core_name",
     "native_block_decoder",
     "pack_for_shard",
@@ -97,7 +98,7 @@ def times_reader(decoder: EventDecoder) -> Callable[[list[bytes]], list[int | No
     """``decoder.times`` (the pre-scan of ``--order auto``), by the native core for JSON
     Lines."""
     native = native_block_decoder(decoder)
-    return decoder.times if native is None else native.times  # type: ignore[no-any-return]
+    return decoder.times if native is None else native.times
 
 
 def pack_for_shard(events: Any, native: bool) -> Any:
@@ -106,7 +107,9 @@ def pack_for_shard(events: Any, native: bool) -> Any:
     if isinstance(events, bytes) or not events:
         return events
     if native and NATIVE is not None:
-        return events.pack() if isinstance(events, NATIVE.EventBlock) else NATIVE.pack_events(events)
+        return (
+            events.pack() if isinstance(events, NATIVE.EventBlock) else NATIVE.pack_events(events)
+        )
     return pack_events(events)
 
 
@@ -210,12 +213,12 @@ class PythonShard(ShardCore):
         )
         self.rules = rules
 
-    counters = property(lambda self: self.core.counters)  # type: ignore[assignment]
-    duplicates = property(lambda self: self.core.duplicates)  # type: ignore[assignment]
-    late = property(lambda self: self.core.late)  # type: ignore[assignment]
-    watermark = property(lambda self: self.core.watermark)  # type: ignore[assignment]
-    all_closed = property(lambda self: self.core.all_closed)  # type: ignore[assignment]
-    open_users = property(lambda self: len(self.core.pending))  # type: ignore[assignment]
+    counters = property(lambda self: self.core.counters)
+    duplicates = property(lambda self: self.core.duplicates)
+    late = property(lambda self: self.core.late)
+    watermark = property(lambda self: self.core.watermark)
+    all_closed = property(lambda self: self.core.all_closed)
+    open_users = property(lambda self: len(self.core.pending))
 
     def ingest(
         self,
@@ -280,14 +283,14 @@ class NativeShard(ShardCore):
             list(rules.dimensions),
             resume or None,
         )
-        self.ingest: Callable[..., list[tuple[Event, int]]] = self.core.ingest  # type: ignore[assignment]
+        self.ingest: Callable[..., list[tuple[Event, int]]] = self.core.ingest
 
-    counters = property(lambda self: self.core.counters)  # type: ignore[assignment]
-    duplicates = property(lambda self: self.core.duplicates)  # type: ignore[assignment]
-    late = property(lambda self: self.core.late)  # type: ignore[assignment]
-    watermark = property(lambda self: self.core.watermark)  # type: ignore[assignment]
-    all_closed = property(lambda self: self.core.all_closed)  # type: ignore[assignment]
-    open_users = property(lambda self: self.core.open_users)  # type: ignore[assignment]
+    counters = property(lambda self: self.core.counters)
+    duplicates = property(lambda self: self.core.duplicates)
+    late = property(lambda self: self.core.late)
+    watermark = property(lambda self: self.core.watermark)
+    all_closed = property(lambda self: self.core.all_closed)
+    open_users = property(lambda self: self.core.open_users)
 
     def advance(self, with_records: bool) -> Emission:
         return self._emission(self.core.advance(with_records))
