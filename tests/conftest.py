@@ -44,6 +44,15 @@ def write_events(path: Path, events: list[dict[str, Any] | str | bytes]) -> Path
     return path
 
 
+@pytest.fixture(params=["native", "python"])
+def each_core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test once with each core (the runs it starts, local clusters too, inherit it)."""
+    if request.param == "native" and NATIVE is None:
+        pytest.skip("the native core is not installed (no cargo at make setup)")
+    monkeypatch.setenv("SEARCH_SESSIONS_CORE", request.param)
+    return str(request.param)
+
+
 def native_late(data: bytes) -> list[Any]:
     """The maybe-late ``(event, newest)`` pairs of a native block."""
     return [] if not data else list(NATIVE.unpack_late(data))

@@ -69,7 +69,7 @@ def test_tutorial_example(tmp_path: Path, run_flow: RunFlow) -> None:
     assert summary.counts["sessions"] == 2 and summary.counts["searches"] == 3
 
 
-def test_matches_batch_oracle(noisy_log: Path, run_flow: RunFlow) -> None:
+def test_matches_batch_oracle(noisy_log: Path, run_flow: RunFlow, each_core: str) -> None:
     out, summary = run_flow([noisy_log])
     want = oracle([str(noisy_log)])
     assert canon(out["searches"]) == canon(want.searches)
@@ -88,7 +88,7 @@ def _all(out: dict[str, list[dict[str, object]]]) -> dict[str, list[str]]:
 
 
 def test_workers_processes_and_splits_agree(
-    noisy_log: Path, tmp_path: Path, run_flow: RunFlow
+    noisy_log: Path, tmp_path: Path, run_flow: RunFlow, each_core: str
 ) -> None:
     base, s1 = run_flow([noisy_log])
     two_workers, s2 = run_flow([noisy_log], workers=2)

@@ -9,8 +9,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
+from search_sessions.core.cores import NATIVE
 
 from ..conftest import RunFlow, write_parts
 from ..oracle import canon, oracle
@@ -92,6 +95,7 @@ def stream(draw: st.DrawFn) -> list[bytes]:
     n_files=st.integers(1, 3),
     workers=st.integers(1, 2),
     typeahead=st.sampled_from([None, 0, 5]),
+    core=st.sampled_from(["native", "python"]),
 )
 @example(  # sessions starting in the same second, one at a fraction of it
     lines=[
@@ -102,15 +106,22 @@ def stream(draw: st.DrawFn) -> list[bytes]:
     n_files=1,
     workers=1,
     typeahead=None,
+    core="python",
 )
 def test_flow_equals_batch_oracle(
     lines: list[bytes],
     n_files: int,
     workers: int,
     typeahead: int | None,
+    core: str,
     tmp_path: Path,
     run_flow: RunFlow,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Each example with one core (both are drawn): both against the oracle."""
+    if core == "native" and NATIVE is None:
+        core = "python"
+    monkeypatch.setenv("SEARCH_SESSIONS_CORE", core)
     paths = write_parts(lines, n_files, Path(tempfile.mkdtemp(dir=tmp_path)))
     out, summary = run_flow(
         paths,
