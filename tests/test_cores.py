@@ -257,3 +257,35 @@ def test_event_blocks_cross_processes_packed() -> None:
         again.tuples() == block.tuples() == [decoder.decode(x, i) for i, x in enumerate(lines, 1)]
     )
     assert cores.block_events(block.pack()) == block.tuples()
+
+
+def test_a_native_panic_is_an_error_naming_the_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A panic in the native core (a bug) reaches Python as an exception, and the run
+    stops with one line naming the input, never with an abort."""
+    from search_sessions.connectors.registry import resolve_inputs
+    from search_sessions.connectors.source import EventSource
+    from search_sessions.errors import InputError
+
+    with pytest.raises(BaseException, match="boom") as info:
+        native._panic("boom")
+    assert cores.is_panic(info.value)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"type": "app_open", "user": "u", "time": 0}\n' * 3)
+    monkeypatch.setenv(cores.ENV, "native")
+    cfg = resolve_inputs(Config(inputs=(str(path),), order="time", block_bytes=50))
+
+    class Panicking:
+        def decode_block(self, *_args: Any) -> Any:
+            native._panic("index out of bounds")
+
+    src = EventSource(cfg, ["shard-0"])
+    part = src.build_part("read", src.parts[0].name, None)
+    part.next_batch()  # builds the decoders
+    part.block_decoder = Panicking()
+    with pytest.raises(
+        InputError,
+        match=r"events.jsonl: the native core failed on lines \d+-\d+ \(index out of bounds\)",
+    ):
+        part.next_batch()

@@ -15,6 +15,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(typing_key, m)?)?;
     m.add_function(wrap_pyfunction!(continues_typing, m)?)?;
     m.add_function(wrap_pyfunction!(session_id_for, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic, m)?)?;
     Ok(())
 }
 
@@ -64,4 +65,11 @@ fn continues_typing(q: &str, prev: &str) -> bool {
 #[pyfunction]
 fn session_id_for(user: &str, start_us: i64, ordinal: u64) -> String {
     records::session_id_for(user, start_us, ordinal)
+}
+
+/// Panics (for the test that a panic reaches Python as an exception naming the input,
+/// never an abort).
+#[pyfunction]
+fn _panic(message: &str) {
+    panic!("{message}");
 }

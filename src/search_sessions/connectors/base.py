@@ -31,12 +31,12 @@ from bytewax.inputs import StatefulSourcePartition
 
 from ..config import Config
 from ..control import FAILURE, METRICS, STOP
-from ..core.cores import core_name, native_block_decoder, pack_for_shard
+from ..core.cores import core_name, is_panic, native_block_decoder, pack_for_shard
 from ..core.events import Event, EventDecoder, OrderScan, decode_block
 from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
-from ..errors import StrictError
+from ..errors import InputError, StrictError
 from .sorting import ExternalSort, budget_for
 
 STATS: Final = "stats"
@@ -262,8 +262,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         positions = self.positions(len(lines))
         if self.block_decoder is not None and self.decoder is self.block_decoder_of:
             # (A partition may swap decoders for a block: Kafka's unreadable messages.)
-            per_shard, maybe_late, bad, newest, size, n_events = self.block_decoder.decode_block(
-                lines, self.seq, self.newest, self.lateness, len(self.shard_keys), positions
+            per_shard, maybe_late, bad, newest, size, n_events = self._native_decode(
+                lines, positions
             )
         else:
             per_shard, maybe_late, bad, newest, size = decode_block(
@@ -290,6 +290,24 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         if at_end:
             out.append(self._end())
         return out
+
+    def _native_decode(self, lines: list[bytes], positions: list[int] | None) -> Any:
+        """The native core's ``decode_block``; a panic in it (a bug) ends the run with one
+        line naming the input, not with an abort."""
+        assert self.block_decoder is not None
+        try:
+            return self.block_decoder.decode_block(
+                lines, self.seq, self.newest, self.lateness, len(self.shard_keys), positions
+            )
+        except BaseException as exc:
+            if not is_panic(exc):
+                raise
+            FAILURE.append(
+                f"{self.label}: the native core failed on lines {self.seq + 1}-"
+                f"{self.seq + len(lines)} ({exc}); SEARCH_SESSIONS_CORE=python reads them "
+                "with the Python core"
+            )
+            raise InputError(FAILURE[-1]) from None
 
     def scan_times(self) -> Iterator[list[int | None]] | None:
         """The whole input's event times, a list per block of lines (or records), one

@@ -44,6 +44,7 @@ __all__ = [
     "ShardCore",
     "block_events",
     "core_name",
+    "is_panic",
     "native_block_decoder",
     "pack_for_shard",
     "times_reader",
@@ -74,6 +75,12 @@ def core_name() -> str:
     if wanted:
         raise CoreError(f"{ENV}={wanted!r}: not a core (native or python)")
     return "python" if NATIVE is None else "native"
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a panic of the native core (a bug there: PyO3 turns it into
+    ``PanicException``, which the caller reports naming the input)."""
+    return type(exc).__name__ == "PanicException"
 
 
 def native_block_decoder(decoder: EventDecoder) -> Any | None:

@@ -18,14 +18,15 @@ from bytewax.operators import StatefulBatchLogic
 from ..config import Config
 from ..connectors.base import STATS, ShardBatch
 from ..connectors.registry import source_label
-from ..control import METRICS, STOP
-from ..core.cores import Emission, ShardCore, shard_core
+from ..control import FAILURE, METRICS, STOP
+from ..core.cores import Emission, ShardCore, is_panic, shard_core
 from ..core.events import Event, event_to_json, unpack_events
 from ..core.rollups import WindowAgg, aggregate
 from ..core.schema import OutputKind, Problem, SearchRecord
 from ..core.sessions import Sessionizer
 from ..core.time import FOREVER, NEVER, format_time
 from ..crashpoints import CRASH as crashpoints
+from ..errors import RunError
 
 _encode_lines = msgspec.json.Encoder().encode_lines
 OutItem = tuple[str, Any]
@@ -70,6 +71,18 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         )
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
+        try:
+            return self._on_batch(values)
+        except BaseException as exc:
+            if not is_panic(exc):
+                raise
+            FAILURE.append(
+                f"shard {self.shard}: the native core failed ({exc}); "
+                "SEARCH_SESSIONS_CORE=python runs the Python core"
+            )
+            raise RunError(FAILURE[-1]) from None
+
+    def _on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[OutItem], bool]:
         crashpoints.poll()  # (a process may have no input partition to poll it)
         core = self.core
         late: list[tuple[Event, int]] = []
