@@ -134,12 +134,13 @@ impl LineDecoder {
         let names = self.names.as_ref()?;
         let text = std::str::from_utf8(line).ok()?;
         let mut de = serde_json::Deserializer::from_str(text);
-        let raw = de.deserialize_map(RawFields { keys: &names.keys }).ok()?;
+        let key = &names.keys[TIME..=TIME];
+        let time = de.deserialize_map(TimeOnly { key }).ok()?;
         de.end().ok()?;
         if !surrogates_paired(text) {
             return None;
         }
-        let Some(value) = raw.fields[TIME] else {
+        let Some(value) = time else {
             return Some(None); // msgspec: the required field is missing
         };
         Some(match scalar::scalar(value)? {
@@ -348,6 +349,35 @@ fn surrogates_paired(raw: &str) -> bool {
         .any(|w| w[0] == b'\\' && w[1] == b'u' && (w[2] | 0x20) == b'd');
     // serde_json decodes strings with their escapes paired, or refuses them.
     !suspect || serde_json::from_str::<serde_json::Value>(raw).is_ok()
+}
+
+/// One pass over the object for the time field alone (`time_type`: msgspec reads no
+/// other field, so a repeated one does not matter); a repeated time key defers.
+struct TimeOnly<'k> {
+    key: &'k [String],
+}
+
+impl<'de> Visitor<'de> for TimeOnly<'_> {
+    type Value = Option<&'de str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut time = None;
+        while let Some(slot) = map.next_key_seed(Key { keys: self.key })? {
+            if slot.is_none() {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value = map.next_value::<&'de RawValue>()?.get();
+            if time.replace(value).is_some() {
+                return Err(defer()); // a repeated key
+            }
+        }
+        Ok(time)
+    }
 }
 
 /// A key: `Some(slot)` for a known one, `None` for another; an escaped key defers.
