@@ -23,6 +23,8 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The script's own directory would make `bench` this directory's bench.py, not the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
 
