@@ -25,7 +25,7 @@ $(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES)
 			|| exit 1; \
 	else \
 		$(BIN)/python -m pip uninstall --quiet --yes search-sessions-native >/dev/null 2>&1; \
-		echo "no cargo: installed the Python core only (about 10x slower); for the native core install Rust (https://rustup.rs) and run make setup again"; \
+		echo "no cargo: installed the Python core only (2-3x slower); for the native core install Rust (https://rustup.rs) and run make setup again"; \
 	fi
 	touch $@
 
