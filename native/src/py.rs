@@ -145,12 +145,7 @@ impl EventBlock {
 
     /// The events as the Python core's tuples (for tests; the block keeps them).
     fn tuples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let tuples = self
-            .events
-            .iter()
-            .map(|e| event_to_py(py, e))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, tuples)
+        tuple_list(py, &self.events)
     }
 
     fn __reduce__<'py>(
@@ -168,11 +163,7 @@ impl EventBlock {
 #[pyfunction]
 fn unpack_late<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
     let pairs: Vec<(Event, i64)> = event::unpack(data).map_err(PyValueError::new_err)?;
-    let items = pairs
-        .iter()
-        .map(|(e, n)| Ok((event_to_py(py, e)?, *n)))
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, items)
+    pair_list(py, &pairs)
 }
 
 /// The [`EventBlock`] of packed bytes (unpickling one).
@@ -180,6 +171,25 @@ fn unpack_late<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>
 fn block_from_bytes(data: &[u8]) -> PyResult<EventBlock> {
     let events = event::unpack(data).map_err(PyValueError::new_err)?;
     Ok(EventBlock { events })
+}
+
+/// Events as a list of the Python core's tuples.
+pub fn tuple_list<'py>(py: Python<'py>, events: &[Event]) -> PyResult<Bound<'py, PyList>> {
+    let tuples = events
+        .iter()
+        .map(|e| event_to_py(py, e))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, tuples)
+}
+
+/// `(event, time)` pairs (maybe-late events with their partition's newest time, or
+/// late events with the watermark they missed) as a list of `(tuple, time)`.
+pub fn pair_list<'py>(py: Python<'py>, pairs: &[(Event, i64)]) -> PyResult<Bound<'py, PyList>> {
+    let items = pairs
+        .iter()
+        .map(|(e, t)| Ok((event_to_py(py, e)?, *t)))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }
 
 /// Event tuples from a list of them, from a block packed here, or an [`EventBlock`]
@@ -229,11 +239,7 @@ fn pack_events<'py>(py: Python<'py>, events: &Bound<'py, PyAny>) -> PyResult<Bou
 #[pyfunction]
 fn unpack_events<'py>(py: Python<'py>, data: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyList>> {
     let evs: Vec<Event> = event::unpack(data.as_bytes()).map_err(PyValueError::new_err)?;
-    let tuples = evs
-        .iter()
-        .map(|e| event_to_py(py, e))
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, tuples)
+    tuple_list(py, &evs)
 }
 
 // Records --------------------------------------------------------------------------
@@ -277,14 +283,7 @@ fn render<'py>(
             crate::shard::reason_name(&reason)?,
         ));
     }
-    let list: Vec<Emitted> = sessions
-        .iter()
-        .map(|(u, e, r)| Emitted {
-            user: u,
-            events: e,
-            reason: r,
-        })
-        .collect();
+    let list = Emitted::of(&sessions);
     let mut counts = counts;
     let (mut s, mut ss, mut times) = (Vec::new(), Vec::new(), Vec::new());
     records::render(

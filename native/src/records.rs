@@ -32,6 +32,20 @@ pub struct Emitted<'a> {
     pub reason: &'static str,
 }
 
+impl<'a> Emitted<'a> {
+    /// Borrowed views of owned `(user, events, end_reason)` sessions.
+    pub fn of(sessions: &'a [(String, Vec<Event>, &'static str)]) -> Vec<Emitted<'a>> {
+        sessions
+            .iter()
+            .map(|(user, events, reason)| Emitted {
+                user,
+                events,
+                reason,
+            })
+            .collect()
+    }
+}
+
 /// `render` of `core/searches.py`: appends each session's search records to
 /// `searches` and its session record to `sessions` (one JSON object per line, as
 /// `msgspec.json.Encoder().encode_lines`), adds to `counts` (sessions, searches,

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{self, Event, APP_CLOSE, APP_OPEN};
-use crate::py::{event_to_py, events_from_py, late_from_py, rules_from_py};
+use crate::py::{events_from_py, late_from_py, pair_list, rules_from_py};
 use crate::records::{self, Emitted, Rules};
 
 /// Why a session ended, as the records name it.
@@ -425,14 +425,7 @@ impl Shard {
         let (mut searches, mut sessions, mut times) = (Vec::new(), Vec::new(), Vec::new());
         let n = emitted.len();
         if n > 0 {
-            let list: Vec<Emitted> = emitted
-                .iter()
-                .map(|(u, e, r)| Emitted {
-                    user: u,
-                    events: e,
-                    reason: r,
-                })
-                .collect();
+            let list = Emitted::of(&emitted);
             let times_ref = if with_times { Some(&mut times) } else { None };
             records::render(
                 &list,
@@ -498,11 +491,7 @@ impl Shard {
             .core
             .ingest(part, newest, closed, evs, maybe, idle_us)
             .map_err(PyValueError::new_err)?;
-        let items = late
-            .iter()
-            .map(|(ev, wm)| Ok((event_to_py(py, ev)?, *wm)))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+        pair_list(py, &late)
     }
 
     /// The sessions the watermark made final, as `(search lines, session lines, the

@@ -149,13 +149,16 @@ _NOTHING: Final = Emission(b"", b"", 0, [], None)
 
 
 class ShardCore:
-    """One shard's sessionizing and records, by either core (see :func:`shard_core`)."""
+    """One shard's sessionizing and records, by either core (see :func:`shard_core`).
 
-    counters: list[int]
-    duplicates: int
-    late: int
-    watermark: int
-    all_closed: bool
+    ``core`` is the core's own shard; its counters are read through."""
+
+    core: Any
+    counters = property(lambda self: self.core.counters)
+    duplicates = property(lambda self: self.core.duplicates)
+    late = property(lambda self: self.core.late)
+    watermark = property(lambda self: self.core.watermark)
+    all_closed = property(lambda self: self.core.all_closed)
     open_users: int
 
     def ingest(
@@ -220,11 +223,6 @@ class PythonShard(ShardCore):
         )
         self.rules = rules
 
-    counters = property(lambda self: self.core.counters)
-    duplicates = property(lambda self: self.core.duplicates)
-    late = property(lambda self: self.core.late)
-    watermark = property(lambda self: self.core.watermark)
-    all_closed = property(lambda self: self.core.all_closed)
     open_users = property(lambda self: len(self.core.pending))
 
     def ingest(
@@ -290,14 +288,22 @@ class NativeShard(ShardCore):
             list(rules.dimensions),
             resume or None,
         )
-        self.ingest: Callable[..., list[tuple[Event, int]]] = self.core.ingest
 
-    counters = property(lambda self: self.core.counters)
-    duplicates = property(lambda self: self.core.duplicates)
-    late = property(lambda self: self.core.late)
-    watermark = property(lambda self: self.core.watermark)
-    all_closed = property(lambda self: self.core.all_closed)
     open_users = property(lambda self: self.core.open_users)
+
+    def ingest(
+        self,
+        part: int,
+        newest: int,
+        closed: bool,
+        events: Any,
+        maybe_late: Any,
+        idle_us: int,
+    ) -> list[tuple[Event, int]]:
+        late: list[tuple[Event, int]] = self.core.ingest(
+            part, newest, closed, events, maybe_late, idle_us
+        )
+        return late
 
     def advance(self, with_records: bool) -> Emission:
         return self._emission(self.core.advance(with_records))
