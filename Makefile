@@ -66,7 +66,11 @@ system-deps:
 			apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 
-test: setup system-deps native-check
+# The Rust checks build in the background while the venv is set up (they need no venv).
+test:
+	@$(MAKE) --no-print-directory native-check & checks=$$!; \
+	$(MAKE) --no-print-directory setup system-deps || { wait $$checks; exit 1; }; \
+	wait $$checks || { echo "make test: the native core's checks failed"; exit 1; }; \
 	$(BIN)/python -m pytest
 
 # The Rust crate's own checks: formatting, clippy with warnings as errors, its tests.
