@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version as package_version
 from typing import Any, TypeVar
 
 import click
@@ -26,12 +25,9 @@ from .config import (
 from .connectors.registry import prepare_output, resolve_inputs
 from .connectors.specs import Scheme, scheme_of
 from .core.cores import CoreError, core_name
-from .demo import run_demo
 from .errors import ConfigError, SearchSessionsError
-from .report import write_report
 from .runtime.run import run as run_job
 from .runtime.streams import clean_streams
-from .simulate import SimSpec, live_users, write
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,7 +99,9 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         core = core_name()
     except CoreError as exc:
         raise _Refused(str(exc)) from None
-    click.echo(f"search-sessions, version {package_version('search-sessions')} (core: {core})")
+    from importlib.metadata import version  # here: importing it costs every command 30 ms
+
+    click.echo(f"search-sessions, version {version('search-sessions')} (core: {core})")
     ctx.exit()
 
 
@@ -439,6 +437,8 @@ def demo(
         workers=workers,
         processes=processes,
     )
+    from .demo import run_demo
+
     searches, sessions = run_demo(cfg)
     for s in searches:
         click.echo(
@@ -580,6 +580,8 @@ def simulate(
         raise click.BadParameter(f"not an ISO 8601 time: {start!r}", param_hint="--start") from None
     if begin.tzinfo is None:
         begin = begin.replace(tzinfo=UTC)
+    from .simulate import SimSpec, live_users, write
+
     try:
         spec = SimSpec(
             events=events,
@@ -710,6 +712,8 @@ def report(inputs: tuple[str, ...], output: str, min_sample: int, compare_by: st
     parent = os.path.dirname(output)
     if parent:
         os.makedirs(parent, exist_ok=True)
+    from .report import write_report
+
     data = write_report(list(inputs), output, min_sample, compare_by)
     click.echo(f"wrote {output} ({len(data.searches):,} searches)", err=True)
     click.echo(os.path.abspath(output))
