@@ -96,3 +96,16 @@ def test_a_member_whose_peers_never_come_gives_up(log: Path) -> None:
     assert len(errors) == 1, proc.stderr
     assert errors[0].startswith("Error: process 1: the other processes of the cluster (127.0.0.1:")
     assert "did not all connect within 2s" in errors[0]
+
+
+def test_a_local_cluster_forms_without_retries(log: Path, tmp_path: Path) -> None:
+    """Each process dials only processes that already listen (process i dials 0 to
+    i - 1), so Bytewax never has to retry and back off, with any number of processes."""
+    out = tmp_path / "searches.jsonl"
+    proc = subprocess.run(
+        [*CLI, str(log), "--searches", str(out), "--processes", "4"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"retrying" not in proc.stderr, proc.stderr

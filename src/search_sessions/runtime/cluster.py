@@ -43,8 +43,9 @@ def _start(cfg: Config, tmp: str, errs: list[str]) -> list[_Process]:
     """Start the cluster's processes: forked if this process can, else new interpreters."""
     ports = free_ports(cfg.processes)
     addresses = [f"127.0.0.1:{p}" for p in ports]
-    # Later processes start with process 0 and wait, ready, until it listens.
-    waits = [None] + [ports[0]] * (cfg.processes - 1)
+    # Later processes start with process 0 and wait, ready, until every earlier one
+    # listens (Bytewax's process i dials processes 0 to i - 1).
+    waits = [ports[:i] for i in range(cfg.processes)]
     if can_fork():
         _import_process_code()
         # What is imported now stays put: the children's collector need not scan (and
@@ -69,7 +70,7 @@ def _start(cfg: Config, tmp: str, errs: list[str]) -> list[_Process]:
                 str(i),
                 ";".join(addresses),
                 errs[i],
-                *([] if waits[i] is None else ["--wait-port", str(waits[i])]),
+                *(arg for port in waits[i] for arg in ("--wait-port", str(port))),
                 "--parent",
                 str(os.getpid()),
             ],
@@ -177,7 +178,7 @@ _Process = subprocess.Popen[bytes] | _Forked
 
 
 def _fork(
-    cfg: Config, process_id: int, addresses: list[str], error_file: str, wait_port: int | None
+    cfg: Config, process_id: int, addresses: list[str], error_file: str, wait_ports: list[int]
 ) -> _Forked:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -188,7 +189,7 @@ def _fork(
     code = 1
     try:
         die_with(parent)
-        code = _process_main(cfg, process_id, addresses, error_file, wait_port)
+        code = _process_main(cfg, process_id, addresses, error_file, wait_ports)
     except KeyboardInterrupt:
         code = 130
     except BaseException:
@@ -224,11 +225,11 @@ def _process_main(
     process_id: int,
     addresses: list[str],
     error_file: str | None,
-    wait_port: int | None,
+    wait_ports: list[int],
 ) -> int:
     """One process of a local cluster; a failure's reason goes to ``error_file``."""
     try:
-        run_process(cfg, process_id, addresses, wait_port)
+        run_process(cfg, process_id, addresses, wait_ports)
     except RunError as exc:
         if error_file:
             with open(error_file, "w") as f:
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("process_id", type=int)
     parser.add_argument("addresses")
     parser.add_argument("error_file", nargs="?")
-    parser.add_argument("--wait-port", type=int)
+    parser.add_argument("--wait-port", type=int, action="append", default=[])
     parser.add_argument("--parent", type=int, help="die with this process")
     args = parser.parse_args(argv)
     if args.parent is not None:

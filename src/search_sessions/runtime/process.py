@@ -37,13 +37,13 @@ def run_process(
     cfg: Config,
     process_id: int | None = None,
     addresses: list[str] | None = None,
-    wait_port: int | None = None,
+    wait_ports: list[int] | None = None,
     join_timeout: float | None = None,
 ) -> None:
     """Run this process's share of the dataflow (all of it when alone).
 
-    ``wait_port``: a local cluster's later processes start with the first one and
-    wait, ready to run, until it listens on this loopback port. ``join_timeout``:
+    ``wait_ports``: a local cluster's later processes start with the first one and
+    wait, ready to run, until the earlier ones listen on these loopback ports. ``join_timeout``:
     seconds to wait for every process of the cluster to connect, after which this
     one stops with exit status 1 and one line saying so (Bytewax would retry forever).
     """
@@ -63,10 +63,10 @@ def run_process(
     if cfg.metrics_port is not None:
         server = serve_metrics(METRICS, cfg.metrics_port + (process_id or 0), cfg.metrics_host)
     prefix = f"[process {process_id}] " if process_id is not None else ""
-    if wait_port is not None:
-        # Dialling process 0 before it listens makes Bytewax print "retrying" lines
+    if wait_ports:
+        # Dialling a process before it listens makes Bytewax print "retrying" lines
         # and back off for a second.
-        _wait_listening(wait_port)
+        _wait_listening(wait_ports)
     reporter = Reporter(METRICS, prefix=prefix).start() if cfg.progress else None
     try:
         cli_main(
@@ -119,15 +119,19 @@ def _root_message(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def _wait_listening(port: int, timeout: float = 10.0) -> None:
-    """Until something listens on loopback ``port`` (Linux), at most ``timeout`` seconds."""
-    want = f":{port:04X} "
+def _wait_listening(ports: list[int], timeout: float = 10.0) -> None:
+    """Until something listens on each loopback port of ``ports`` (Linux), at most
+    ``timeout`` seconds."""
+    waiting = {f"{port:04X}" for port in ports}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while waiting and time.monotonic() < deadline:
         try:
             with open("/proc/net/tcp") as f:
-                if any(want in line and line.split()[3] == "0A" for line in f):
-                    return
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A":  # LISTEN
+                        waiting.discard(fields[1].rpartition(":")[2])
         except OSError:
             return
-        time.sleep(0.005)
+        if waiting:
+            time.sleep(0.005)
