@@ -11,6 +11,7 @@ pub mod event;
 pub mod json;
 pub mod records;
 pub mod scalar;
+pub mod scan;
 pub mod shard;
 pub mod time;
 

@@ -2,13 +2,14 @@
 //! that crosses: a line only the Python core can judge, a late event, a test), the
 //! block decoder, records, and the shard.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::decode::{Layout, LineDecoder};
 use crate::event::{self, Dim, Event, Payload, CLICK, CONVERSION, RESULTS, SEARCH};
 use crate::records::{self, Emitted, Rules};
+use crate::scan::{self, OrderScan};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CORE", "native")?;
@@ -364,10 +365,19 @@ impl Decoder {
             .bind(py)
             .getattr("__self__")?
             .getattr("times")?;
-        let mut out = Vec::with_capacity(lines.len());
-        for item in lines.iter() {
-            let line = item.downcast::<PyBytes>()?;
-            match self.inner.time(line.as_bytes()) {
+        // The lines' bytes, timed without the GIL (the pre-scan times blocks on two
+        // threads), then the lines this decoder is not sure of, in order.
+        let items: Vec<Bound<'py, PyBytes>> = lines
+            .iter()
+            .map(|item| item.downcast_into::<PyBytes>().map_err(PyErr::from))
+            .collect::<PyResult<_>>()?;
+        let raws: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
+        let inner = &self.inner;
+        let timed: Vec<Option<Option<i64>>> =
+            py.allow_threads(|| raws.iter().map(|raw| inner.time(raw)).collect());
+        let mut out = Vec::with_capacity(items.len());
+        for (line, time) in items.iter().zip(timed) {
+            match time {
                 Some(t) => out.push(t),
                 None => {
                     let one = PyList::new(py, [line])?;
@@ -377,6 +387,55 @@ impl Decoder {
             }
         }
         Ok(out)
+    }
+
+    /// The pre-scan of `--order auto` over the plain file at `path`: where it first goes
+    /// out of order, `(line, how much older)`, or `None`. Chunks of it are read and
+    /// timed on `threads` threads without the GIL; the lines this decoder is not sure of
+    /// are timed by the Python core's `times`, in order; `stop()` is asked between
+    /// chunks (a stopped run scans no further: `None`). (`chunk`: bytes read at a time,
+    /// at least one line's worth: a longer line is read on.)
+    #[pyo3(signature = (path, lateness_us, threads, stop, chunk=scan::CHUNK))]
+    fn scan_order(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        lateness_us: i64,
+        threads: usize,
+        stop: &Bound<'_, PyAny>,
+        chunk: usize,
+    ) -> PyResult<Option<(i64, i64)>> {
+        let fallback = self
+            .fallback
+            .bind(py)
+            .getattr("__self__")?
+            .getattr("times")?;
+        let io_error = |e: std::io::Error| PyOSError::new_err(format!("{path}: {e}"));
+        let mut file = std::fs::File::open(path).map_err(io_error)?;
+        let mut scan = OrderScan::new(lateness_us);
+        let chunk = chunk.max(1);
+        let mut buf: Vec<u8> = Vec::new();
+        let inner = &self.inner;
+        loop {
+            let (at_end, mut times, unsure, used) = py
+                .allow_threads(|| {
+                    let at_end = scan::fill(&mut file, &mut buf, chunk)?;
+                    let used = scan::whole_lines(&buf, at_end);
+                    let (times, unsure) = scan::times(inner, &buf[..used], threads);
+                    Ok::<_, std::io::Error>((at_end, times, unsure, used))
+                })
+                .map_err(io_error)?;
+            for (i, at, len) in unsure {
+                let line = PyBytes::new(py, &buf[at..at + len]);
+                let got: Vec<Option<i64>> =
+                    fallback.call1((PyList::new(py, [line])?,))?.extract()?;
+                times[i] = got.first().copied().flatten();
+            }
+            if scan.add(&times) || at_end || stop.call0()?.is_truthy()? {
+                return Ok(scan.late);
+            }
+            buf.drain(..used);
+        }
     }
 
     /// `decode_block` of the Python core: returns `(per_shard, maybe_late, bad, newest,
@@ -423,21 +482,41 @@ impl Decoder {
             }
             per_shard[shard].push(ev);
         };
-        for (i, item) in lines.iter().enumerate() {
-            let line = item.downcast::<PyBytes>()?;
-            let raw = line.as_bytes();
-            size += raw.len();
-            let pos = match &seqs {
+        // The lines' bytes, then their events decoded without the GIL (a reader
+        // thread decodes while the worker runs the shards), then, in order, the
+        // events dealt out and the lines the Python core must read.
+        let items: Vec<Bound<'py, PyBytes>> = lines
+            .iter()
+            .map(|item| item.downcast_into::<PyBytes>().map_err(PyErr::from))
+            .collect::<PyResult<_>>()?;
+        let mut positions = Vec::with_capacity(items.len());
+        for i in 0..items.len() {
+            positions.push(match &seqs {
                 Some(s) => *s
                     .get(i)
                     .ok_or_else(|| PyValueError::new_err("seqs too short"))?,
                 None => seq + 1 + i as i64,
-            };
-            if let Some(ev) = self.inner.decode(raw, self.part, pos) {
+            });
+        }
+        let raws: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
+        let (inner, part) = (&self.inner, self.part);
+        let decoded: Vec<Option<Event>> = py.allow_threads(|| {
+            raws.iter()
+                .zip(&positions)
+                .map(|(raw, &pos)| inner.decode(raw, part, pos))
+                .collect()
+        });
+        for ((item, raw), (ev, pos)) in items
+            .iter()
+            .zip(&raws)
+            .zip(decoded.into_iter().zip(positions))
+        {
+            size += raw.len();
+            if let Some(ev) = ev {
                 deal(ev, &mut newest);
                 continue;
             }
-            let got = fallback.call1((line, pos))?;
+            let got = fallback.call1((item, pos))?;
             if let Ok(tup) = got.downcast::<PyTuple>() {
                 deal(event_from_py(tup.as_any())?, &mut newest);
             } else if let Ok(list) = got.downcast::<PyList>() {
@@ -445,7 +524,7 @@ impl Decoder {
                     deal(event_from_py(&one)?, &mut newest);
                 }
             } else if !is_blank(raw) {
-                bad.push((pos, item.clone(), got.extract::<String>()?));
+                bad.push((pos, item.clone().into_any(), got.extract::<String>()?));
             }
         }
         let events = per_shard.iter().map(Vec::len).sum::<usize>()

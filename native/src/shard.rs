@@ -416,26 +416,33 @@ type Rendered<'py> = (
 );
 
 impl Shard {
+    /// Renders what the core emitted (`emit`: advance or flush) into JSON lines, without
+    /// the GIL, then hands them to Python.
     fn rendered<'py>(
         &mut self,
         py: Python<'py>,
-        emitted: Vec<Session>,
+        emit: fn(&mut Sessionizer) -> Vec<Session>,
         with_times: bool,
     ) -> Rendered<'py> {
-        let (mut searches, mut sessions, mut times) = (Vec::new(), Vec::new(), Vec::new());
-        let n = emitted.len();
-        if n > 0 {
-            let list = Emitted::of(&emitted);
-            let times_ref = if with_times { Some(&mut times) } else { None };
-            records::render(
-                &list,
-                &self.rules,
-                &mut self.core.counters,
-                &mut searches,
-                &mut sessions,
-                times_ref,
-            );
-        }
+        let (core, rules) = (&mut self.core, &self.rules);
+        let (searches, sessions, times, n) = py.allow_threads(|| {
+            let emitted = emit(core);
+            let (mut searches, mut sessions, mut times) = (Vec::new(), Vec::new(), Vec::new());
+            let n = emitted.len();
+            if n > 0 {
+                let list = Emitted::of(&emitted);
+                let times_ref = if with_times { Some(&mut times) } else { None };
+                records::render(
+                    &list,
+                    rules,
+                    &mut core.counters,
+                    &mut searches,
+                    &mut sessions,
+                    times_ref,
+                );
+            }
+            (searches, sessions, times, n)
+        });
         (
             PyBytes::new(py, &searches),
             PyBytes::new(py, &sessions),
@@ -487,9 +494,9 @@ impl Shard {
     ) -> PyResult<Bound<'py, PyList>> {
         let evs = events_from_py(events)?;
         let maybe = late_from_py(maybe_late)?;
-        let late = self
-            .core
-            .ingest(part, newest, closed, evs, maybe, idle_us)
+        let core = &mut self.core;
+        let late = py
+            .allow_threads(|| core.ingest(part, newest, closed, evs, maybe, idle_us))
             .map_err(PyValueError::new_err)?;
         pair_list(py, &late)
     }
@@ -498,15 +505,13 @@ impl Shard {
     /// searches' times or None, sessions)`.
     #[pyo3(signature = (with_times=false))]
     fn advance<'py>(&mut self, py: Python<'py>, with_times: bool) -> Rendered<'py> {
-        let emitted = self.core.advance();
-        self.rendered(py, emitted, with_times)
+        self.rendered(py, Sessionizer::advance, with_times)
     }
 
     /// End of input: every pending session, as [`Shard::advance`].
     #[pyo3(signature = (with_times=false))]
     fn flush<'py>(&mut self, py: Python<'py>, with_times: bool) -> Rendered<'py> {
-        let emitted = self.core.flush();
-        self.rendered(py, emitted, with_times)
+        self.rendered(py, Sessionizer::flush, with_times)
     }
 
     /// The state as bytes (give them back as `snapshot=` to resume).

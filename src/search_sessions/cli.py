@@ -252,6 +252,14 @@ def main() -> None:
     help="Kafka inputs: stop at the end offsets found at start (backfills).",
 )
 @click.option(
+    "--read-ahead",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Native core, files: decode the next block on a second thread meanwhile "
+    "(auto: where the host has a core to spare for it).",
+)
+@click.option(
     "--recovery-dir",
     default=None,
     help="Keep snapshots here; rerunning the same command resumes after a crash.",
@@ -406,6 +414,7 @@ def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:
             dimensions=tuple(opts["dimensions"]),
             currency=opts["currency"],
             join_timeout=opts["join_timeout"],
+            read_ahead={"auto": None, "on": True, "off": False}[opts["read_ahead"]],
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

@@ -160,6 +160,10 @@ class Config:
     parallel_writes: bool = False
     block_bytes: int = 1 << 19
     """How much of a file a partition reads and decodes at a time."""
+    read_ahead: bool | None = None
+    """Whether file partitions decode their next block on a reader thread meanwhile (the
+    native core; ``None``: where the host has more cores than the run has workers; see
+    :mod:`~search_sessions.connectors.readahead`)."""
     order: str = "auto"
     """``time`` (a watermark with lateness), ``sort`` (bounded inputs sorted by event time
     first) or ``auto`` (sort a file whose pre-scanned event times are out of order, and

@@ -19,8 +19,12 @@ from ..conftest import RunFlow, drain, write_events
 BLOCK = 64  # bytes: small blocks, so lines longer than a block and empty blocks happen
 
 
-def config(*inputs: str, block_bytes: int = BLOCK, order: str = "auto") -> Config:
-    return resolve_inputs(Config(inputs=inputs, block_bytes=block_bytes, order=order))
+def config(
+    *inputs: str, block_bytes: int = BLOCK, order: str = "auto", read_ahead: bool | None = None
+) -> Config:
+    return resolve_inputs(
+        Config(inputs=inputs, block_bytes=block_bytes, order=order, read_ahead=read_ahead)
+    )
 
 
 def _lines() -> list[bytes]:
@@ -44,14 +48,18 @@ def log(tmp_path: Path) -> Path:
     return path
 
 
-def read(path: Path, workers: int, resume_after: int | None = None) -> dict[str, Any]:
-    cfg = config(str(path))
+def read(
+    path: Path, workers: int, resume_after: int | None = None, read_ahead: bool = False
+) -> dict[str, Any]:
+    cfg = config(str(path), read_ahead=read_ahead)
     src = EventSource(cfg, [f"shard-{i}" for i in range(workers)])
     out: dict[str, Any] = {"events": [], "dead": [], "stats": {}}
     for rp in src.parts:
         part = src.build_part("read", rp.name, None)
         if resume_after is not None:
             drain(part, out, resume_after)
+            if read_ahead and resume_after and part.native:
+                assert part.ahead is not None  # the snapshot is taken with a block ahead
             state = part.snapshot()
             part.close()
             part = src.build_part("read", rp.name, state)
@@ -74,9 +82,16 @@ def test_lanes_read_exactly_what_one_reader_reads(log: Path, workers: int) -> No
     assert lanes == whole  # events with their line numbers, dead letters, counters
 
 
+@pytest.mark.parametrize("read_ahead", [False, True])
 @pytest.mark.parametrize("after", [0, 1, 3])
-def test_a_lane_resumes_from_its_snapshot(log: Path, after: int) -> None:
-    assert read(log, 3, resume_after=after) == read(log, 1)
+def test_a_lane_resumes_from_its_snapshot(log: Path, after: int, read_ahead: bool) -> None:
+    """(Reading ahead, a snapshot holds the position before the block read ahead.)"""
+    assert read(log, 3, resume_after=after, read_ahead=read_ahead) == read(log, 1)
+
+
+@pytest.mark.parametrize("after", [1, 2, 5])
+def test_a_file_read_ahead_resumes_from_its_snapshot(log: Path, after: int) -> None:
+    assert read(log, 1, resume_after=after, read_ahead=True) == read(log, 1)
 
 
 def test_lane_w_of_every_file_goes_to_worker_w(tmp_path: Path) -> None:

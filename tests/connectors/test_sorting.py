@@ -501,13 +501,13 @@ def test_the_lanes_of_a_file_decide_alike_from_one_scan(
     from search_sessions.connectors import files
 
     scans = []
-    real = files._scan_times
+    real = files.LanePartition.first_late
 
-    def counted(path: str, decoder: Any) -> Iterator[list[int | None]]:
-        scans.append(path)  # when read, not when made
-        yield from real(path, decoder)
+    def counted(part: Any, times: Iterator[list[int | None]]) -> Any:
+        scans.append(part.path)  # (by the native core, or through the times)
+        return real(part, times)
 
-    monkeypatch.setattr(files, "_scan_times", counted)
+    monkeypatch.setattr(files.LanePartition, "first_late", counted)
     events = [*traffic, dict(traffic[0], user="latecomer")]  # hours older than the others
     path = write_events(tmp_path / "late_end.jsonl", list(events))
     cfg = resolve_inputs(Config(inputs=(str(path),), block_bytes=SMALL_BLOCKS))

@@ -341,12 +341,13 @@ class Scenario:
     output: str = "jsonl"
     rollups: bool = True
     seed: int = 0
+    read_ahead: str = "auto"
 
     def __str__(self) -> str:
         return (
             f"seed={self.seed} layout={self.layout} processes={self.processes} "
             f"workers={self.workers} output={self.output} rollups={self.rollups} "
-            f"kills={','.join(self.kills)}"
+            f"read_ahead={self.read_ahead} kills={','.join(self.kills)}"
         )
 
     @classmethod
@@ -361,6 +362,7 @@ class Scenario:
             f.get("output", "jsonl"),
             f.get("rollups", "True") == "True",
             int(f.get("seed", 0)),
+            f.get("read_ahead", "auto"),
         )
 
     @property
@@ -407,7 +409,9 @@ def draw(
             member = 0  # one worker (of process 0) reads it: process 1 has no input
             proc = f"@{member}" if processes > 1 else ""
         kills.append(f"{point}:{at}:{target}{proc}")
-    return Scenario(layout, tuple(kills), processes, workers, output, rng.random() < 0.7, seed)
+    rollups = rng.random() < 0.7
+    read_ahead = rng.choice(["auto", "on", "off"])
+    return Scenario(layout, tuple(kills), processes, workers, output, rollups, seed, read_ahead)
 
 
 # Running -----------------------------------------------------------------------------
@@ -488,6 +492,7 @@ class Harness:
         cmd = [sys.executable, "-m", "search_sessions.cli", "run", *inputs.args, *inputs.options]
         cmd += output_args(sc.output, out, sc.rollups, db)
         cmd += ["--processes", str(sc.processes), "--workers", str(sc.workers), "--quiet"]
+        cmd += ["--read-ahead", sc.read_ahead]
         if recovery is not None:
             cmd += ["--recovery-dir", str(recovery), "--snapshot-interval", "100ms"]
         return cmd

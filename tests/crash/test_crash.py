@@ -18,12 +18,13 @@ from .harness import Harness, Scenario
 MATRIX = [
     # The hang of issue #20: files that end at different moments, killed once an
     # epoch is committed, between two files, while snapshots are taken.
-    Scenario("dir", ("commit:3:group",)),
-    Scenario("dir", ("input-end:2:group",), workers=2),
+    Scenario("dir", ("commit:3:group",), read_ahead="on"),
+    Scenario("dir", ("input-end:2:group",), workers=2, read_ahead="on"),
     Scenario("dir", ("input-end:1:self@1",), processes=2),
     Scenario("dir", ("snapshot:4:launcher@0", "commit:6:self@1"), processes=2),
     Scenario("lanes", ("commit:2:self@1",), processes=2, workers=2),
-    Scenario("csv", ("snapshot:3:group",), output="sqlite"),
+    Scenario("lanes", ("snapshot:2:group",), read_ahead="on"),
+    Scenario("csv", ("snapshot:3:group",), output="sqlite", read_ahead="on"),
     Scenario("tsv", ("input-end:1:self@0",), processes=2),
     Scenario("aol", ("sort-run:1:group",)),
     Scenario("parquet", ("commit:2:group",), output="parquet"),

@@ -37,6 +37,7 @@ from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
 from ..errors import InputError, StrictError
+from .readahead import Ahead, reads_ahead, submit
 from .sorting import ExternalSort, budget_for
 
 STATS: Final = "stats"
@@ -152,6 +153,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
     aligned = False
     """Whether it is kept in step with the process's other aligned partitions (files:
     see :class:`Alignment`)."""
+    can_read_ahead = False
+    """Whether its next block can be read while the last one is in the shards (files;
+    see :mod:`.readahead`)."""
 
     def __init__(self, ctx: PartitionContext) -> None:
         cfg = ctx.cfg
@@ -198,6 +202,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.ending = False
         """Read to its end, the end held back for a crash test (:mod:`..crashpoints`)."""
         self.alignment: Alignment | None = None
+        self.read_ahead = self.native and reads_ahead(cfg)
+        self.ahead: Ahead | None = None
+        """The next block, read and being decoded (:mod:`.readahead`)."""
         self.first_us = NEVER  # before reading: the time of its first event, when known
         self.clock = ctx.clock
         self.last_data = self.clock()
@@ -257,25 +264,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             return self._merge_batch()
         if self.sorting:
             return self._sort_batch()
-        lines, at_end = self.read()
-        idle_us = self._idle_us(bool(lines))
-        positions = self.positions(len(lines))
-        if self.block_decoder is not None and self.decoder is self.block_decoder_of:
-            # (A partition may swap decoders for a block: Kafka's unreadable messages.)
-            per_shard, maybe_late, bad, newest, size, n_events = self._native_decode(
-                lines, positions
-            )
-        else:
-            per_shard, maybe_late, bad, newest, size = decode_block(
-                self.decoder,
-                lines,
-                self.seq,
-                self.newest,
-                self.lateness,
-                len(self.shard_keys),
-                positions,
-            )
-            n_events = sum(map(len, per_shard)) + sum(map(len, maybe_late))
+        lines, at_end, idle_us, positions, decoded = self._take_block()
+        per_shard, maybe_late, bad, newest, size, n_events = decoded
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
         self.seq += len(lines)
         if positions is None:
@@ -289,22 +279,76 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             out.append((OutputKind.DEAD_LETTER, b"".join(dead)))
         if at_end:
             out.append(self._end())
+        elif not self.ending and self._reads_ahead():
+            self.ahead = self._read_ahead()
         return out
 
-    def _native_decode(self, lines: list[bytes], positions: list[int] | None) -> Any:
-        """The native core's ``decode_block``; a panic in it (a bug) ends the run with one
-        line naming the input, not with an abort."""
+    def _take_block(self) -> tuple[list[bytes], bool, int, list[int] | None, Any]:
+        """The next block's lines, whether the input ended with it, its idle time, its
+        positions (when not line numbers) and the decoded block (see :meth:`_decode`)."""
+        ahead = self.ahead
+        if ahead is None and not self._reads_ahead():
+            lines, at_end = self.read()
+            idle_us = self._idle_us(bool(lines))
+            positions = self.positions(len(lines))
+            return lines, at_end, idle_us, positions, self._decode(lines, positions)
+        ahead = ahead or self._read_ahead()
+        self.ahead = None
+        return ahead.lines, ahead.at_end, ahead.idle_us, ahead.positions, ahead.decoded.result()
+
+    def _decode(self, lines: list[bytes], positions: list[int] | None) -> Any:
+        """``(per_shard, maybe_late, bad, newest, size, events)`` of the lines after line
+        ``seq``, by the native core or the Python core."""
+        if self.block_decoder is not None and self.decoder is self.block_decoder_of:
+            # (A partition may swap decoders for a block, in its read: Kafka's unreadable
+            # messages.)
+            return self._native_decode(lines, positions, self.seq, self.newest)
+        assert self.decoder is not None
+        per_shard, maybe_late, bad, newest, size = decode_block(
+            self.decoder,
+            lines,
+            self.seq,
+            self.newest,
+            self.lateness,
+            len(self.shard_keys),
+            positions,
+        )
+        n_events = sum(map(len, per_shard)) + sum(map(len, maybe_late))
+        return per_shard, maybe_late, bad, newest, size, n_events
+
+    def _reads_ahead(self) -> bool:
+        return (
+            self.read_ahead
+            and self.can_read_ahead
+            and self.block_decoder is not None
+            and self.decoder is self.block_decoder_of
+        )
+
+    def _read_ahead(self) -> Ahead:
+        """Read the next block now and decode it on a reader thread (:mod:`.readahead`)."""
+        before = (self.offset, self.seq)
+        lines, at_end = self.read()
+        positions = self.positions(len(lines))
+        idle_us = self._idle_us(bool(lines))
+        decoded = submit(self._native_decode, lines, positions, self.seq, self.newest)
+        return Ahead(lines, at_end, idle_us, positions, decoded, before)
+
+    def _native_decode(
+        self, lines: list[bytes], positions: list[int] | None, seq: int, newest: int
+    ) -> Any:
+        """The native core's ``decode_block`` of the lines after line ``seq``; a panic in it
+        (a bug) ends the run with one line naming the input, not with an abort."""
         assert self.block_decoder is not None
         try:
             return self.block_decoder.decode_block(
-                lines, self.seq, self.newest, self.lateness, len(self.shard_keys), positions
+                lines, seq, newest, self.lateness, len(self.shard_keys), positions
             )
         except BaseException as exc:
             if not is_panic(exc):
                 raise
             FAILURE.append(
-                f"{self.label}: the native core failed on lines {self.seq + 1}-"
-                f"{self.seq + len(lines)} ({exc}); SEARCH_SESSIONS_CORE=python reads them "
+                f"{self.label}: the native core failed on lines {seq + 1}-"
+                f"{seq + len(lines)} ({exc}); SEARCH_SESSIONS_CORE=python reads them "
                 "with the Python core"
             )
             raise InputError(FAILURE[-1]) from None
@@ -336,13 +380,15 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             self.watch = OrderScan(self.lateness)
             self._start_sorting()
             return
-        late = self.scans.late(self.input_index, lambda: self._first_late(times))
+        late = self.scans.late(self.input_index, lambda: self.first_late(times))
         if late is not None:
             if self.counts_as_input:  # one line per file, whatever its lanes
                 self._say_sorting(late)
             self._start_sorting()
 
-    def _first_late(self, times: Iterator[list[int | None]]) -> Late | None:
+    def first_late(self, times: Iterator[list[int | None]]) -> Late | None:
+        """Where the input first goes out of order (see :meth:`sniff`), given its times
+        (plain files: the native core scans them itself)."""
         scan = OrderScan(self.lateness)
         for block in times:
             if scan.add(block) or STOP.is_set():
@@ -545,9 +591,11 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
                 self.ended,
             )
         s = self.stats
+        # A block read ahead is not sent yet: a resumed run reads it again.
+        offset, seq = (self.offset, self.seq) if self.ahead is None else self.ahead.before
         return (
-            self.offset,
-            self.seq,
+            offset,
+            seq,
             self.newest,
             s["lines"],
             s["events"],

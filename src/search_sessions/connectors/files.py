@@ -29,22 +29,24 @@ import io
 import os
 import select
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, BinaryIO, Final, NamedTuple
 
 import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from ..config import Config
-from ..control import FAILURE
-from ..core.cores import times_reader
+from ..control import FAILURE, STOP
+from ..core.cores import native_block_decoder, times_reader
 from ..core.events import EventDecoder
 from ..core.formats import HEADED, LINE_FORMATS
 from ..core.formats import make_decoder as line_decoder
 from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
 from ..errors import OutputError
-from .base import LinePartition, PartitionContext
+from .base import Late, LinePartition, PartitionContext
+from .readahead import reads_ahead
 from .specs import Scheme, scheme_of
 
 INPUT_SUFFIXES = (
@@ -117,6 +119,20 @@ def _scan_times(path: str, decoder: EventDecoder) -> Iterator[list[int | None]]:
             yield times(lines)
 
 
+def _native_scan(part: LinePartition, path: str) -> Callable[[], Late | None] | None:
+    """The native core's pre-scan of a plain file (see :meth:`LinePartition.sniff`),
+    read and timed in Rust, on two threads where the run reads ahead; ``None`` where it
+    does not do it (the Python core, other formats, gzip)."""
+    native = native_block_decoder(part.make_decoder())
+    if native is None:
+        return None
+    with open(path, "rb") as f:
+        if f.read(2) == _GZIP_MAGIC:
+            return None
+    threads = 2 if reads_ahead(part.cfg) else 1
+    return partial(native.scan_order, path, part.lateness, threads, STOP.is_set)
+
+
 def _first_line(path: str, limit: int = 1 << 20) -> bytes:
     """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it."""
     with _reopen(path) as f:
@@ -154,6 +170,10 @@ class FilePartition(LinePartition):
         if self.elements is None and self.offset:
             self.file.seek(self.offset)
 
+    @property
+    def can_read_ahead(self) -> bool:  # type: ignore[override]
+        return self.elements is None  # (a JSON array's elements are in memory)
+
     def read(self) -> tuple[list[bytes], bool]:
         if self.elements is not None:
             # A JSON array: positions are element numbers (1-based), not lines.
@@ -173,6 +193,10 @@ class FilePartition(LinePartition):
             times = times_reader(decoder)
             return (times(elements[i : i + 4096]) for i in range(0, len(elements), 4096))
         return _scan_times(self.path, decoder)
+
+    def first_late(self, times: Iterator[list[int | None]]) -> Late | None:
+        scan = None if self.elements is not None else _native_scan(self, self.path)
+        return scan() if scan is not None else super().first_late(times)
 
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.elements is None and self.file is self._raw:
@@ -218,6 +242,8 @@ class LanePartition(LinePartition):
         self.counts_as_input = lane == 0
         self.scratch = bytearray(block_bytes)  # reused for counting the other lanes' lines
 
+    can_read_ahead = True
+
     def read(self) -> tuple[list[bytes], bool]:
         size = self.size
         block = self.block_bytes
@@ -245,6 +271,10 @@ class LanePartition(LinePartition):
     def scan_times(self) -> Iterator[list[int | None]]:
         # The whole file, not just this lane: its lanes decide alike (see sniff).
         return _scan_times(self.path, self.make_decoder())
+
+    def first_late(self, times: Iterator[list[int | None]]) -> Late | None:
+        scan = _native_scan(self, self.path)
+        return scan() if scan is not None else super().first_late(times)
 
     def find_first_time(self) -> None:
         if self.newest == NEVER and self.offset < self.size:

@@ -1,0 +1,184 @@
+//! The pre-scan of `--order auto` over a plain file: every line's event time, read in
+//! chunks and timed on several threads, and where the file first goes out of order.
+//!
+//! The Python core's reference is `EventDecoder.times` with `OrderScan` (in
+//! `core/events.py`); lines this decoder is not sure of are timed by the caller (the
+//! Python core), in order, between chunks.
+
+use std::io::Read;
+
+use crate::decode::LineDecoder;
+use crate::shard::NEVER;
+
+/// How much of a file is timed at a time.
+pub const CHUNK: usize = 2 << 20;
+
+/// `OrderScan`: the first event older than an earlier one by more than the lateness,
+/// as `(line, how much older)`, given the times of an input's lines in order.
+#[derive(Debug)]
+pub struct OrderScan {
+    lateness: i128,
+    newest: i64,
+    lines: i64,
+    /// `(line, how much older)` of the first such event, once found.
+    pub late: Option<(i64, i64)>,
+}
+
+impl OrderScan {
+    pub fn new(lateness_us: i64) -> Self {
+        OrderScan {
+            lateness: i128::from(lateness_us),
+            newest: NEVER,
+            lines: 0,
+            late: None,
+        }
+    }
+
+    /// The times of the next lines (`None`: no event); whether the input is now known
+    /// to be out of order.
+    pub fn add(&mut self, times: &[Option<i64>]) -> bool {
+        if self.late.is_some() {
+            return true;
+        }
+        for (i, t) in times.iter().enumerate() {
+            let Some(t) = *t else { continue };
+            if t > self.newest {
+                self.newest = t;
+            } else if i128::from(t) < i128::from(self.newest) - self.lateness {
+                let line = self.lines + 1 + i as i64;
+                self.late = Some((line, self.newest.saturating_sub(t)));
+                break;
+            }
+        }
+        self.lines += times.len() as i64;
+        self.late.is_some()
+    }
+}
+
+/// Where the whole lines of `buf` end (after its last `\n`); at the end of the input,
+/// all of it (a last line without one is a line too).
+pub fn whole_lines(buf: &[u8], at_end: bool) -> usize {
+    if at_end {
+        return buf.len();
+    }
+    memchr::memrchr(b'\n', buf).map_or(0, |n| n + 1)
+}
+
+/// The lines of `text` (each with its `\n`, the last maybe without).
+pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |n| start + n + 1);
+        let line = &text[start..end];
+        start = end;
+        Some(line)
+    })
+}
+
+/// A line this decoder is not sure of: its number in the chunk, where it starts and
+/// its length (the caller's reference times it).
+pub type Unsure = (usize, usize, usize);
+
+/// Each line's time in `text` (whole lines) by `decoder`, in order (`None` for the lines
+/// it is not sure of as well), and those lines: the text is cut at line ends into
+/// `threads` parts, timed at once.
+pub fn times(
+    decoder: &LineDecoder,
+    text: &[u8],
+    threads: usize,
+) -> (Vec<Option<i64>>, Vec<Unsure>) {
+    let threads = threads.clamp(1, 16);
+    let mut cuts = vec![0];
+    for i in 1..threads {
+        let at = (text.len() * i / threads).max(*cuts.last().unwrap_or(&0));
+        let cut = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |n| at + n + 1);
+        cuts.push(cut);
+    }
+    cuts.push(text.len());
+    let part = |from: usize, to: usize| {
+        let mut times = Vec::new();
+        let mut unsure = Vec::new();
+        let mut at = from;
+        for line in lines(&text[from..to]) {
+            match decoder.time(line) {
+                Some(t) => times.push(t),
+                None => {
+                    times.push(None);
+                    unsure.push((times.len() - 1, at, line.len()));
+                }
+            }
+            at += line.len();
+        }
+        (times, unsure)
+    };
+    let parts: Vec<_> = if threads == 1 || text.len() < 1 << 16 {
+        vec![part(0, text.len())]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = cuts
+                .windows(2)
+                .map(|w| {
+                    let (from, to) = (w[0], w[1]);
+                    s.spawn(move || part(from, to))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    let mut times = Vec::new();
+    let mut unsure = Vec::new();
+    for (t, u) in parts {
+        let base = times.len();
+        unsure.extend(u.into_iter().map(|(i, at, len)| (base + i, at, len)));
+        times.extend(t);
+    }
+    (times, unsure)
+}
+
+/// Appends up to `want` bytes of `reader` to `buf` (after the line left over from the
+/// last chunk, however long); whether the input ended. (`buf` grows as bytes come: a
+/// small file takes little memory.)
+pub fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
+    let want = want.max(1) as u64;
+    let got = reader.take(want).read_to_end(buf)?;
+    Ok((got as u64) < want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_scan_finds_the_first_late_line() {
+        let mut scan = OrderScan::new(10);
+        assert!(!scan.add(&[Some(100), None, Some(95), Some(120)]));
+        assert!(scan.add(&[Some(109), Some(150)]));
+        assert_eq!(scan.late, Some((5, 11)));
+    }
+
+    #[test]
+    fn whole_lines_end_at_the_last_newline() {
+        assert_eq!(whole_lines(b"a\nbb\nc", false), 5);
+        assert_eq!(whole_lines(b"a\nbb\nc", true), 6);
+        assert_eq!(whole_lines(b"abc", false), 0);
+        let all: Vec<&[u8]> = lines(b"a\nbb\nc").collect();
+        assert_eq!(all, vec![&b"a\n"[..], &b"bb\n"[..], &b"c"[..]]);
+        assert_eq!(lines(b"").count(), 0);
+    }
+
+    #[test]
+    fn fill_reads_to_the_end() {
+        let mut src: &[u8] = b"0123456789";
+        let mut buf = b"xy".to_vec();
+        assert!(!fill(&mut src, &mut buf, 4).unwrap());
+        assert_eq!(buf, b"xy0123");
+        assert!(fill(&mut src, &mut buf, 20).unwrap());
+        assert_eq!(buf, b"xy0123456789");
+    }
+}
