@@ -257,6 +257,13 @@ def dataset_rows(ds: Dataset, core: str) -> list[Timed]:
     return [
         Timed("one", f"run, 1 process, {core} core", run_cmd(ds.path, out / "p1"), n),
         Timed(
+            "no-read-ahead",
+            f"run, 1 process, {core} core, --read-ahead off",
+            [*run_cmd(ds.path, out / "p1-serial"), "--read-ahead", "off"],
+            n,
+            note="one core's work: what each of 2 processes on 2 cores does",
+        ),
+        Timed(
             "python",
             "run, 1 process, python core",
             run_cmd(ds.path, out / "p1-python"),
@@ -423,6 +430,13 @@ def ratios(ds: Dataset, core: str) -> list[tuple[str, float, float | None]]:
         ("2 processes / 1 process, one file", m["file"].rate / one, TARGETS["file"]),
         (f"{core} core / python core, 1 process", one / m["python"].rate, None),
     ]
+    if "no-read-ahead" in m:
+        serial = m["no-read-ahead"].rate
+        out += [
+            ("1 process reading ahead / not", one / serial, None),
+            ("2 processes / 1 not reading ahead, split by user", m["split"].rate / serial, None),
+            ("2 processes / 1 not reading ahead, one file", m["file"].rate / serial, None),
+        ]
     return out
 
 
