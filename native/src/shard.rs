@@ -406,7 +406,13 @@ fn dedup_sorted(events: &mut Vec<Event>) -> usize {
 pub struct Shard {
     core: Sessionizer,
     rules: Rules,
+    /// The searches' and sessions' lines of the last batch, kept for their capacity (a
+    /// buffer grown again for every batch cost reallocations and glibc's consolidations).
+    lines: (Vec<u8>, Vec<u8>),
 }
+
+/// The most buffer capacity a shard keeps between batches.
+const KEPT_LINES: usize = 4 << 20;
 
 type Rendered<'py> = (
     Bound<'py, PyBytes>,
@@ -425,9 +431,12 @@ impl Shard {
         with_times: bool,
     ) -> Rendered<'py> {
         let (core, rules) = (&mut self.core, &self.rules);
-        let (searches, sessions, times, n) = py.allow_threads(|| {
+        let (searches, sessions) = &mut self.lines;
+        searches.clear();
+        sessions.clear();
+        let (times, n) = py.allow_threads(|| {
             let emitted = emit(core);
-            let (mut searches, mut sessions, mut times) = (Vec::new(), Vec::new(), Vec::new());
+            let mut times = Vec::new();
             let n = emitted.len();
             if n > 0 {
                 let list = Emitted::of(&emitted);
@@ -436,19 +445,25 @@ impl Shard {
                     &list,
                     rules,
                     &mut core.counters,
-                    &mut searches,
-                    &mut sessions,
+                    searches,
+                    sessions,
                     times_ref,
                 );
             }
-            (searches, sessions, times, n)
+            (times, n)
         });
-        (
-            PyBytes::new(py, &searches),
-            PyBytes::new(py, &sessions),
+        let out = (
+            PyBytes::new(py, searches),
+            PyBytes::new(py, sessions),
             with_times.then_some(times),
             n,
-        )
+        );
+        for buf in [searches, sessions] {
+            if buf.capacity() > KEPT_LINES {
+                *buf = Vec::new(); // (an end of input's flush: not kept)
+            }
+        }
+        out
     }
 }
 
@@ -475,7 +490,11 @@ impl Shard {
             _ => Sessionizer::new(n_parts, gap_us, lateness_us, max_session_us),
         };
         let rules = rules_from_py(long_click_us, short_click_us, typeahead_us, dimensions);
-        Ok(Shard { core, rules })
+        Ok(Shard {
+            core,
+            rules,
+            lines: (Vec::new(), Vec::new()),
+        })
     }
 
     /// `Sessionizer.ingest`: the events a list of tuples or a packed block; returns the
