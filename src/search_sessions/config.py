@@ -164,6 +164,10 @@ class Config:
     """Whether file partitions decode their next block on a reader thread meanwhile (the
     native core; ``None``: where the host has more cores than the run has workers; see
     :mod:`~search_sessions.connectors.readahead`)."""
+    scanned: tuple[tuple[int, tuple[int, int] | None], ...] = ()
+    """``--order auto``: pre-scans done by a local cluster's launcher, ``(input, where it
+    goes out of order or None)`` (see
+    :func:`~search_sessions.connectors.files.scan_lanes_first`)."""
     order: str = "auto"
     """``time`` (a watermark with lateness), ``sort`` (bounded inputs sorted by event time
     first) or ``auto`` (sort a file whose pre-scanned event times are out of order, and

@@ -526,6 +526,45 @@ def test_the_lanes_of_a_file_decide_alike_from_one_scan(
 
 
 @pytest.mark.parametrize("disorder", [False, True])
+def test_a_local_clusters_launcher_scans_lanes_once_for_every_process(
+    tmp_path: Path,
+    traffic: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    disorder: bool,
+) -> None:
+    """The launcher of a local cluster pre-scans the files read in lanes (natively, on
+    all its cores); the processes take its answer, the one they would have found, and
+    scan nothing themselves."""
+    from dataclasses import replace
+
+    from search_sessions.connectors import files
+
+    pytest.importorskip("search_sessions_native")
+    events = [*traffic, dict(traffic[0], user="latecomer")] if disorder else traffic
+    path = write_events(tmp_path / "events.jsonl", list(events))
+    cfg = resolve_inputs(
+        Config(inputs=(str(path),), block_bytes=SMALL_BLOCKS, workers=1, processes=2)
+    )
+    scanned = files.scan_lanes_first(cfg)
+    assert [i for i, _ in scanned] == [0]
+    keys = ["shard-0", "shard-1"]
+    alone = EventSource(cfg, keys).build_part("read", EventSource(cfg, keys).parts[1].name, None)
+    assert (scanned[0][1] is not None) == disorder == alone.sorting
+    alone.close()
+
+    def no_scan(part: Any, times: Any) -> Any:
+        raise AssertionError("scanned again")
+
+    monkeypatch.setattr(files.LanePartition, "first_late", no_scan)
+    src = EventSource(replace(cfg, scanned=scanned), keys)
+    lanes = [src.build_part("read", rp.name, None) for rp in src.parts]
+    assert [p.sorting for p in lanes] == [disorder, disorder]
+    for p in lanes:
+        p.close()
+    assert files.scan_lanes_first(replace(cfg, order="time")) == ()
+
+
+@pytest.mark.parametrize("disorder", [False, True])
 def test_standard_input_is_held_to_its_end_and_said_sorted_only_when_out_of_order(
     tmp_path: Path,
     traffic: list[dict[str, Any]],

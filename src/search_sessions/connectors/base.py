@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -74,9 +74,14 @@ class OrderScans:
     """What the pre-scans of ``--order auto`` found in one process, per input: the
     lanes of a file scan it once (the first to ask does), and so decide alike."""
 
-    def __init__(self) -> None:
+    def __init__(self, found: Iterable[tuple[int, Late | None]] = ()) -> None:
+        """``found``: what the launcher of a local cluster scanned for every process
+        (:func:`~.files.scan_lanes_first`)."""
         self._lock = threading.Lock()
-        self._inputs: dict[int, tuple[threading.Lock, list[Late | None]]] = {}
+        self._inputs: dict[int, tuple[threading.Lock, list[Late | None]]] = {
+            i: (threading.Lock(), [None if late is None else (late[0], late[1])])
+            for i, late in found
+        }
 
     def late(self, input_index: int, scan: Callable[[], Late | None]) -> Late | None:
         with self._lock:

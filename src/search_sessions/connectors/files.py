@@ -133,6 +133,32 @@ def _native_scan(part: LinePartition, path: str) -> Callable[[], Late | None] | 
     return partial(native.scan_order, path, part.lateness, threads, STOP.is_set)
 
 
+def scan_lanes_first(cfg: Config) -> tuple[tuple[int, Late | None], ...]:
+    """``--order auto`` on a local cluster: the native pre-scans of the plain JSON Lines
+    files read in lanes, ``(input, where it goes out of order)``, done once by the
+    launcher on all its cores, where every process would scan the whole file itself
+    (each must decide alike). Other inputs are scanned by the processes as before."""
+    if cfg.order != "auto":
+        return ()
+    try:
+        threads = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        threads = os.cpu_count() or 1
+    found = []
+    for rp in read_partitions(cfg, cfg.workers * cfg.processes, cfg.block_bytes):
+        path = cfg.partitions[rp.input_index]
+        if rp.lanes < 2 or rp.lane != 0 or file_format(path, cfg.input_format) != "jsonl":
+            continue
+        native = native_block_decoder(line_decoder("jsonl", rp.input_index, cfg.layout, None))
+        if native is None:
+            return ()
+        late = native.scan_order(path, cfg.lateness_us, min(threads, 8), STOP.is_set)
+        if STOP.is_set():
+            return ()  # (a stopped scan found nothing: the processes decide)
+        found.append((rp.input_index, late))
+    return tuple(found)
+
+
 def _first_line(path: str, limit: int = 1 << 20) -> bytes:
     """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it."""
     with _reopen(path) as f:

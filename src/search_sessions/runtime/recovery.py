@@ -72,6 +72,7 @@ FREE_OPTIONS: Final = (
     "tail",
     "stop_at_end",
     "join_timeout",
+    "read_ahead",
 )
 """Options that do not change the state: a resumed run may give others (documented)."""
 

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from ..config import Config
+from ..connectors.files import scan_lanes_first
 from ..connectors.registry import resolve_inputs, start_output
 from ..control import STOP
 from ..dataflow.stats import STAT_FIELDS
@@ -101,7 +102,8 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             # A resumed run adds to the counters it had; keep them beside its state.
             stats_path = os.path.join(cfg.recovery_dir, "stats.json")
         cfg = dataclasses.replace(cfg, stats_file=stats_path)
-        if not prepare_recovery(cfg):
+        fresh = not prepare_recovery(cfg)
+        if fresh:
             _start_outputs(cfg)
         stopped = False
         if process_id is not None:
@@ -109,6 +111,8 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
         elif cfg.processes == 1:
             run_process(cfg)
         else:
+            if fresh:  # (a resumed input keeps the decision its snapshot holds)
+                cfg = dataclasses.replace(cfg, scanned=scan_lanes_first(cfg))
             stopped = run_cluster(cfg, tmp)
         counts = {}
         if os.path.exists(stats_path):
