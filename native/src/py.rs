@@ -460,28 +460,10 @@ impl Decoder {
         usize,
         usize,
     )> {
-        let n_shards = n_shards.max(1);
-        let mut per_shard: Vec<Vec<Event>> = (0..n_shards).map(|_| Vec::new()).collect();
-        let mut maybe_late: Vec<Vec<(Event, i64)>> = (0..n_shards).map(|_| Vec::new()).collect();
+        let mut dealer = Dealer::new(n_shards, newest, lateness_us);
         let mut bad = Vec::new();
-        let mut newest = newest;
         let mut size = 0usize;
         let fallback = self.fallback.bind(py);
-        let mut deal = |ev: Event, newest: &mut i64| {
-            let shard = if n_shards == 1 {
-                0
-            } else {
-                crc32fast::hash(ev.user.as_bytes()) as usize % n_shards
-            };
-            if i128::from(ev.t) < i128::from(*newest) - lateness_us {
-                maybe_late[shard].push((ev, *newest));
-                return;
-            }
-            if ev.t > *newest {
-                *newest = ev.t;
-            }
-            per_shard[shard].push(ev);
-        };
         // The lines' bytes, then their events decoded without the GIL (a reader
         // thread decodes while the worker runs the shards), then, in order, the
         // events dealt out and the lines the Python core must read.
@@ -489,15 +471,7 @@ impl Decoder {
             .iter()
             .map(|item| item.downcast_into::<PyBytes>().map_err(PyErr::from))
             .collect::<PyResult<_>>()?;
-        let mut positions = Vec::with_capacity(items.len());
-        for i in 0..items.len() {
-            positions.push(match &seqs {
-                Some(s) => *s
-                    .get(i)
-                    .ok_or_else(|| PyValueError::new_err("seqs too short"))?,
-                None => seq + 1 + i as i64,
-            });
-        }
+        let positions = line_positions(seqs.as_deref(), seq, items.len())?;
         let raws: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
         let (inner, part) = (&self.inner, self.part);
         let decoded: Vec<Option<Event>> = py.allow_threads(|| {
@@ -513,23 +487,78 @@ impl Decoder {
         {
             size += raw.len();
             if let Some(ev) = ev {
-                deal(ev, &mut newest);
+                dealer.deal(ev);
                 continue;
             }
             let got = fallback.call1((item, pos))?;
             if let Ok(tup) = got.downcast::<PyTuple>() {
-                deal(event_from_py(tup.as_any())?, &mut newest);
+                dealer.deal(event_from_py(tup.as_any())?);
             } else if let Ok(list) = got.downcast::<PyList>() {
                 for one in list.iter() {
-                    deal(event_from_py(&one)?, &mut newest);
+                    dealer.deal(event_from_py(&one)?);
                 }
             } else if !is_blank(raw) {
                 bad.push((pos, item.clone().into_any(), got.extract::<String>()?));
             }
         }
-        let events = per_shard.iter().map(Vec::len).sum::<usize>()
-            + maybe_late.iter().map(Vec::len).sum::<usize>();
-        let late_blocks = maybe_late
+        let (blocks, late_blocks, newest, events) = dealer.into_blocks(py);
+        Ok((blocks, late_blocks, bad, newest, size, events))
+    }
+}
+
+/// Each line's position: `seqs`, or the line numbers after line `seq`.
+fn line_positions(seqs: Option<&[i64]>, seq: i64, n: usize) -> PyResult<Vec<i64>> {
+    match seqs {
+        Some(s) if s.len() < n => Err(PyValueError::new_err("seqs too short")),
+        Some(s) => Ok(s[..n].to_vec()),
+        None => Ok((0..n).map(|i| seq + 1 + i as i64).collect()),
+    }
+}
+
+/// Deals a block's events to their shards (`crc32(user) % n`), setting apart as maybe
+/// late those older than the partition's newest time so far minus the lateness.
+struct Dealer {
+    per_shard: Vec<Vec<Event>>,
+    maybe_late: Vec<Vec<(Event, i64)>>,
+    newest: i64,
+    lateness_us: i128,
+}
+
+impl Dealer {
+    fn new(n_shards: usize, newest: i64, lateness_us: i128) -> Self {
+        let n = n_shards.max(1);
+        Dealer {
+            per_shard: (0..n).map(|_| Vec::new()).collect(),
+            maybe_late: (0..n).map(|_| Vec::new()).collect(),
+            newest,
+            lateness_us,
+        }
+    }
+
+    fn deal(&mut self, ev: Event) {
+        let n = self.per_shard.len();
+        let shard = if n == 1 {
+            0
+        } else {
+            crc32fast::hash(ev.user.as_bytes()) as usize % n
+        };
+        if i128::from(ev.t) < i128::from(self.newest) - self.lateness_us {
+            self.maybe_late[shard].push((ev, self.newest));
+            return;
+        }
+        if ev.t > self.newest {
+            self.newest = ev.t;
+        }
+        self.per_shard[shard].push(ev);
+    }
+
+    /// The shards' blocks, their maybe-late events packed, the newest time, and how
+    /// many events there were.
+    fn into_blocks(self, py: Python<'_>) -> (Vec<EventBlock>, Vec<Bound<'_, PyBytes>>, i64, usize) {
+        let events = self.per_shard.iter().map(Vec::len).sum::<usize>()
+            + self.maybe_late.iter().map(Vec::len).sum::<usize>();
+        let late_blocks = self
+            .maybe_late
             .iter()
             .map(|b| {
                 PyBytes::new(
@@ -542,11 +571,12 @@ impl Decoder {
                 )
             })
             .collect();
-        let blocks = per_shard
+        let blocks = self
+            .per_shard
             .into_iter()
             .map(|events| EventBlock { events })
             .collect();
-        Ok((blocks, late_blocks, bad, newest, size, events))
+        (blocks, late_blocks, self.newest, events)
     }
 }
 
