@@ -8,7 +8,7 @@
 //! Python on many spellings). Ported from that prototype, which was differential-tested
 //! against Python on 100k spellings.
 
-use jiff::civil::{Date, ISOWeekDate, Time, Weekday};
+use jiff::civil::{Date, ISOWeekDate, Weekday};
 
 /// `datetime(1, 1, 2, tzinfo=UTC) - EPOCH` in microseconds (`time.py` `MIN_US`).
 pub const MIN_US: i64 = -62_135_510_400_000_000;
@@ -219,10 +219,11 @@ mod iso {
         })
     }
 
-    /// UTC microseconds of the string, `None` where Python raises ValueError.
+    /// UTC microseconds of the string (printable ASCII: see `from_str`), `None` where
+    /// Python raises ValueError.
     pub fn parse(s: &str) -> Option<i64> {
-        if s.chars().count() < 7 {
-            return None;
+        if s.len() < 7 {
+            return None; // (ASCII: as many characters as bytes)
         }
         let b = s.as_bytes();
         let sep = separator(b)?;
@@ -238,8 +239,10 @@ mod iso {
             (clock, offset_us) = time(b, sep + skip)?;
         }
         let (h, m, sec, us) = clock;
-        // (jiff checks the clock; the date is one jiff made.)
-        Time::new(h as i8, m as i8, sec as i8, 0).ok()?;
+        // The clock's ranges, as `datetime` checks them (the date is one jiff made).
+        if !((0..24).contains(&h) && (0..60).contains(&m) && (0..60).contains(&sec)) {
+            return None;
+        }
         let seconds = epoch_day(date) * 86_400 + i64::from(h * 3600 + m * 60 + sec);
         Some(seconds * 1_000_000 + us as i64 - offset_us)
     }
@@ -405,7 +408,7 @@ mod iso {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::civil::DateTime;
+    use jiff::civil::{DateTime, Time};
     use jiff::tz::Offset;
 
     fn t(s: &str) -> Result<i64, BadTime> {
