@@ -365,19 +365,10 @@ impl Decoder {
             .bind(py)
             .getattr("__self__")?
             .getattr("times")?;
-        // The lines' bytes, timed without the GIL (the pre-scan times blocks on two
-        // threads), then the lines this decoder is not sure of, in order.
-        let items: Vec<Bound<'py, PyBytes>> = lines
-            .iter()
-            .map(|item| item.downcast_into::<PyBytes>().map_err(PyErr::from))
-            .collect::<PyResult<_>>()?;
-        let raws: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
-        let inner = &self.inner;
-        let timed: Vec<Option<Option<i64>>> =
-            py.allow_threads(|| raws.iter().map(|raw| inner.time(raw)).collect());
-        let mut out = Vec::with_capacity(items.len());
-        for (line, time) in items.iter().zip(timed) {
-            match time {
+        let mut out = Vec::with_capacity(lines.len());
+        for item in lines.iter() {
+            let line = item.downcast::<PyBytes>()?;
+            match self.inner.time(line.as_bytes()) {
                 Some(t) => out.push(t),
                 None => {
                     let one = PyList::new(py, [line])?;

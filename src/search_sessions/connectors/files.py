@@ -46,7 +46,7 @@ from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
 from ..errors import OutputError
 from .base import Late, LinePartition, PartitionContext
-from .readahead import reads_ahead
+from .readahead import host_cores, reads_ahead
 from .specs import Scheme, scheme_of
 
 INPUT_SUFFIXES = (
@@ -140,10 +140,7 @@ def scan_lanes_first(cfg: Config) -> tuple[tuple[int, Late | None], ...]:
     (each must decide alike). Other inputs are scanned by the processes as before."""
     if cfg.order != "auto":
         return ()
-    try:
-        threads = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        threads = os.cpu_count() or 1
+    threads = min(host_cores(), 8)
     found = []
     for rp in read_partitions(cfg, cfg.workers * cfg.processes, cfg.block_bytes):
         path = cfg.partitions[rp.input_index]
@@ -152,7 +149,7 @@ def scan_lanes_first(cfg: Config) -> tuple[tuple[int, Late | None], ...]:
         native = native_block_decoder(line_decoder("jsonl", rp.input_index, cfg.layout, None))
         if native is None:
             return ()
-        late = native.scan_order(path, cfg.lateness_us, min(threads, 8), STOP.is_set)
+        late = native.scan_order(path, cfg.lateness_us, threads, STOP.is_set)
         if STOP.is_set():
             return ()  # (a stopped scan found nothing: the processes decide)
         found.append((rp.input_index, late))

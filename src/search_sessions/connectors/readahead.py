@@ -23,7 +23,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import Config
 
@@ -35,11 +35,15 @@ def reads_ahead(cfg: Config) -> bool:
     """Whether file partitions read ahead in this run (see the module's doc)."""
     if cfg.read_ahead is not None:
         return cfg.read_ahead
+    return host_cores() > cfg.workers * cfg.processes
+
+
+def host_cores() -> int:
+    """The cores this process may run on (its CPU affinity)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return cores > cfg.workers * cfg.processes
+        return os.cpu_count() or 1
 
 
 def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -50,25 +54,14 @@ def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return _POOL[0].submit(fn, *args)
 
 
-class Ahead:
+class Ahead(NamedTuple):
     """One block read and being decoded: its lines, whether the input ended with it,
     its idle time and line positions, the decode's future, and the partition's
     ``(offset, seq)`` before it was read (its snapshot's position meanwhile)."""
 
-    __slots__ = ("at_end", "before", "decoded", "idle_us", "lines", "positions")
-
-    def __init__(
-        self,
-        lines: list[bytes],
-        at_end: bool,
-        idle_us: int,
-        positions: list[int] | None,
-        decoded: Future[Any],
-        before: tuple[int, int],
-    ) -> None:
-        self.lines = lines
-        self.at_end = at_end
-        self.idle_us = idle_us
-        self.positions = positions
-        self.decoded = decoded
-        self.before = before
+    lines: list[bytes]
+    at_end: bool
+    idle_us: int
+    positions: list[int] | None
+    decoded: Future[Any]
+    before: tuple[int, int]
