@@ -130,6 +130,17 @@ def test_core_runs_without_bytewax() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_command_line_begins_before_bytewax_is_imported() -> None:
+    """``run`` lists its inputs and begins the pre-scans of ``--order auto`` while
+    Bytewax is imported (cli.py imports it only then): neither may import it first."""
+    code = (
+        "import sys, search_sessions.cli, search_sessions.connectors.inputs\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'bytewax'], 'bytewax imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_only_connectors_read_url_schemes() -> None:
     """Scheme prefixes appear in code only under connectors/ (docstrings and help texts
     may show them)."""

@@ -305,6 +305,9 @@ def test_native_pre_scan_finds_where_the_python_core_does(
     want.add(decoder.times(io.BytesIO(data).readlines()))  # as files are read
     reader = native.Decoder(0, [], [], "auto", [], None, decoder.decode)
     assert reader.scan_order(str(path), lateness, 1, lambda: False, chunk) == want.late
+    # Begun on its own thread, which stops at the first chunk with a line only the
+    # Python core can time (bad lines, here), and finished by the caller.
+    assert reader.start_scan(str(path), lateness, 1, chunk).result(lambda: False) == want.late
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -330,6 +333,17 @@ def test_native_pre_scan_on_threads(tmp_path: Path, threads: int) -> None:
     assert reader.scan_order(str(path), 60_000_000, threads, lambda: True, 100_000) is None
     with pytest.raises(OSError, match="nowhere"):
         reader.scan_order(str(tmp_path / "nowhere"), 0, threads, lambda: False)
+    job = reader.start_scan(str(path), 60_000_000, threads, 100_000)
+    assert job.result(lambda: False) == want.late
+    with pytest.raises(ValueError, match="taken"):
+        job.result(lambda: False)
+    # Cancelled, a job answers at once with what it found so far (its thread may or may
+    # not have come to the line out of order).
+    job = reader.start_scan(str(path), 60_000_000, threads, 100_000)
+    job.cancel()
+    assert job.result(lambda: False) in (None, want.late)
+    with pytest.raises(OSError, match="nowhere"):
+        reader.start_scan(str(tmp_path / "nowhere"), 0, threads)
 
 
 def test_event_blocks_cross_processes_packed() -> None:

@@ -3,13 +3,17 @@
 //! block decoder, records, and the shard.
 
 use pyo3::exceptions::{PyOSError, PyValueError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::decode::{Layout, LineDecoder};
 use crate::event::{self, Dim, Event, Payload, CLICK, CONVERSION, RESULTS, SEARCH};
 use crate::records::{self, Emitted, Rules};
-use crate::scan::{self, OrderScan};
+use crate::scan::{self, Chunk, FileScan};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CORE", "native")?;
@@ -18,6 +22,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render, m)?)?;
     m.add_class::<Decoder>()?;
     m.add_class::<EventBlock>()?;
+    m.add_class::<ScanJob>()?;
     m.add_function(wrap_pyfunction!(block_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(unpack_late, m)?)?;
     crate::shard::register(m)?;
@@ -307,7 +312,7 @@ fn render<'py>(
 #[pyclass(module = "search_sessions_native")]
 pub struct Decoder {
     part: u32,
-    inner: LineDecoder,
+    inner: Arc<LineDecoder>,
     fallback: PyObject,
 }
 
@@ -331,7 +336,7 @@ impl Decoder {
             dimensions,
             currency: currency.map(|c| c.to_uppercase()),
         };
-        let inner = LineDecoder::new(layout).map_err(PyValueError::new_err)?;
+        let inner = Arc::new(LineDecoder::new(layout).map_err(PyValueError::new_err)?);
         Ok(Decoder {
             part,
             inner,
@@ -396,37 +401,51 @@ impl Decoder {
         stop: &Bound<'_, PyAny>,
         chunk: usize,
     ) -> PyResult<Option<(i64, i64)>> {
-        let fallback = self
+        let file = FileScan::open(path, lateness_us, chunk).map_err(|e| io_error(path, e))?;
+        let times = self
             .fallback
             .bind(py)
             .getattr("__self__")?
             .getattr("times")?;
-        let io_error = |e: std::io::Error| PyOSError::new_err(format!("{path}: {e}"));
-        let mut file = std::fs::File::open(path).map_err(io_error)?;
-        let mut scan = OrderScan::new(lateness_us);
-        let chunk = chunk.max(1);
-        let mut buf: Vec<u8> = Vec::new();
-        let inner = &self.inner;
-        loop {
-            let (at_end, mut times, unsure, used) = py
-                .allow_threads(|| {
-                    let at_end = scan::fill(&mut file, &mut buf, chunk)?;
-                    let used = scan::whole_lines(&buf, at_end);
-                    let (times, unsure) = scan::times(inner, &buf[..used], threads);
-                    Ok::<_, std::io::Error>((at_end, times, unsure, used))
-                })
-                .map_err(io_error)?;
-            for (i, at, len) in unsure {
-                let line = PyBytes::new(py, &buf[at..at + len]);
-                let got: Vec<Option<i64>> =
-                    fallback.call1((PyList::new(py, [line])?,))?.extract()?;
-                times[i] = got.first().copied().flatten();
-            }
-            if scan.add(&times) || at_end || stop.call0()?.is_truthy()? {
-                return Ok(scan.late);
-            }
-            buf.drain(..used);
-        }
+        scan_on(py, file, None, &self.inner, threads, path, &times, stop)
+    }
+
+    /// `scan_order` begun at once on a thread of its own, which scans while this decoder
+    /// is sure of every line (without the GIL, so while the run starts): see
+    /// [`ScanJob`].
+    #[pyo3(signature = (path, lateness_us, threads, chunk=scan::CHUNK))]
+    fn start_scan(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        lateness_us: i64,
+        threads: usize,
+        chunk: usize,
+    ) -> PyResult<ScanJob> {
+        let mut file = FileScan::open(path, lateness_us, chunk).map_err(|e| io_error(path, e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let (inner, flag) = (Arc::clone(&self.inner), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("search-sessions-scan".into())
+            .spawn(move || {
+                let got = file.run(&inner, threads, &flag);
+                let _ = tx.send(got.map(|pending| (file, pending)));
+            })
+            .map_err(|e| io_error(path, e))?;
+        Ok(ScanJob {
+            path: path.to_owned(),
+            inner: Arc::clone(&self.inner),
+            threads,
+            times: self
+                .fallback
+                .bind(py)
+                .getattr("__self__")?
+                .getattr("times")?
+                .unbind(),
+            stop,
+            done: Mutex::new(Some(rx)),
+        })
     }
 
     /// `decode_block` of the Python core: returns `(per_shard, maybe_late, bad, newest,
@@ -494,6 +513,118 @@ impl Decoder {
         }
         let (blocks, late_blocks, newest, events) = dealer.into_blocks(py);
         Ok((blocks, late_blocks, bad, newest, size, events))
+    }
+}
+
+fn io_error(path: &str, e: std::io::Error) -> PyErr {
+    PyOSError::new_err(format!("{path}: {e}"))
+}
+
+/// Scans `file` to the end of its pre-scan (see `Decoder.scan_order`), from `pending`
+/// (a chunk read, its unsure lines not yet timed) if given.
+#[allow(clippy::too_many_arguments)]
+fn scan_on(
+    py: Python<'_>,
+    mut file: FileScan,
+    mut pending: Option<Chunk>,
+    inner: &LineDecoder,
+    threads: usize,
+    path: &str,
+    times: &Bound<'_, PyAny>,
+    stop: &Bound<'_, PyAny>,
+) -> PyResult<Option<(i64, i64)>> {
+    loop {
+        let mut chunk = match pending.take() {
+            Some(chunk) => chunk,
+            None => py
+                .allow_threads(|| file.next(inner, threads))
+                .map_err(|e| io_error(path, e))?,
+        };
+        for u in std::mem::take(&mut chunk.unsure) {
+            let line = PyBytes::new(py, file.line(&u));
+            let got: Vec<Option<i64>> = times.call1((PyList::new(py, [line])?,))?.extract()?;
+            chunk.times[u.0] = got.first().copied().flatten();
+        }
+        if file.add(chunk) || stop.call0()?.is_truthy()? {
+            return Ok(file.scan.late);
+        }
+    }
+}
+
+/// What a [`ScanJob`]'s thread hands back: the scan, and the chunk it stopped at.
+type Scanned = std::io::Result<(FileScan, Option<Chunk>)>;
+
+/// A pre-scan begun by `Decoder.start_scan`: its thread scans a file while the run
+/// starts; [`ScanJob::result`] waits for it and scans on where it stopped (at a line
+/// only the Python core can time). Dropped unasked, it stops.
+#[pyclass(module = "search_sessions_native")]
+pub struct ScanJob {
+    path: String,
+    inner: Arc<LineDecoder>,
+    threads: usize,
+    times: PyObject,
+    stop: Arc<AtomicBool>,
+    done: Mutex<Option<mpsc::Receiver<Scanned>>>,
+}
+
+#[pymethods]
+impl ScanJob {
+    /// Where the file first goes out of order, or `None` (as `Decoder.scan_order`);
+    /// `stop()` is asked while waiting and between chunks. Asked once.
+    fn result(&self, py: Python<'_>, stop: &Bound<'_, PyAny>) -> PyResult<Option<(i64, i64)>> {
+        let rx = self
+            .done
+            .lock()
+            .ok()
+            .and_then(|mut done| done.take())
+            .ok_or_else(|| PyValueError::new_err("this scan's result was taken"))?;
+        let mut rx = rx;
+        let got = loop {
+            let (back, got) = py.allow_threads(move || {
+                let got = rx.recv_timeout(Duration::from_millis(20));
+                (rx, got)
+            });
+            rx = back;
+            match got {
+                Ok(got) => break got,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    py.check_signals()?;
+                    if stop.call0()?.is_truthy()? {
+                        self.stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let msg = format!("{}: the pre-scan's thread failed", self.path);
+                    return Err(PyOSError::new_err(msg));
+                }
+            }
+        };
+        let (file, pending) = got.map_err(|e| io_error(&self.path, e))?;
+        if pending.is_none() {
+            return Ok(file.scan.late); // decided (or stopped)
+        }
+        let times = self.times.bind(py);
+        scan_on(
+            py,
+            file,
+            pending,
+            &self.inner,
+            self.threads,
+            &self.path,
+            times,
+            stop,
+        )
+    }
+
+    /// Stops the scan's thread (its result is then partial).
+    fn cancel(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ScanJob {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -5,6 +5,7 @@
 //! `core/events.py`); lines this decoder is not sure of are timed by the caller (the
 //! Python core), in order, between chunks.
 
+use std::fs::File;
 use std::io::Read;
 
 use crate::decode::LineDecoder;
@@ -148,6 +149,80 @@ pub fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> std::io::
     let want = want.max(1) as u64;
     let got = reader.take(want).read_to_end(buf)?;
     Ok((got as u64) < want)
+}
+
+/// A file's pre-scan in progress: the chunk read but not yet scanned, and the scan.
+pub struct FileScan {
+    file: File,
+    buf: Vec<u8>,
+    chunk: usize,
+    pub scan: OrderScan,
+}
+
+/// One chunk's times (`None` where the decoder is not sure, see `unsure`), how much of
+/// the buffer they took, and whether the input ended there.
+pub struct Chunk {
+    pub times: Vec<Option<i64>>,
+    pub unsure: Vec<Unsure>,
+    used: usize,
+    at_end: bool,
+}
+
+impl FileScan {
+    pub fn open(path: &str, lateness_us: i64, chunk: usize) -> std::io::Result<FileScan> {
+        Ok(FileScan {
+            file: File::open(path)?,
+            buf: Vec::new(),
+            chunk: chunk.max(1),
+            scan: OrderScan::new(lateness_us),
+        })
+    }
+
+    /// Reads and times the next chunk of whole lines (on `threads` threads).
+    pub fn next(&mut self, decoder: &LineDecoder, threads: usize) -> std::io::Result<Chunk> {
+        let at_end = fill(&mut self.file, &mut self.buf, self.chunk)?;
+        let used = whole_lines(&self.buf, at_end);
+        let (times, unsure) = times(decoder, &self.buf[..used], threads);
+        Ok(Chunk {
+            times,
+            unsure,
+            used,
+            at_end,
+        })
+    }
+
+    /// The bytes of a line of the chunk last read (one it was not sure of).
+    pub fn line(&self, &(_, at, len): &Unsure) -> &[u8] {
+        &self.buf[at..at + len]
+    }
+
+    /// Adds a chunk's times (those it was not sure of filled in); whether the scan is
+    /// decided (out of order, or the input ended).
+    pub fn add(&mut self, chunk: Chunk) -> bool {
+        let decided = self.scan.add(&chunk.times) || chunk.at_end;
+        self.buf.drain(..chunk.used);
+        decided
+    }
+
+    /// Scans on while the decoder is sure of every line and `stop` is not set: the chunk
+    /// with lines it was not sure of, if it came to one (its caller times them).
+    pub fn run(
+        &mut self,
+        decoder: &LineDecoder,
+        threads: usize,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> std::io::Result<Option<Chunk>> {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let chunk = self.next(decoder, threads)?;
+            if !chunk.unsure.is_empty() {
+                return Ok(Some(chunk));
+            }
+            if self.add(chunk) {
+                break;
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

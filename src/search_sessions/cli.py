@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import gc
 import json
 import os
@@ -24,11 +25,10 @@ from .config import (
     parse_rollup_window,
     parse_size,
 )
-from .connectors.registry import prepare_output, resolve_inputs
+from .connectors.inputs import resolve_inputs, start_scans
 from .connectors.specs import Scheme, scheme_of
 from .core.cores import CoreError, core_name
 from .errors import ConfigError, SearchSessionsError
-from .runtime.run import run as run_job
 from .runtime.streams import clean_streams
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -353,6 +353,12 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
         click.echo(json.dumps(config_to_json(cfg), indent=2))
         return
     process_id, members = _cluster_member(opts)
+    if process_id is None:
+        # Begun first, the pre-scans of --order auto run while Bytewax is imported.
+        cfg = dataclasses.replace(cfg, prescans=start_scans(cfg))
+    from .connectors.registry import prepare_output
+    from .runtime.run import run as run_job
+
     for spec in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
         if spec is not None:
             prepare_output(spec)
@@ -631,6 +637,8 @@ def simulate(
                 f"{needed:,} users; simulating that many",
                 err=True,
             )
+    from .connectors.registry import prepare_output
+
     prepare_output(output)
     n = write(spec, output, rate)
     if scheme_of(output) is not Scheme.STDIO:

@@ -168,6 +168,10 @@ class Config:
     """``--order auto``: pre-scans done by a local cluster's launcher, ``(input, where it
     goes out of order or None)`` (see
     :func:`~search_sessions.connectors.files.scan_lanes_first`)."""
+    prescans: tuple[tuple[int, Any], ...] = field(default=(), compare=False, repr=False)
+    """``--order auto``, one process: pre-scans begun before the dataflow starts, ``(input,
+    native scan job)`` (see :func:`~search_sessions.connectors.files.start_scans`; not
+    part of the job's JSON)."""
     order: str = "auto"
     """``time`` (a watermark with lateness), ``sort`` (bounded inputs sorted by event time
     first) or ``auto`` (sort a file whose pre-scanned event times are out of order, and
@@ -296,6 +300,8 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
     """The config as JSON data (durations in seconds)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
+        if f.name == "prescans":
+            continue
         v = getattr(cfg, f.name)
         out[f.name] = v.total_seconds() if isinstance(v, timedelta) else v
     return out

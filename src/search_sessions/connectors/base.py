@@ -74,10 +74,14 @@ class OrderScans:
     """What the pre-scans of ``--order auto`` found in one process, per input: the
     lanes of a file scan it once (the first to ask does), and so decide alike."""
 
-    def __init__(self, found: Iterable[tuple[int, Late | None]] = ()) -> None:
+    def __init__(
+        self, found: Iterable[tuple[int, Late | None]] = (), begun: Iterable[tuple[int, Any]] = ()
+    ) -> None:
         """``found``: what the launcher of a local cluster scanned for every process
-        (:func:`~.files.scan_lanes_first`)."""
+        (:func:`~.files.scan_lanes_first`); ``begun``: scans begun before the dataflow
+        started (:func:`~.files.start_scans`), whose answers are taken instead."""
         self._lock = threading.Lock()
+        self._begun = dict(begun)
         self._inputs: dict[int, tuple[threading.Lock, list[Late | None]]] = {
             i: (threading.Lock(), [None if late is None else (late[0], late[1])])
             for i, late in found
@@ -88,8 +92,13 @@ class OrderScans:
             lock, found = self._inputs.setdefault(input_index, (threading.Lock(), []))
         with lock:
             if not found:
-                found.append(scan())
+                job = self._begun.pop(input_index, None)
+                found.append(scan() if job is None else _late(job.result(STOP.is_set)))
             return found[0]
+
+
+def _late(late: tuple[int, int] | None) -> Late | None:
+    return None if late is None else (late[0], late[1])
 
 
 @dataclass(frozen=True)

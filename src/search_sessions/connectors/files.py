@@ -46,75 +46,25 @@ from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
 from ..errors import OutputError
 from .base import Late, LinePartition, PartitionContext
+from .inputs import (
+    GZIP_MAGIC,
+    file_format,
+    first_line,
+    format_of,
+    reopen,
+)
 from .readahead import host_cores, reads_ahead
 from .specs import Scheme, scheme_of
 
-INPUT_SUFFIXES = (
-    ".jsonl",
-    ".json",
-    ".ndjson",
-    ".csv",
-    ".tsv",
-    ".jsonl.gz",
-    ".json.gz",
-    ".ndjson.gz",
-    ".csv.gz",
-    ".tsv.gz",
-    ".gz",
-    ".parquet",
-)
-"""The files a directory input reads (with ``--format aol`` also ``.txt`` and ``.txt.gz``,
-the AOL collection's own names)."""
-
-AOL_SUFFIXES = (".txt", ".txt.gz")
-
-_GZIP_MAGIC = b"\x1f\x8b"
 _SCAN_BYTES: Final = 1 << 20
 """How much of a file the pre-scan of ``--order auto`` reads at a time."""
-_AOL_HEADER = b"anonid\tquery\tquerytime"
-
-
-def format_of(name: str, configured: str, head: bytes) -> str:
-    """The format of input ``name`` whose first bytes are ``head`` (decompressed; only
-    its first line is looked at): the ``configured`` one unless it is ``auto``; else
-    by the name's suffix (``.csv``, ``.tsv``, also gzipped, and ``.parquet``), else
-    ``aol`` when the first line is the AOL log's header, else ``jsonl``.
-
-    >>> format_of("day1.csv.gz", "auto", b""), format_of("day1.csv", "jsonl", b"")
-    ('csv', 'jsonl')
-    >>> format_of("user-ct-01.txt", "auto", b"AnonID\\tQuery\\tQueryTime\\tItemRank")
-    'aol'
-    >>> format_of("-", "auto", b'{"type": "search"}')
-    'jsonl'
-    """
-    if configured != "auto":
-        return configured
-    lower = name.lower()
-    if lower.endswith((".csv", ".csv.gz")):
-        return "csv"
-    if lower.endswith((".tsv", ".tsv.gz")):
-        return "tsv"
-    if lower.endswith(".parquet"):
-        return "parquet"
-    if head.removeprefix(b"\xef\xbb\xbf")[: len(_AOL_HEADER)].lower() == _AOL_HEADER:
-        return "aol"
-    return "jsonl"
-
-
-def file_format(path: str, configured: str) -> str:
-    """The format of the file at ``path`` (see :func:`format_of`), reading its first
-    line only when its name does not tell."""
-    fmt = format_of(path, configured, b"")
-    if fmt == "jsonl" and configured == "auto":
-        fmt = format_of(path, configured, _first_line(path, 64))
-    return fmt
 
 
 def _scan_times(path: str, decoder: EventDecoder) -> Iterator[list[int | None]]:
     """The event times of a file's lines (decompressed if gzip), a block at a time,
     through a file of its own, so a partition's reading position stays."""
     times = times_reader(decoder)
-    with _reopen(path) as f:
+    with reopen(path) as f:
         while lines := f.readlines(_SCAN_BYTES):
             yield times(lines)
 
@@ -127,7 +77,7 @@ def _native_scan(part: LinePartition, path: str) -> Callable[[], Late | None] | 
     if native is None:
         return None
     with open(path, "rb") as f:
-        if f.read(2) == _GZIP_MAGIC:
+        if f.read(2) == GZIP_MAGIC:
             return None
     threads = 2 if reads_ahead(part.cfg) else 1
     return partial(native.scan_order, path, part.lateness, threads, STOP.is_set)
@@ -156,19 +106,6 @@ def scan_lanes_first(cfg: Config) -> tuple[tuple[int, Late | None], ...]:
     return tuple(found)
 
 
-def _first_line(path: str, limit: int = 1 << 20) -> bytes:
-    """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it."""
-    with _reopen(path) as f:
-        return f.readline(limit)
-
-
-def _reopen(path: str) -> gzip.GzipFile | io.BufferedReader:
-    """The file opened again from its start, decompressed if gzip."""
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
-
-
 class FilePartition(LinePartition):
     """A whole file (plain or gzip, by its first bytes): lines in its format (a CSV or
     TSV header row is decoded as no event: the lines keep the file's own numbers), or
@@ -182,7 +119,7 @@ class FilePartition(LinePartition):
         self.format = file_format(path, ctx.cfg.input_format)
         raw = io.BufferedReader(io.FileIO(path, "rb"), buffer_size=1 << 20)
         self.file: BinaryIO
-        if raw.peek(2)[:2] == _GZIP_MAGIC:
+        if raw.peek(2)[:2] == GZIP_MAGIC:
             self.file = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
         else:
             self.file = raw
@@ -206,7 +143,7 @@ class FilePartition(LinePartition):
         return lines, not lines
 
     def make_decoder(self) -> EventDecoder:
-        header = _first_line(self.path) if self.format in HEADED else None
+        header = first_line(self.path) if self.format in HEADED else None
         return line_decoder(self.format, self.input_index, self.cfg.layout, header)
 
     def scan_times(self) -> Iterator[list[int | None]]:
@@ -513,7 +450,7 @@ def _plain_file_size(name: str) -> int | None:
         return None
     try:
         with open(name, "rb") as f:
-            if f.read(2) == _GZIP_MAGIC:
+            if f.read(2) == GZIP_MAGIC:
                 return None
             return os.fstat(f.fileno()).st_size
     except OSError:

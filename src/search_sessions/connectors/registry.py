@@ -11,26 +11,22 @@ spec needs them; a missing one raises an ``ImportError`` that names the pip extr
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from pathlib import Path
 from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink
 
 from ..config import Config
 from ..core.schema import OutputKind
-from ..errors import ConfigError, InputError
 from .base import LinePartition, PartitionContext
 from .files import (
-    AOL_SUFFIXES,
-    INPUT_SUFFIXES,
     FilePartition,
     JsonLinesSink,
     LanePartition,
     ReadPart,
     StdinPartition,
 )
+from .inputs import expand_inputs, resolve_inputs
 from .specs import Scheme, scheme_of, source_label, sqlite_path
 
 __all__ = [
@@ -42,63 +38,6 @@ __all__ = [
     "source_label",
     "start_output",
 ]
-
-
-def expand_inputs(inputs: tuple[str, ...], input_format: str = "auto") -> tuple[str, ...]:
-    """Input partitions in a fixed order: arguments in order, a directory's files sorted,
-    a Kafka topic's partitions in partition order (asking the broker).
-
-    The order matters: ties in event time are broken by (partition, line),
-    so the same arguments always give the same sessions.
-    """
-    parts: list[str] = []
-    for item in inputs:
-        scheme = scheme_of(item)
-        if scheme is Scheme.STDIO:
-            parts.append(item)
-        elif scheme is Scheme.KAFKA:
-            from .kafka import list_partitions
-
-            parts.extend(list_partitions(item))
-        elif scheme is Scheme.SQL:
-            raise ConfigError(f"{item}: SQL databases are outputs, not inputs")
-        else:
-            parts.extend(_files(item, input_format))
-    if len(set(parts)) != len(parts):
-        raise ConfigError("the same input is named twice")
-    return tuple(parts)
-
-
-def resolve_inputs(cfg: Config) -> Config:
-    """``cfg`` with its input partitions listed (see :func:`expand_inputs`), once."""
-    if cfg.partitions:
-        return cfg
-    if cfg.recovery_dir is not None and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
-        raise ConfigError(
-            "--recovery-dir cannot resume standard input (what was read is gone); "
-            "write it to a file first (or use Kafka) and run on that"
-        )
-    if cfg.order == "sort":
-        streams = [i for i in cfg.inputs if scheme_of(i) is Scheme.KAFKA]
-        if streams:
-            raise ConfigError(
-                f"--order sort reads an input to its end first; {streams[0]} is a stream "
-                "(use --order time or auto for Kafka inputs)"
-            )
-    return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
-
-
-def _files(item: str, input_format: str) -> list[str]:
-    path = Path(item)
-    if path.is_dir():
-        suffixes = INPUT_SUFFIXES + (AOL_SUFFIXES if input_format == "aol" else ())
-        found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
-        if not found:
-            raise InputError(f"{item}: directory holds no input files ({', '.join(suffixes)})")
-        return found
-    if path.is_file():
-        return [str(path)]
-    raise InputError(f"{item}: no such file or directory")
 
 
 def open_partition(

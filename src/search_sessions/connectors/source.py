@@ -32,7 +32,7 @@ class EventSource(FixedPartitionedSource[SourceItem, PartState]):
         self.shard_keys = shard_keys
         self.remote = remote
         self.alignment = Alignment(cfg.gap_us + cfg.lateness_us)
-        self.scans = OrderScans(cfg.scanned)
+        self.scans = OrderScans(cfg.scanned, cfg.prescans)
         self.parts = read_partitions(cfg, len(shard_keys), cfg.block_bytes)
         self.by_name = {p.name: (place, p) for place, p in enumerate(self.parts)}
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..connectors.files import scan_lanes_first
+from ..connectors.inputs import start_scans
 from ..connectors.registry import resolve_inputs, start_output
 from ..control import STOP
 from ..dataflow.stats import STAT_FIELDS
@@ -106,6 +107,9 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
         if fresh:
             _start_outputs(cfg)
         stopped = False
+        if process_id is None and cfg.processes == 1 and not cfg.prescans:
+            # The pre-scans run while the dataflow starts (cli.py begins them earlier).
+            cfg = dataclasses.replace(cfg, prescans=start_scans(cfg))
         if process_id is not None:
             run_process(cfg, process_id, addresses, join_timeout=cfg.join_timeout.total_seconds())
         elif cfg.processes == 1:

@@ -1,0 +1,174 @@
+"""Inputs before a run: the files an input names, their formats, and the pre-scans of
+``--order auto`` begun before the dataflow starts.
+
+Free of Bytewax, so the command line can list the inputs and begin the pre-scans while
+the rest of the package (Bytewax included) is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..core.cores import native_block_decoder
+from ..core.formats import make_decoder as line_decoder
+from ..errors import ConfigError, InputError
+from .readahead import reads_ahead
+from .specs import Scheme, scheme_of
+
+INPUT_SUFFIXES = (
+    ".jsonl",
+    ".json",
+    ".ndjson",
+    ".csv",
+    ".tsv",
+    ".jsonl.gz",
+    ".json.gz",
+    ".ndjson.gz",
+    ".csv.gz",
+    ".tsv.gz",
+    ".gz",
+    ".parquet",
+)
+"""The files a directory input reads (with ``--format aol`` also ``.txt`` and ``.txt.gz``,
+the AOL collection's own names)."""
+
+AOL_SUFFIXES = (".txt", ".txt.gz")
+
+GZIP_MAGIC = b"\x1f\x8b"
+_AOL_HEADER = b"anonid\tquery\tquerytime"
+
+
+def format_of(name: str, configured: str, head: bytes) -> str:
+    """The format of input ``name`` whose first bytes are ``head`` (decompressed; only
+    its first line is looked at): the ``configured`` one unless it is ``auto``; else
+    by the name's suffix (``.csv``, ``.tsv``, also gzipped, and ``.parquet``), else
+    ``aol`` when the first line is the AOL log's header, else ``jsonl``.
+
+    >>> format_of("day1.csv.gz", "auto", b""), format_of("day1.csv", "jsonl", b"")
+    ('csv', 'jsonl')
+    >>> format_of("user-ct-01.txt", "auto", b"AnonID\\tQuery\\tQueryTime\\tItemRank")
+    'aol'
+    >>> format_of("-", "auto", b'{"type": "search"}')
+    'jsonl'
+    """
+    if configured != "auto":
+        return configured
+    lower = name.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if lower.endswith((".tsv", ".tsv.gz")):
+        return "tsv"
+    if lower.endswith(".parquet"):
+        return "parquet"
+    if head.removeprefix(b"\xef\xbb\xbf")[: len(_AOL_HEADER)].lower() == _AOL_HEADER:
+        return "aol"
+    return "jsonl"
+
+
+def file_format(path: str, configured: str) -> str:
+    """The format of the file at ``path`` (see :func:`format_of`), reading its first
+    line only when its name does not tell."""
+    fmt = format_of(path, configured, b"")
+    if fmt == "jsonl" and configured == "auto":
+        fmt = format_of(path, configured, first_line(path, 64))
+    return fmt
+
+
+def first_line(path: str, limit: int = 1 << 20) -> bytes:
+    """The first line of a file (decompressed if gzip), at most ``limit`` bytes of it."""
+    with reopen(path) as f:
+        return f.readline(limit)
+
+
+def reopen(path: str) -> gzip.GzipFile | io.BufferedReader:
+    """The file opened again from its start, decompressed if gzip."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def expand_inputs(inputs: tuple[str, ...], input_format: str = "auto") -> tuple[str, ...]:
+    """Input partitions in a fixed order: arguments in order, a directory's files sorted,
+    a Kafka topic's partitions in partition order (asking the broker).
+
+    The order matters: ties in event time are broken by (partition, line),
+    so the same arguments always give the same sessions.
+    """
+    parts: list[str] = []
+    for item in inputs:
+        scheme = scheme_of(item)
+        if scheme is Scheme.STDIO:
+            parts.append(item)
+        elif scheme is Scheme.KAFKA:
+            from .kafka import list_partitions
+
+            parts.extend(list_partitions(item))
+        elif scheme is Scheme.SQL:
+            raise ConfigError(f"{item}: SQL databases are outputs, not inputs")
+        else:
+            parts.extend(_files(item, input_format))
+    if len(set(parts)) != len(parts):
+        raise ConfigError("the same input is named twice")
+    return tuple(parts)
+
+
+def resolve_inputs(cfg: Config) -> Config:
+    """``cfg`` with its input partitions listed (see :func:`expand_inputs`), once."""
+    if cfg.partitions:
+        return cfg
+    if cfg.recovery_dir is not None and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
+        raise ConfigError(
+            "--recovery-dir cannot resume standard input (what was read is gone); "
+            "write it to a file first (or use Kafka) and run on that"
+        )
+    if cfg.order == "sort":
+        streams = [i for i in cfg.inputs if scheme_of(i) is Scheme.KAFKA]
+        if streams:
+            raise ConfigError(
+                f"--order sort reads an input to its end first; {streams[0]} is a stream "
+                "(use --order time or auto for Kafka inputs)"
+            )
+    return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
+
+
+def _files(item: str, input_format: str) -> list[str]:
+    path = Path(item)
+    if path.is_dir():
+        suffixes = INPUT_SUFFIXES + (AOL_SUFFIXES if input_format == "aol" else ())
+        found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+        if not found:
+            raise InputError(f"{item}: directory holds no input files ({', '.join(suffixes)})")
+        return found
+    if path.is_file():
+        return [str(path)]
+    raise InputError(f"{item}: no such file or directory")
+
+
+def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
+    """``--order auto``, one process: the native pre-scans of the plain JSON Lines files,
+    ``(input, scan job)``, begun at once on threads of their own, so that they run while
+    the dataflow starts (see ``Decoder.start_scan``); the partitions take their answers
+    (:class:`~.base.OrderScans`). Only for a fresh run: a resumed input keeps the decision
+    its snapshot holds."""
+    if cfg.order != "auto" or cfg.recovery_dir is not None or cfg.processes != 1:
+        return ()
+    threads = 2 if reads_ahead(cfg) else 1
+    jobs = []
+    for i, path in enumerate(cfg.partitions):
+        if scheme_of(path) is not Scheme.FILE or path.lower().endswith((".json", ".json.gz")):
+            continue  # (a .json file may hold one JSON array)
+        if file_format(path, cfg.input_format) != "jsonl":
+            continue
+        with open(path, "rb") as f:
+            if f.read(2) == GZIP_MAGIC:
+                continue
+        native = native_block_decoder(line_decoder("jsonl", i, cfg.layout, None))
+        if native is None:
+            return ()
+        jobs.append((i, native.start_scan(path, cfg.lateness_us, threads)))
+    return tuple(jobs)
