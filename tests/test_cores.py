@@ -354,7 +354,7 @@ def test_event_blocks_cross_processes_packed() -> None:
     decoder = EventDecoder(0)
     reader = native.Decoder(0, [], [], "auto", [], None, decoder.decode)
     lines = [b'{"type": "search", "user": 7, "time": 1, "query": "q"}\n'] * 3
-    (block,), _, _, _, _, n = reader.decode_block(lines, 0, -(1 << 62), 0, 1)
+    (block,), _, _, _, _, n, _ = reader.decode_block(lines, 0, -(1 << 62), 0, 1)
     assert n == 3 and len(block) == 3
     again = pickle.loads(pickle.dumps(block))
     assert (

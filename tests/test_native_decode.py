@@ -444,11 +444,22 @@ def test_decode_block_gives_the_python_cores_blocks() -> None:
 
     layout = InputLayout(dimensions=("variant", "platform"))
     nat, py = decoders(layout)
-    lines = list(generate(SimSpec(events=3000, users=40, bad=0.02, variants=("A", "B"))))
+    sim = generate(SimSpec(events=3000, users=40, bad=0.02, variants=("A", "B")))
+    lines = [line.rstrip(b"\n") + b"\n" for line in sim]
     lines += [b"\n", b'{"type":"bogus"}\n', b"not json\n"]
     want = decode_block(py, lines, 10, -(1 << 62), 5_000_000, 3)
-    shards, late, bad, newest, size, _events = nat.decode_block(lines, 10, -(1 << 62), 5_000_000, 3)
+    shards, late, bad, newest, size, _events, n = nat.decode_block(
+        lines, 10, -(1 << 62), 5_000_000, 3
+    )
     assert [b.tuples() for b in shards] == want[0]
     assert not any(late) and not any(want[1])  # in order: nothing maybe late
     assert bad == want[2]
-    assert (newest, size) == (want[3], want[4])
+    assert (newest, size, n) == (want[3], want[4], len(lines))
+    # The same lines as one bytes (a block read raw), the last without its newline.
+    raw = b"".join(lines)[:-1]
+    shards, late, bad, newest, size, _events, n = nat.decode_block(
+        raw, 10, -(1 << 62), 5_000_000, 3
+    )
+    assert [b.tuples() for b in shards] == want[0]
+    assert bad == [*want[2][:-1], (want[2][-1][0], b"not json", want[2][-1][2])]
+    assert (newest, size, n) == (want[3], want[4] - 1, len(lines))

@@ -449,14 +449,16 @@ impl Decoder {
     }
 
     /// `decode_block` of the Python core: returns `(per_shard, maybe_late, bad, newest,
-    /// size, events)`, each shard's events as an [`EventBlock`], its maybe-late events
-    /// as one packed block, bad lines as `(position, line, reason)`.
+    /// size, events, lines)`, each shard's events as an [`EventBlock`], its maybe-late events
+    /// as one packed block, bad lines as `(position, line, reason)`. `lines`: a list of
+    /// lines, or one `bytes` of whole lines (cut here, as `readlines` would: a file
+    /// read a block at a time makes no object per line).
     #[pyo3(signature = (lines, seq, newest, lateness_us, n_shards, seqs=None))]
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn decode_block<'py>(
         &self,
         py: Python<'py>,
-        lines: &Bound<'py, PyList>,
+        lines: &Bound<'py, PyAny>,
         seq: i64,
         newest: i64,
         lateness_us: i128,
@@ -469,6 +471,7 @@ impl Decoder {
         i64,
         usize,
         usize,
+        usize,
     )> {
         let mut dealer = Dealer::new(n_shards, newest, lateness_us);
         let mut bad = Vec::new();
@@ -477,12 +480,17 @@ impl Decoder {
         // The lines' bytes, then their events decoded without the GIL (a reader
         // thread decodes while the worker runs the shards), then, in order, the
         // events dealt out and the lines the Python core must read.
-        let items: Vec<Bound<'py, PyBytes>> = lines
-            .iter()
-            .map(|item| item.downcast_into::<PyBytes>().map_err(PyErr::from))
-            .collect::<PyResult<_>>()?;
-        let positions = line_positions(seqs.as_deref(), seq, items.len())?;
-        let raws: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
+        let mut items: Vec<Bound<'py, PyBytes>> = Vec::new();
+        let raws: Vec<&[u8]> = match lines.downcast::<PyBytes>() {
+            Ok(block) => scan::lines(block.as_bytes()).collect(),
+            Err(_) => {
+                for item in lines.downcast::<PyList>()?.iter() {
+                    items.push(item.downcast_into::<PyBytes>()?);
+                }
+                items.iter().map(|b| b.as_bytes()).collect()
+            }
+        };
+        let positions = line_positions(seqs.as_deref(), seq, raws.len())?;
         let (inner, part) = (&self.inner, self.part);
         let decoded: Vec<Option<Event>> = py.allow_threads(|| {
             raws.iter()
@@ -490,17 +498,21 @@ impl Decoder {
                 .map(|(raw, &pos)| inner.decode(raw, part, pos))
                 .collect()
         });
-        for ((item, raw), (ev, pos)) in items
+        for (i, (raw, (ev, pos))) in raws
             .iter()
-            .zip(&raws)
             .zip(decoded.into_iter().zip(positions))
+            .enumerate()
         {
             size += raw.len();
             if let Some(ev) = ev {
                 dealer.deal(ev);
                 continue;
             }
-            let got = fallback.call1((item, pos))?;
+            let item = match items.get(i) {
+                Some(item) => item.clone(),
+                None => PyBytes::new(py, raw),
+            };
+            let got = fallback.call1((&item, pos))?;
             if let Ok(tup) = got.downcast::<PyTuple>() {
                 dealer.deal(event_from_py(tup.as_any())?);
             } else if let Ok(list) = got.downcast::<PyList>() {
@@ -512,7 +524,7 @@ impl Decoder {
             }
         }
         let (blocks, late_blocks, newest, events) = dealer.into_blocks(py);
-        Ok((blocks, late_blocks, bad, newest, size, events))
+        Ok((blocks, late_blocks, bad, newest, size, events, raws.len()))
     }
 }
 

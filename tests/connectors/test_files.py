@@ -3,11 +3,14 @@ events, line numbers and dead letters of reading it whole, and resumes from a sn
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from search_sessions.config import Config
 from search_sessions.connectors.files import read_partitions
@@ -174,3 +177,45 @@ def test_a_byte_order_mark_before_the_first_line_is_skipped(
     assert [(r["user"], r["query"], r["clicks"]) for r in records["searches"]] == [("u1", "a", 1)]
     # Only at the start of the input: a mark on a later line is an invalid record.
     assert [d["source"] for d in records["dead"]] == [f"{path}:3"]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(st.binary(max_size=20).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    last_newline=st.booleans(),
+    block=st.integers(1, 40),
+    gzipped=st.booleans(),
+    workers=st.integers(1, 3),
+)
+def test_a_block_read_raw_holds_the_lines_read_would(
+    tmp_path: Path,
+    lines: list[bytes],
+    last_newline: bool,
+    block: int,
+    gzipped: bool,
+    workers: int,
+) -> None:
+    """The native core takes a block as one ``bytes`` (``read_raw``): the same lines,
+    block by block, as ``read`` (``readlines``: up to the block size, and the line that
+    takes it past), for a whole file, gzipped or not, and for lanes."""
+    data = b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+    path = tmp_path / f"events-{len(list(tmp_path.iterdir()))}.jsonl"
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+
+    def blocks(raw: bool) -> list[bytes]:
+        cfg = config(str(path), block_bytes=block)
+        src = EventSource(cfg, [f"shard-{i}" for i in range(workers)])
+        out = []
+        for rp in src.parts:
+            part = src.build_part("read", rp.name, None)
+            while True:
+                got, at_end = part.read_raw() if raw else part.read()
+                out.append(got if raw else b"".join(got))
+                if at_end:
+                    break
+            part.close()
+        return out
+
+    assert blocks(raw=True) == blocks(raw=False)

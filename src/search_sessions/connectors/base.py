@@ -97,6 +97,13 @@ class OrderScans:
             return found[0]
 
 
+def _line_count(lines: list[bytes] | bytes) -> int:
+    """How many lines: a list's, or those of one ``bytes`` (the last may lack its newline)."""
+    if isinstance(lines, list):
+        return len(lines)
+    return lines.count(b"\n") + (lines[-1:] not in (b"", b"\n"))
+
+
 def _late(late: tuple[int, int] | None) -> Late | None:
     return None if late is None else (late[0], late[1])
 
@@ -240,6 +247,14 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
     def read(self) -> tuple[list[bytes], bool]:
         """Next lines (each with its newline) and whether the input has ended."""
 
+    reads_raw = False
+    """Whether :meth:`read_raw` can stand for :meth:`read` (plain and gzip files)."""
+
+    def read_raw(self) -> tuple[bytes, bool]:
+        """:meth:`read`'s next lines as one ``bytes`` (the native core cuts them: no
+        object per line), and whether the input has ended."""
+        raise NotImplementedError
+
     def make_decoder(self) -> EventDecoder:
         """The decoder for this partition's lines (a format with a header row reads it
         first), made when the partition first reads."""
@@ -278,14 +293,14 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             return self._merge_batch()
         if self.sorting:
             return self._sort_batch()
-        lines, at_end, idle_us, positions, decoded = self._take_block()
-        per_shard, maybe_late, bad, newest, size, n_events = decoded
+        at_end, idle_us, positions, decoded = self._take_block()
+        per_shard, maybe_late, bad, newest, size, n_events, n_lines = decoded
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
-        self.seq += len(lines)
+        self.seq += n_lines
         if positions is None:
             self._consumed(size)
         self.newest = newest
-        self._count(len(lines), n_events, len(dead))
+        self._count(n_lines, n_events, len(dead))
         if at_end and crashpoints.hold():
             at_end, self.ending = False, True
         out = self._shard_items(per_shard, maybe_late, at_end, idle_us)
@@ -297,26 +312,41 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             self.ahead = self._read_ahead()
         return out
 
-    def _take_block(self) -> tuple[list[bytes], bool, int, list[int] | None, Any]:
-        """The next block's lines, whether the input ended with it, its idle time, its
-        positions (when not line numbers) and the decoded block (see :meth:`_decode`)."""
+    def _take_block(self) -> tuple[bool, int, list[int] | None, Any]:
+        """Whether the input ended with the next block, its idle time, its positions
+        (when not line numbers) and the block decoded (see :meth:`_decode`)."""
         ahead = self.ahead
         if ahead is None and not self._reads_ahead():
-            lines, at_end = self.read()
+            lines, at_end = self._read_block()
             idle_us = self._idle_us(bool(lines))
-            positions = self.positions(len(lines))
-            return lines, at_end, idle_us, positions, self._decode(lines, positions)
+            positions = self._block_positions(lines)
+            return at_end, idle_us, positions, self._decode(lines, positions)
         ahead = ahead or self._read_ahead()
         self.ahead = None
-        return ahead.lines, ahead.at_end, ahead.idle_us, ahead.positions, ahead.decoded.result()
+        return ahead.at_end, ahead.idle_us, ahead.positions, ahead.decoded.result()
 
-    def _decode(self, lines: list[bytes], positions: list[int] | None) -> Any:
-        """``(per_shard, maybe_late, bad, newest, size, events)`` of the lines after line
-        ``seq``, by the native core or the Python core."""
-        if self.block_decoder is not None and self.decoder is self.block_decoder_of:
-            # (A partition may swap decoders for a block, in its read: Kafka's unreadable
-            # messages.)
+    def _read_block(self) -> tuple[list[bytes] | bytes, bool]:
+        """The next block's lines (one ``bytes`` of them, for the native core, where the
+        partition can) and whether the input ended with it."""
+        if self.reads_raw and self._native():
+            return self.read_raw()
+        return self.read()
+
+    def _block_positions(self, lines: list[bytes] | bytes) -> list[int] | None:
+        # (A partition that reads raw blocks numbers its lines: no positions.)
+        return self.positions(len(lines)) if isinstance(lines, list) else None
+
+    def _native(self) -> bool:
+        """Whether the native core decodes the next block (a partition may swap decoders
+        for a block, in its read: Kafka's unreadable messages)."""
+        return self.block_decoder is not None and self.decoder is self.block_decoder_of
+
+    def _decode(self, lines: list[bytes] | bytes, positions: list[int] | None) -> Any:
+        """``(per_shard, maybe_late, bad, newest, size, events, lines)`` of the lines after line
+        ``seq`` (see :meth:`_read_block`), by the native core or the Python core."""
+        if self._native():
             return self._native_decode(lines, positions, self.seq, self.newest)
+        assert isinstance(lines, list)
         assert self.decoder is not None
         per_shard, maybe_late, bad, newest, size = decode_block(
             self.decoder,
@@ -328,27 +358,22 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             positions,
         )
         n_events = sum(map(len, per_shard)) + sum(map(len, maybe_late))
-        return per_shard, maybe_late, bad, newest, size, n_events
+        return per_shard, maybe_late, bad, newest, size, n_events, len(lines)
 
     def _reads_ahead(self) -> bool:
-        return (
-            self.read_ahead
-            and self.can_read_ahead
-            and self.block_decoder is not None
-            and self.decoder is self.block_decoder_of
-        )
+        return self.read_ahead and self.can_read_ahead and self._native()
 
     def _read_ahead(self) -> Ahead:
         """Read the next block now and decode it on a reader thread (:mod:`.readahead`)."""
         before = (self.offset, self.seq)
-        lines, at_end = self.read()
-        positions = self.positions(len(lines))
+        lines, at_end = self._read_block()
+        positions = self._block_positions(lines)
         idle_us = self._idle_us(bool(lines))
         decoded = submit(self._native_decode, lines, positions, self.seq, self.newest)
-        return Ahead(lines, at_end, idle_us, positions, decoded, before)
+        return Ahead(at_end, idle_us, positions, decoded, before)
 
     def _native_decode(
-        self, lines: list[bytes], positions: list[int] | None, seq: int, newest: int
+        self, lines: list[bytes] | bytes, positions: list[int] | None, seq: int, newest: int
     ) -> Any:
         """The native core's ``decode_block`` of the lines after line ``seq``; a panic in it
         (a bug) ends the run with one line naming the input, not with an abort."""
@@ -362,7 +387,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
                 raise
             FAILURE.append(
                 f"{self.label}: the native core failed on lines {seq + 1}-"
-                f"{seq + len(lines)} ({exc}); SEARCH_SESSIONS_CORE=python reads them "
+                f"{seq + _line_count(lines)} ({exc}); SEARCH_SESSIONS_CORE=python reads them "
                 "with the Python core"
             )
             raise InputError(FAILURE[-1]) from None

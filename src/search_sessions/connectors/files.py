@@ -142,6 +142,18 @@ class FilePartition(LinePartition):
         lines = self.file.readlines(self.block_bytes)
         return lines, not lines
 
+    @property
+    def reads_raw(self) -> bool:  # type: ignore[override]
+        return self.elements is None
+
+    def read_raw(self) -> tuple[bytes, bool]:
+        # The lines readlines(block_bytes) returns: lines while they total no more than
+        # block_bytes, and the line that takes them past it.
+        data = self.file.read(self.block_bytes)
+        if len(data) == self.block_bytes:
+            data += self.file.readline()
+        return data, not data
+
     def make_decoder(self) -> EventDecoder:
         header = first_line(self.path) if self.format in HEADED else None
         return line_decoder(self.format, self.input_index, self.cfg.layout, header)
@@ -204,7 +216,9 @@ class LanePartition(LinePartition):
 
     can_read_ahead = True
 
-    def read(self) -> tuple[list[bytes], bool]:
+    reads_raw = True
+
+    def read_raw(self) -> tuple[bytes, bool]:
         size = self.size
         block = self.block_bytes
         while self.offset < size:
@@ -217,9 +231,12 @@ class LanePartition(LinePartition):
             if end <= start:
                 continue  # no line starts in block k: on to the next one of this lane
             self.offset = end
-            data = os.pread(self.fd, end - start, start)
-            return io.BytesIO(data).readlines(), end >= size
-        return [], True
+            return os.pread(self.fd, end - start, start), end >= size
+        return b"", True
+
+    def read(self) -> tuple[list[bytes], bool]:
+        data, at_end = self.read_raw()
+        return io.BytesIO(data).readlines(), at_end
 
     def _consumed(self, size: int) -> None:
         pass  # _read has moved offset past the block

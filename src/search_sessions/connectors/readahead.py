@@ -55,11 +55,10 @@ def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
 
 
 class Ahead(NamedTuple):
-    """One block read and being decoded: its lines, whether the input ended with it,
-    its idle time and line positions, the decode's future, and the partition's
-    ``(offset, seq)`` before it was read (its snapshot's position meanwhile)."""
+    """One block read and being decoded: whether the input ended with it, its idle time
+    and line positions, the decode's future, and the partition's ``(offset, seq)``
+    before it was read (its snapshot's position meanwhile)."""
 
-    lines: list[bytes]
     at_end: bool
     idle_us: int
     positions: list[int] | None
