@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod event;
+pub mod grave;
 pub mod json;
 pub mod records;
 pub mod scalar;

@@ -493,6 +493,7 @@ impl Decoder {
         let positions = line_positions(seqs.as_deref(), seq, raws.len())?;
         let (inner, part) = (&self.inner, self.part);
         let decoded: Vec<Option<Event>> = py.allow_threads(|| {
+            crate::grave::clear(); // the sessions the worker is done with
             raws.iter()
                 .zip(&positions)
                 .map(|(raw, &pos)| inner.decode(raw, part, pos))

@@ -450,6 +450,7 @@ impl Shard {
                     times_ref,
                 );
             }
+            crate::grave::bury(emitted); // (freed by the next block's decoding)
             (times, n)
         });
         let out = (
