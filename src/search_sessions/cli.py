@@ -25,7 +25,7 @@ from .config import (
     parse_rollup_window,
     parse_size,
 )
-from .connectors.inputs import resolve_inputs, start_scans
+from .connectors.inputs import begin_emptying, resolve_inputs, start_scans
 from .connectors.specs import Scheme, scheme_of
 from .core.cores import CoreError, core_name
 from .errors import ConfigError, SearchSessionsError
@@ -354,8 +354,9 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
         return
     process_id, members = _cluster_member(opts)
     if process_id is None:
-        # Begun first, the pre-scans of --order auto run while Bytewax is imported.
-        cfg = dataclasses.replace(cfg, prescans=start_scans(cfg))
+        # Begun first, the pre-scans of --order auto and the emptying of the outputs run
+        # while Bytewax is imported.
+        cfg = dataclasses.replace(cfg, prescans=start_scans(cfg), emptying=begin_emptying(cfg))
     from .connectors.registry import prepare_output
     from .runtime.run import run as run_job
 

@@ -172,6 +172,10 @@ class Config:
     """``--order auto``, one process: pre-scans begun before the dataflow starts, ``(input,
     native scan job)`` (see :func:`~search_sessions.connectors.files.start_scans`; not
     part of the job's JSON)."""
+    emptying: Any = field(default=None, compare=False, repr=False)
+    """A thread emptying the output files of a fresh run while the dataflow starts (see
+    :func:`~search_sessions.connectors.inputs.begin_emptying`; not part of the job's
+    JSON)."""
     order: str = "auto"
     """``time`` (a watermark with lateness), ``sort`` (bounded inputs sorted by event time
     first) or ``auto`` (sort a file whose pre-scanned event times are out of order, and
@@ -300,8 +304,8 @@ def config_to_json(cfg: Config) -> dict[str, Any]:
     """The config as JSON data (durations in seconds)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
-        if f.name == "prescans":
-            continue
+        if f.name in ("prescans", "emptying"):
+            continue  # (this process's threads)
         v = getattr(cfg, f.name)
         out[f.name] = v.total_seconds() if isinstance(v, timedelta) else v
     return out

@@ -3,6 +3,7 @@ events, line numbers and dead letters of reading it whole, and resumes from a sn
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -219,3 +220,30 @@ def test_a_block_read_raw_holds_the_lines_read_would(
         return out
 
     assert blocks(raw=True) == blocks(raw=False)
+
+
+def test_a_fresh_runs_outputs_are_emptied_early(tmp_path: Path) -> None:
+    """The command line empties a fresh run's old output files on a thread while the run
+    starts; a run with a recovery directory (which may resume) keeps them, and a
+    Parquet output is left to its own start."""
+    from search_sessions.connectors.inputs import begin_emptying
+
+    old = {name: tmp_path / name for name in ("s.jsonl", "se.jsonl", "r.parquet")}
+    for path in old.values():
+        path.write_bytes(b"last run\n")
+    cfg = Config(
+        inputs=("x",),
+        searches=str(old["s.jsonl"]),
+        sessions=str(old["se.jsonl"]),
+        rollups=str(old["r.parquet"]),
+        rollup_windows=(("1h", 3600),),
+        dead_letter=str(tmp_path / "absent.jsonl"),
+    )
+    assert begin_emptying(dataclasses.replace(cfg, recovery_dir=str(tmp_path))) is None
+    assert old["s.jsonl"].read_bytes() == b"last run\n"
+    thread = begin_emptying(cfg)
+    assert thread is not None
+    thread.join()
+    assert old["s.jsonl"].read_bytes() == old["se.jsonl"].read_bytes() == b""
+    assert old["r.parquet"].read_bytes() == b"last run\n"
+    assert not (tmp_path / "absent.jsonl").exists()

@@ -104,6 +104,8 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             stats_path = os.path.join(cfg.recovery_dir, "stats.json")
         cfg = dataclasses.replace(cfg, stats_file=stats_path)
         fresh = not prepare_recovery(cfg)
+        if cfg.emptying is not None:
+            cfg.emptying.join()
         if fresh:
             _start_outputs(cfg)
         stopped = False
