@@ -323,7 +323,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             return at_end, idle_us, positions, self._decode(lines, positions)
         ahead = ahead or self._read_ahead()
         self.ahead = None
-        return ahead.at_end, ahead.idle_us, ahead.positions, ahead.decoded.result()
+        got_data, at_end, decoded = ahead.done.result()
+        return at_end, self._idle_us(got_data), ahead.positions, decoded
 
     def _read_block(self) -> tuple[list[bytes] | bytes, bool]:
         """The next block's lines (one ``bytes`` of them, for the native core, where the
@@ -364,13 +365,35 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         return self.read_ahead and self.can_read_ahead and self._native()
 
     def _read_ahead(self) -> Ahead:
-        """Read the next block now and decode it on a reader thread (:mod:`.readahead`)."""
+        """Read the next block and decode it on a reader thread (:mod:`.readahead`), where
+        the partition reads blocks raw (its position moves there: its snapshot holds the
+        one before meanwhile); else read it now and decode it there."""
         before = (self.offset, self.seq)
+        if self.reads_raw:
+            return Ahead(None, submit(self._read_decode, self.newest), before)
         lines, at_end = self._read_block()
         positions = self._block_positions(lines)
-        idle_us = self._idle_us(bool(lines))
-        decoded = submit(self._native_decode, lines, positions, self.seq, self.newest)
-        return Ahead(at_end, idle_us, positions, decoded, before)
+        decoded = submit(self._decode_read, lines, at_end, positions, self.seq, self.newest)
+        return Ahead(positions, decoded, before)
+
+    def _read_decode(self, newest: int) -> tuple[bool, bool, Any]:
+        data, at_end = self.read_raw()
+        return bool(data), at_end, self._native_decode(data, None, self.seq, newest)
+
+    def _decode_read(
+        self,
+        lines: list[bytes] | bytes,
+        at_end: bool,
+        positions: list[int] | None,
+        seq: int,
+        newest: int,
+    ) -> tuple[bool, bool, Any]:
+        return bool(lines), at_end, self._native_decode(lines, positions, seq, newest)
+
+    def _settle(self) -> None:
+        """Waits for a block being read ahead (its reading uses the file)."""
+        if self.ahead is not None and not self.ahead.done.cancel():
+            self.ahead.done.exception()  # (its error, if any, is the reading's to say)
 
     def _native_decode(
         self, lines: list[bytes] | bytes, positions: list[int] | None, seq: int, newest: int
@@ -618,6 +641,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         return _encode(Problem(where, reason, text)) + b"\n"
 
     def close(self) -> None:
+        self._settle()
         if self.sorter is not None:
             self.sorter.close()
 

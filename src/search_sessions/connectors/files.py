@@ -179,6 +179,7 @@ class FilePartition(LinePartition):
         return None if self.elements is None else list(range(self.seq + 1, self.seq + 1 + n))
 
     def close(self) -> None:
+        self._settle()
         self.file.close()
         self._raw.close()
         super().close()
@@ -294,6 +295,7 @@ class LanePartition(LinePartition):
         return n
 
     def close(self) -> None:
+        self._settle()
         os.close(self.fd)
         super().close()
 

@@ -55,12 +55,11 @@ def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
 
 
 class Ahead(NamedTuple):
-    """One block read and being decoded: whether the input ended with it, its idle time
-    and line positions, the decode's future, and the partition's ``(offset, seq)``
-    before it was read (its snapshot's position meanwhile)."""
+    """One block being read and decoded: its line positions (when not line numbers and
+    known before it is read), the future of ``(whether it had data, whether the input
+    ended with it, the block decoded)``, and the partition's ``(offset, seq)`` before it
+    (its snapshot's position meanwhile)."""
 
-    at_end: bool
-    idle_us: int
     positions: list[int] | None
-    decoded: Future[Any]
+    done: Future[Any]
     before: tuple[int, int]
