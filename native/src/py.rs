@@ -426,7 +426,7 @@ impl Decoder {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let (inner, flag) = (Arc::clone(&self.inner), Arc::clone(&stop));
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("search-sessions-scan".into())
             .spawn(move || {
                 let got = file.run(&inner, threads, &flag);
@@ -445,6 +445,7 @@ impl Decoder {
                 .unbind(),
             stop,
             done: Mutex::new(Some(rx)),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -578,6 +579,9 @@ pub struct ScanJob {
     times: PyObject,
     stop: Arc<AtomicBool>,
     done: Mutex<Option<mpsc::Receiver<Scanned>>>,
+    /// Joined once its answer came: a local cluster's launcher forks its processes only
+    /// while it runs no other thread.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[pymethods]
@@ -612,6 +616,10 @@ impl ScanJob {
                 }
             }
         };
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = py.allow_threads(|| thread.join()); // (it has sent its answer: it ends)
+        }
         let (file, pending) = got.map_err(|e| io_error(&self.path, e))?;
         if pending.is_none() {
             return Ok(file.scan.late); // decided (or stopped)

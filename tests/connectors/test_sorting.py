@@ -589,3 +589,34 @@ def test_standard_input_is_held_to_its_end_and_said_sorted_only_when_out_of_orde
     if disorder:
         assert "<stdin> is not in time order (line " in said[0]
         assert int(said[0].split("(line ")[1].split()[0]) > int(len(events) * 0.6)
+
+
+def test_pre_scans_begun_early_find_what_the_partitions_would(
+    tmp_path: Path, traffic: list[dict[str, Any]]
+) -> None:
+    """``start_scans`` (begun by the command line before Bytewax loads; a local cluster's
+    launcher hands the answers to its processes) finds, for every plain JSON Lines file,
+    the answer its partition's own pre-scan finds; other inputs are left to theirs."""
+    from dataclasses import replace
+
+    from search_sessions.connectors.inputs import EARLY_SCANS, start_scans
+
+    pytest.importorskip("search_sessions_native")
+    ordered = write_events(tmp_path / "a.jsonl", list(traffic))
+    late = write_events(tmp_path / "b.jsonl", [*traffic, dict(traffic[0], user="latecomer")])
+    (tmp_path / "c.csv").write_text("type,user,time\nsearch,u1,2024-01-01T00:00:00Z\n")
+    inputs = (str(ordered), str(late), str(tmp_path / "c.csv"))
+    for processes in (1, 2):
+        cfg = resolve_inputs(Config(inputs=inputs, processes=processes))
+        jobs = start_scans(cfg)
+        assert [i for i, _ in jobs] == [0, 1]
+        found = {i: job.result(lambda: False) for i, job in jobs}
+        src = EventSource(cfg, ["shard-0"])
+        for i in (0, 1):
+            part = src.build_part("read", src.parts[i].name, None)
+            assert (found[i] is not None) == part.sorting == (i == 1)
+            part.close()
+    assert start_scans(replace(cfg, order="time")) == ()
+    assert start_scans(replace(cfg, recovery_dir=str(tmp_path / "r"))) == ()
+    many = tuple(str(write_events(tmp_path / f"m{i}.jsonl", traffic)) for i in range(10))
+    assert len(start_scans(resolve_inputs(Config(inputs=many)))) == EARLY_SCANS

@@ -83,18 +83,23 @@ def _native_scan(part: LinePartition, path: str) -> Callable[[], Late | None] | 
     return partial(native.scan_order, path, part.lateness, threads, STOP.is_set)
 
 
-def scan_lanes_first(cfg: Config) -> tuple[tuple[int, Late | None], ...]:
+def scan_lanes_first(
+    cfg: Config, done: frozenset[int] = frozenset()
+) -> tuple[tuple[int, Late | None], ...]:
     """``--order auto`` on a local cluster: the native pre-scans of the plain JSON Lines
-    files read in lanes, ``(input, where it goes out of order)``, done once by the
-    launcher on all its cores, where every process would scan the whole file itself
-    (each must decide alike). Other inputs are scanned by the processes as before."""
+    files read in lanes (but the inputs in ``done``), ``(input, where it goes out of
+    order)``, done once by the launcher on all its cores, where every process would scan
+    the whole file itself (each must decide alike). Other inputs are scanned by the
+    processes as before."""
     if cfg.order != "auto":
         return ()
     threads = min(host_cores(), 8)
     found = []
     for rp in read_partitions(cfg, cfg.workers * cfg.processes, cfg.block_bytes):
         path = cfg.partitions[rp.input_index]
-        if rp.lanes < 2 or rp.lane != 0 or file_format(path, cfg.input_format) != "jsonl":
+        if rp.lanes < 2 or rp.lane != 0 or rp.input_index in done:
+            continue
+        if file_format(path, cfg.input_format) != "jsonl":
             continue
         native = native_block_decoder(line_decoder("jsonl", rp.input_index, cfg.layout, None))
         if native is None:

@@ -21,7 +21,7 @@ from ..config import Config
 from ..core.cores import native_block_decoder
 from ..core.formats import make_decoder as line_decoder
 from ..errors import ConfigError, InputError
-from .readahead import reads_ahead
+from .readahead import host_cores, reads_ahead
 from .specs import Scheme, scheme_of
 
 INPUT_SUFFIXES = (
@@ -154,16 +154,20 @@ def _files(item: str, input_format: str) -> list[str]:
 
 
 def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
-    """``--order auto``, one process: the native pre-scans of the plain JSON Lines files,
-    ``(input, scan job)``, begun at once on threads of their own, so that they run while
-    the dataflow starts (see ``Decoder.start_scan``); the partitions take their answers
-    (:class:`~.base.OrderScans`). Only for a fresh run: a resumed input keeps the decision
-    its snapshot holds."""
-    if cfg.order != "auto" or cfg.recovery_dir is not None or cfg.processes != 1:
+    """``--order auto``: the native pre-scans of the plain JSON Lines files (the first
+    :data:`EARLY_SCANS` of them), ``(input, scan job)``, begun at once on threads of their
+    own, so that they run while the dataflow starts (see ``Decoder.start_scan``). One
+    process's partitions take their answers (:class:`~.base.OrderScans`); a local
+    cluster's launcher hands them to its processes (``Config.scanned``). Only for a fresh
+    run: a resumed input keeps the decision its snapshot holds."""
+    if cfg.order != "auto" or cfg.recovery_dir is not None:
         return ()
-    threads = 2 if reads_ahead(cfg) else 1
-    jobs = []
+    # (A local cluster's launcher scans on all its cores: its processes wait for it.)
+    threads = min(host_cores(), 8) if cfg.processes > 1 else 1 + reads_ahead(cfg)
+    jobs: list[tuple[int, Any]] = []
     for i, path in enumerate(cfg.partitions):
+        if len(jobs) == EARLY_SCANS:
+            break
         if scheme_of(path) is not Scheme.FILE or path.lower().endswith((".json", ".json.gz")):
             continue  # (a .json file may hold one JSON array)
         if file_format(path, cfg.input_format) != "jsonl":
@@ -176,6 +180,11 @@ def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
             return ()
         jobs.append((i, native.start_scan(path, cfg.lateness_us, threads)))
     return tuple(jobs)
+
+
+EARLY_SCANS = 8
+"""The most pre-scans begun at once (each holds a thread and a 2 MB chunk); the other
+inputs are scanned when their partitions first read, as before."""
 
 
 def begin_emptying(cfg: Config) -> threading.Thread | None:

@@ -109,7 +109,7 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
         if fresh:
             _start_outputs(cfg)
         stopped = False
-        if process_id is None and cfg.processes == 1 and not cfg.prescans:
+        if process_id is None and fresh and not cfg.prescans:
             # The pre-scans run while the dataflow starts (cli.py begins them earlier).
             cfg = dataclasses.replace(cfg, prescans=start_scans(cfg))
         if process_id is not None:
@@ -118,7 +118,7 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             run_process(cfg)
         else:
             if fresh:  # (a resumed input keeps the decision its snapshot holds)
-                cfg = dataclasses.replace(cfg, scanned=scan_lanes_first(cfg))
+                cfg = dataclasses.replace(cfg, scanned=_scanned(cfg), prescans=())
             stopped = run_cluster(cfg, tmp)
         counts = {}
         if os.path.exists(stats_path):
@@ -129,6 +129,16 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             guard.finished()
     counts = {k: counts.get(k, 0) for k in STAT_FIELDS}
     return Summary(counts, time.perf_counter() - started, stopped=stopped)
+
+
+def _scanned(cfg: Config) -> tuple[tuple[int, tuple[int, int] | None], ...]:
+    """A local cluster's pre-scans, done by its launcher for every process: the answers of
+    those begun early (:func:`~..connectors.inputs.start_scans`), and the lanes' of the
+    inputs they did not cover (:func:`~..connectors.files.scan_lanes_first`)."""
+    found = tuple((i, job.result(STOP.is_set)) for i, job in cfg.prescans)
+    if STOP.is_set():
+        return ()  # (a stopped scan found nothing: the processes decide)
+    return found + scan_lanes_first(cfg, frozenset(i for i, _ in found))
 
 
 def _start_outputs(cfg: Config) -> None:
