@@ -474,16 +474,19 @@ impl Decoder {
         usize,
         usize,
     )> {
-        let mut dealer = Dealer::new(n_shards, newest, lateness_us);
         let mut bad = Vec::new();
-        let mut size = 0usize;
         let fallback = self.fallback.bind(py);
-        // The lines' bytes, then their events decoded without the GIL (a reader
-        // thread decodes while the worker runs the shards), then, in order, the
-        // events dealt out and the lines the Python core must read.
+        // The lines' bytes; then, without the GIL (a reader thread decodes while the
+        // worker runs the shards), their events decoded and dealt out in order, up to
+        // a line only the Python core reads; that line with the GIL; and so on.
         let mut items: Vec<Bound<'py, PyBytes>> = Vec::new();
         let raws: Vec<&[u8]> = match lines.downcast::<PyBytes>() {
-            Ok(block) => scan::lines(block.as_bytes()).collect(),
+            Ok(block) => {
+                let bytes = block.as_bytes();
+                let mut raws = Vec::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
+                raws.extend(scan::lines(bytes));
+                raws
+            }
             Err(_) => {
                 for item in lines.downcast::<PyList>()?.iter() {
                     items.push(item.downcast_into::<PyBytes>()?);
@@ -492,25 +495,24 @@ impl Decoder {
             }
         };
         let positions = line_positions(seqs.as_deref(), seq, raws.len())?;
+        let size = raws.iter().map(|r| r.len()).sum();
+        let mut dealer = Dealer::new(n_shards, newest, lateness_us, raws.len());
         let (inner, part) = (&self.inner, self.part);
-        let decoded: Vec<Option<Event>> = py.allow_threads(|| {
-            crate::grave::clear(); // the sessions the worker is done with
-            raws.iter()
-                .zip(&positions)
-                .map(|(raw, &pos)| inner.decode(raw, part, pos))
-                .collect()
-        });
-        for (i, (raw, (ev, pos))) in raws
-            .iter()
-            .zip(decoded.into_iter().zip(positions))
-            .enumerate()
-        {
-            size += raw.len();
-            if let Some(ev) = ev {
-                dealer.deal(ev);
-                continue;
-            }
-            let item = match items.get(i) {
+        let mut at = 0;
+        py.allow_threads(crate::grave::clear); // the sessions the worker is done with
+        while at < raws.len() {
+            at = py.allow_threads(|| {
+                for (i, (raw, &pos)) in raws.iter().zip(&positions).enumerate().skip(at) {
+                    match inner.decode(raw, part, pos) {
+                        Some(ev) => dealer.deal(ev),
+                        None => return i,
+                    }
+                }
+                raws.len()
+            });
+            let Some(raw) = raws.get(at) else { break };
+            let pos = positions[at];
+            let item = match items.get(at) {
                 Some(item) => item.clone(),
                 None => PyBytes::new(py, raw),
             };
@@ -524,6 +526,7 @@ impl Decoder {
             } else if !is_blank(raw) {
                 bad.push((pos, item.clone().into_any(), got.extract::<String>()?));
             }
+            at += 1;
         }
         let (blocks, late_blocks, newest, events) = dealer.into_blocks(py);
         Ok((blocks, late_blocks, bad, newest, size, events, raws.len()))
@@ -668,10 +671,16 @@ struct Dealer {
 }
 
 impl Dealer {
-    fn new(n_shards: usize, newest: i64, lateness_us: i128) -> Self {
+    /// A dealer for about `events` events (each shard's vector sized for its share).
+    fn new(n_shards: usize, newest: i64, lateness_us: i128, events: usize) -> Self {
         let n = n_shards.max(1);
+        let share = if n == 1 {
+            events
+        } else {
+            events / n + events / (4 * n) + 16
+        };
         Dealer {
-            per_shard: (0..n).map(|_| Vec::new()).collect(),
+            per_shard: (0..n).map(|_| Vec::with_capacity(share)).collect(),
             maybe_late: (0..n).map(|_| Vec::new()).collect(),
             newest,
             lateness_us,
