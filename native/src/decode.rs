@@ -340,13 +340,14 @@ impl<'de> Visitor<'de> for RawFields<'_> {
 /// is half of a pair: msgspec refuses the line otherwise, while serde_json skips a string
 /// without pairing its escapes. The rare line with such an escape is decoded in full.
 fn surrogates_paired(raw: &str) -> bool {
-    // `str::find` of one byte is memchr: most values have no backslash at all.
-    let Some(first) = raw.find('\\') else {
+    // Most lines have no backslash at all (memchr's vector search finds that).
+    let bytes = raw.as_bytes();
+    let Some(first) = memchr::memchr(b'\\', bytes) else {
         return true;
     };
-    let suspect = raw.as_bytes()[first..]
-        .windows(3)
-        .any(|w| w[0] == b'\\' && w[1] == b'u' && (w[2] | 0x20) == b'd');
+    let rest = &bytes[first..];
+    let suspect = memchr::memmem::find_iter(rest, b"\\u")
+        .any(|i| rest.get(i + 2).is_some_and(|b| (b | 0x20) == b'd'));
     // serde_json decodes strings with their escapes paired, or refuses them.
     !suspect || serde_json::from_str::<serde_json::Value>(raw).is_ok()
 }
@@ -588,6 +589,28 @@ mod tests {
                 1
             )
             .is_none());
+    }
+
+    #[test]
+    fn pairs_surrogate_escapes_as_msgspec_does() {
+        let d = plain();
+        for ok in [
+            r#"{"type":"search","user":"u","time":0,"query":"\ud83d\ude00"}"#,
+            r#"{"type":"search","user":"u","time":0,"query":"\\ud800"}"#,
+            r#"{"type":"search","user":"u","time":0,"query":"a\\","x":"\\uD800\\u"}"#,
+            r#"{"type":"search","user":"u","time":0,"query":"\u00e9\n"}"#,
+        ] {
+            assert!(one(&d, ok).is_some(), "{ok}");
+            assert!(surrogates_paired(ok), "{ok}");
+        }
+        for bad in [
+            r#"{"type":"search","user":"u","time":0,"query":"\uD800"}"#,
+            r#"{"type":"search","user":"u","time":0,"query":"\\\udfff"}"#,
+            r#"{"type":"search","user":"u","time":0,"query":"q","x":"\ude00\ud83d"}"#,
+        ] {
+            assert!(one(&d, bad).is_none(), "{bad}");
+            assert!(!surrogates_paired(bad), "{bad}");
+        }
     }
 
     #[test]
