@@ -107,6 +107,23 @@ def test_table_was_probed_with_the_installed_bytewax() -> None:
     assert probe.bytewax_version() == BYTEWAX_VERSION, "regenerate the table: make routes"
 
 
+def test_bytewax_version_is_the_installed_ones_without_importlib_metadata() -> None:
+    """The version comes from the dist-info's name (importlib.metadata costs a run's
+    start 40 ms), and it is the one the package metadata gives."""
+    code = (
+        "import sys\n"
+        "from search_sessions.dataflow import probe\n"
+        "v = probe.bytewax_version()\n"
+        "print(v, 'importlib.metadata' in sys.modules)\n"
+        "from importlib import metadata\n"
+        "print(metadata.version('bytewax'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [out[2], "False", out[2]] and out[2] == BYTEWAX_VERSION
+
+
 def test_table_covers_one_to_its_largest_size() -> None:
     assert sorted(ROUTED_SHARDS) == list(range(1, max(ROUTED_SHARDS) + 1))
     for n, picks in ROUTED_SHARDS.items():

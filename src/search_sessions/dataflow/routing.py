@@ -14,7 +14,6 @@ beyond it or on another Bytewax version, from probing Bytewax at start-up
 from __future__ import annotations
 
 import functools
-from importlib import metadata
 
 from ..errors import ConfigError
 from .probe import KEY_PREFIX, ProbeError, bytewax_version, routed_shards_in_subprocess
@@ -35,7 +34,7 @@ def shard_keys(n_workers: int) -> list[str]:
 def _installed_bytewax() -> str | None:
     try:
         return bytewax_version()
-    except metadata.PackageNotFoundError:  # e.g. Bytewax on sys.path, not installed
+    except ModuleNotFoundError:  # PackageNotFoundError: Bytewax on sys.path, not installed
         return None
 
 
