@@ -670,7 +670,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--sort-only", action="store_true", help="only the --sort rows")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
     ap.add_argument(
-        "--repeat", type=int, default=3, help="interleaved rounds; the fastest run of each counts"
+        "--repeat", type=int, default=5, help="interleaved rounds; the fastest run of each counts"
     )
     return ap.parse_args()
 
