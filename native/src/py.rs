@@ -478,7 +478,9 @@ impl Decoder {
         let fallback = self.fallback.bind(py);
         // The lines' bytes; then, without the GIL (a reader thread decodes while the
         // worker runs the shards), their events decoded and dealt out in order, up to
-        // a line only the Python core reads; that line with the GIL; and so on.
+        // the first line only the Python core reads. A block with such a line has the
+        // rest decoded at once without the GIL, then dealt out in order with it, those
+        // lines read by the Python core (one GIL release a block, not one a line).
         let mut items: Vec<Bound<'py, PyBytes>> = Vec::new();
         let raws: Vec<&[u8]> = match lines.downcast::<PyBytes>() {
             Ok(block) => {
@@ -498,35 +500,33 @@ impl Decoder {
         let size = raws.iter().map(|r| r.len()).sum();
         let mut dealer = Dealer::new(n_shards, newest, lateness_us, raws.len());
         let (inner, part) = (&self.inner, self.part);
-        let mut at = 0;
-        py.allow_threads(crate::grave::clear); // the sessions the worker is done with
-        while at < raws.len() {
-            at = py.allow_threads(|| {
-                for (i, (raw, &pos)) in raws.iter().zip(&positions).enumerate().skip(at) {
-                    match inner.decode(raw, part, pos) {
-                        Some(ev) => dealer.deal(ev),
-                        None => return i,
-                    }
+        let (first, rest) = py.allow_threads(|| {
+            crate::grave::clear(); // the sessions the worker is done with
+            let mut lines = raws.iter().zip(&positions).enumerate();
+            for (i, (raw, &pos)) in lines.by_ref() {
+                if let Some(ev) = inner.decode(raw, part, pos) {
+                    dealer.deal(ev);
+                    continue;
                 }
-                raws.len()
-            });
-            let Some(raw) = raws.get(at) else { break };
-            let pos = positions[at];
-            let item = match items.get(at) {
-                Some(item) => item.clone(),
-                None => PyBytes::new(py, raw),
-            };
-            let got = fallback.call1((&item, pos))?;
-            if let Ok(tup) = got.downcast::<PyTuple>() {
-                dealer.deal(event_from_py(tup.as_any())?);
-            } else if let Ok(list) = got.downcast::<PyList>() {
-                for one in list.iter() {
-                    dealer.deal(event_from_py(&one)?);
-                }
-            } else if !is_blank(raw) {
-                bad.push((pos, item.clone().into_any(), got.extract::<String>()?));
+                let rest: Vec<Option<Event>> = lines
+                    .map(|(_, (raw, &pos))| inner.decode(raw, part, pos))
+                    .collect();
+                return (i, rest);
             }
-            at += 1;
+            (raws.len(), Vec::new())
+        });
+        let tail = (first < raws.len()).then_some(None).into_iter().chain(rest);
+        for (i, ev) in (first..).zip(tail) {
+            match ev {
+                Some(ev) => dealer.deal(ev),
+                None => {
+                    let item = match items.get(i) {
+                        Some(item) => item.clone(),
+                        None => PyBytes::new(py, raws[i]),
+                    };
+                    read_in_python(fallback, item, positions[i], &mut dealer, &mut bad)?;
+                }
+            }
         }
         let (blocks, late_blocks, newest, events) = dealer.into_blocks(py);
         Ok((blocks, late_blocks, bad, newest, size, events, raws.len()))
@@ -730,6 +730,28 @@ impl Dealer {
             .collect();
         (blocks, late_blocks, self.newest, events)
     }
+}
+
+/// A line only the Python core reads (`fallback`): its events dealt out, or, for a bad
+/// line (not a blank one), its position and why kept.
+fn read_in_python<'py>(
+    fallback: &Bound<'py, PyAny>,
+    item: Bound<'py, PyBytes>,
+    pos: i64,
+    dealer: &mut Dealer,
+    bad: &mut Vec<(i64, Bound<'py, PyAny>, String)>,
+) -> PyResult<()> {
+    let got = fallback.call1((&item, pos))?;
+    if let Ok(tup) = got.downcast::<PyTuple>() {
+        dealer.deal(event_from_py(tup.as_any())?);
+    } else if let Ok(list) = got.downcast::<PyList>() {
+        for one in list.iter() {
+            dealer.deal(event_from_py(&one)?);
+        }
+    } else if !is_blank(item.as_bytes()) {
+        bad.push((pos, item.into_any(), got.extract::<String>()?));
+    }
+    Ok(())
 }
 
 /// `bytes.isspace()`: non-empty and all ASCII whitespace.
