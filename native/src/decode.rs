@@ -23,8 +23,8 @@
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::event::{Conversion, RESULTS, SEARCH};
 use crate::event::{Dim, Event, Payload, APP_CLOSE, APP_OPEN, CLICK, CONVERSION, KIND_NAMES};
-use crate::event::{RESULTS, SEARCH};
 use crate::scalar::{self, Scalar};
 use crate::time::{self, Unit};
 
@@ -186,7 +186,7 @@ impl LineDecoder {
         };
         let search_id = match kind {
             APP_OPEN | APP_CLOSE => search_id,
-            _ => scalar::optional_text(raw[SEARCH_ID])?,
+            _ => scalar::optional_text(raw[SEARCH_ID])?.map(String::into_boxed_str),
         };
         let dims = match self.dims {
             0 => None,
@@ -222,7 +222,11 @@ impl LineDecoder {
             true => Some(tag.to_owned()),
             false => conv_kind,
         };
-        Some(Payload::Conversion { item, value, kind })
+        Some(Payload::Conversion(Box::new(Conversion {
+            item,
+            value,
+            kind,
+        })))
     }
 }
 
@@ -496,22 +500,22 @@ mod tests {
             r#"{"type":"purchase","user":"u","time":0,"value":2,"kind":"x","currency":"eur"}"#,
         )
         .unwrap();
-        let want = Payload::Conversion {
+        let want = Payload::Conversion(Box::new(Conversion {
             item: None,
             value: Some(2.0),
             kind: Some("purchase".into()),
-        };
+        }));
         assert_eq!(ev.payload, want);
         let ev = one(
             &d,
             r#"{"type":"conversion","user":"u","time":0,"item":"i","kind":"signup"}"#,
         )
         .unwrap();
-        let want = Payload::Conversion {
+        let want = Payload::Conversion(Box::new(Conversion {
             item: Some("i".into()),
             value: None,
             kind: Some("signup".into()),
-        };
+        }));
         assert_eq!(ev.payload, want);
         let usd = layout(&[], &[], &[]);
         assert!(one(
@@ -626,15 +630,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!((ev.kind, ev.user.as_str()), (SEARCH, "5"));
-        assert_eq!(ev.dims, Some(vec![Dim::Bool(true), Dim::Float(1.5)]));
+        assert_eq!(
+            ev.dims.as_deref(),
+            Some(&[Dim::Bool(true), Dim::Float(1.5)][..])
+        );
         let ev = one(
             &d,
             r#"{"event":"app_open","anon":"u","time":0,"v":"x","p":null}"#,
         )
         .unwrap();
-        assert_eq!(ev.dims, Some(vec![Dim::Str("x".into()), Dim::Null]));
+        assert_eq!(
+            ev.dims.as_deref(),
+            Some(&[Dim::Str("x".into()), Dim::Null][..])
+        );
         let ev = one(&d, r#"{"event":"app_open","anon":"u","time":0,"p":-3}"#).unwrap();
-        assert_eq!(ev.dims, Some(vec![Dim::Null, Dim::Int(-3)]));
+        assert_eq!(ev.dims.as_deref(), Some(&[Dim::Null, Dim::Int(-3)][..]));
         assert!(one(&d, r#"{"type":"q","anon":5,"time":0,"query":"a"}"#).is_none());
         assert!(one(&d, r#"{"event":"x","anon":5,"time":0}"#).is_none());
         assert!(one(&d, r#"{"event":"app_open","anon":"u","time":0,"v":[]}"#).is_none());

@@ -33,11 +33,16 @@ pub enum Payload {
     None,
     Text(String),
     Items(Vec<String>),
-    Conversion {
-        item: Option<String>,
-        value: Option<f64>,
-        kind: Option<String>,
-    },
+    Conversion(Box<Conversion>),
+}
+
+/// A conversion's `(item, value, kind)`: boxed in [`Payload`], which it would
+/// otherwise make twice as large for every event (conversions are few).
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Conversion {
+    pub item: Option<String>,
+    pub value: Option<f64>,
+    pub kind: Option<String>,
 }
 
 /// A `--dimension` value: what msgspec decodes a JSON scalar into.
@@ -94,8 +99,8 @@ pub struct Event {
     pub user: String,
     pub payload: Payload,
     pub rank: Option<u64>,
-    pub search_id: Option<String>,
-    pub dims: Option<Vec<Dim>>,
+    pub search_id: Option<Box<str>>,
+    pub dims: Option<Box<[Dim]>>,
 }
 
 impl Event {
@@ -147,7 +152,7 @@ mod tests {
             payload,
             rank: None,
             search_id: None,
-            dims: Some(vec![Dim::Int(1), Dim::Str("web".into())]),
+            dims: Some(vec![Dim::Int(1), Dim::Str("web".into())].into()),
         }
     }
 
@@ -159,11 +164,11 @@ mod tests {
                 2,
                 2,
                 CONVERSION,
-                Payload::Conversion {
+                Payload::Conversion(Box::new(Conversion {
                     item: None,
                     value: Some(2.5),
                     kind: Some("purchase".into()),
-                },
+                })),
             ),
         ];
         let back: Vec<Event> = unpack(&pack(&evs)).unwrap();

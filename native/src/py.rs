@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::decode::{Layout, LineDecoder};
-use crate::event::{self, Dim, Event, Payload, CLICK, CONVERSION, RESULTS, SEARCH};
+use crate::event::{self, Conversion, Dim, Event, Payload, CLICK, CONVERSION, RESULTS, SEARCH};
 use crate::records::{self, Emitted, Rules};
 use crate::scan::{self, Chunk, FileScan};
 
@@ -52,7 +52,7 @@ pub fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
             CONVERSION => {
                 let (item, value, kind): (Option<String>, Option<f64>, Option<String>) =
                     payload_obj.extract()?;
-                Payload::Conversion { item, value, kind }
+                Payload::Conversion(Box::new(Conversion { item, value, kind }))
             }
             _ => Payload::None,
         }
@@ -63,7 +63,7 @@ pub fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
         for v in d.try_iter()? {
             out.push(dim_from_py(&v?)?);
         }
-        Some(out)
+        Some(out.into_boxed_slice())
     } else {
         None
     };
@@ -75,7 +75,10 @@ pub fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
         user: tup.get_item(4)?.extract()?,
         payload,
         rank: tup.get_item(6)?.extract()?,
-        search_id: tup.get_item(7)?.extract()?,
+        search_id: tup
+            .get_item(7)?
+            .extract::<Option<String>>()?
+            .map(String::into_boxed_str),
         dims,
     })
 }
@@ -100,7 +103,7 @@ pub fn event_to_py<'py>(py: Python<'py>, ev: &Event) -> PyResult<Bound<'py, PyTu
         Payload::None => py.None().into_bound(py),
         Payload::Text(s) => PyString::new(py, s).into_any(),
         Payload::Items(items) => PyTuple::new(py, items)?.into_any(),
-        Payload::Conversion { item, value, kind } => (item.as_deref(), *value, kind.as_deref())
+        Payload::Conversion(c) => (c.item.as_deref(), c.value, c.kind.as_deref())
             .into_pyobject(py)?
             .into_any(),
     };

@@ -446,7 +446,7 @@ impl<'a> Attach<'a> {
     /// `_converted_search`).
     fn conversion(&mut self, i: usize, ev: &'a Event) {
         let (item, value) = match &ev.payload {
-            Payload::Conversion { item, value, .. } => (item.as_deref(), *value),
+            Payload::Conversion(c) => (c.item.as_deref(), c.value),
             _ => (None, None),
         };
         self.conversions += 1;
@@ -685,7 +685,7 @@ mod tests {
             user: "u".into(),
             payload,
             rank,
-            search_id: sid.map(String::from),
+            search_id: sid.map(Box::from),
             dims: None,
         }
     }
@@ -815,9 +815,9 @@ mod tests {
     #[test]
     fn dimensions_keep_first_and_latest_values() {
         let mut a = search(0, "q");
-        a.dims = Some(vec![Dim::Null, Dim::Int(-(1 << 100))]);
+        a.dims = Some(vec![Dim::Null, Dim::Int(-(1 << 100))].into());
         let mut b = search(1, "r");
-        b.dims = Some(vec![Dim::Str("web".into()), Dim::Float(0.5)]);
+        b.dims = Some(vec![Dim::Str("web".into()), Dim::Float(0.5)].into());
         let mut r = rules();
         r.dimensions = vec!["platform".into(), "n".into()];
         let (s, ss, _, _) = run(&[a, b], &r);
