@@ -23,7 +23,7 @@
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::event::{Conversion, RESULTS, SEARCH};
+use crate::event::{Conversion, Text, RESULTS, SEARCH};
 use crate::event::{Dim, Event, Payload, APP_CLOSE, APP_OPEN, CLICK, CONVERSION, KIND_NAMES};
 use crate::scalar::{self, Scalar};
 use crate::time::{self, Unit};
@@ -158,8 +158,8 @@ impl LineDecoder {
         let tag = scalar::string(raw[TYPE]?)?;
         let kind = names.tags.iter().find(|(t, _)| *t == tag)?.1;
         let user = match scalar::scalar(raw[USER]?)? {
-            Scalar::Str(s) => s.into_owned(),
-            Scalar::Int(i) => itoa::Buffer::new().format(i).to_owned(),
+            Scalar::Str(s) => Text::from(s),
+            Scalar::Int(i) => Text::from(itoa::Buffer::new().format(i)),
             _ => return None,
         };
         let t = match scalar::scalar(raw[TIME]?)? {
@@ -171,14 +171,18 @@ impl LineDecoder {
         .ok()?;
         let (payload, rank, search_id) = match kind {
             APP_OPEN | APP_CLOSE => (Payload::None, None, None),
-            SEARCH => (Payload::Text(scalar::text(raw[QUERY]?)?), None, None),
+            SEARCH => (
+                Payload::Text(Text::from(scalar::string(raw[QUERY]?)?)),
+                None,
+                None,
+            ),
             RESULTS => (
                 Payload::Items(serde_json::from_str(raw[ITEMS]?).ok()?),
                 None,
                 None,
             ),
             CLICK => (
-                Payload::Text(scalar::text(raw[ITEM]?)?),
+                Payload::Text(Text::from(scalar::string(raw[ITEM]?)?)),
                 rank(raw[RANK])?,
                 None,
             ),

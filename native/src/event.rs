@@ -9,6 +9,10 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
+/// A user, a query, a clicked item or a results item: text of up to 24 bytes (nearly
+/// all of them) is held inline, with no allocation of its own.
+pub type Text = compact_str::CompactString;
+
 pub const APP_OPEN: u8 = 0;
 pub const SEARCH: u8 = 1;
 pub const RESULTS: u8 = 2;
@@ -31,8 +35,8 @@ pub const KIND_NAMES: [&str; 6] = [
 #[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub enum Payload {
     None,
-    Text(String),
-    Items(Vec<String>),
+    Text(Text),
+    Items(Vec<Text>),
     Conversion(Box<Conversion>),
 }
 
@@ -96,7 +100,7 @@ pub struct Event {
     pub part: u32,
     pub seq: i64,
     pub kind: u8,
-    pub user: String,
+    pub user: Text,
     pub payload: Payload,
     pub rank: Option<u64>,
     pub search_id: Option<Box<str>>,

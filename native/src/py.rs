@@ -11,7 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::decode::{Layout, LineDecoder};
-use crate::event::{self, Conversion, Dim, Event, Payload, CLICK, CONVERSION, RESULTS, SEARCH};
+use crate::event::{
+    self, Conversion, Dim, Event, Payload, Text, CLICK, CONVERSION, RESULTS, SEARCH,
+};
 use crate::records::{self, Emitted, Rules};
 use crate::scan::{self, Chunk, FileScan};
 
@@ -47,8 +49,14 @@ pub fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
         Payload::None
     } else {
         match kind {
-            SEARCH | CLICK => Payload::Text(payload_obj.extract()?),
-            RESULTS => Payload::Items(payload_obj.extract()?),
+            SEARCH | CLICK => Payload::Text(Text::from(payload_obj.extract::<String>()?)),
+            RESULTS => Payload::Items(
+                payload_obj
+                    .extract::<Vec<String>>()?
+                    .into_iter()
+                    .map(Text::from)
+                    .collect(),
+            ),
             CONVERSION => {
                 let (item, value, kind): (Option<String>, Option<f64>, Option<String>) =
                     payload_obj.extract()?;
@@ -72,7 +80,7 @@ pub fn event_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
         part: tup.get_item(1)?.extract()?,
         seq: tup.get_item(2)?.extract()?,
         kind,
-        user: tup.get_item(4)?.extract()?,
+        user: Text::from(tup.get_item(4)?.extract::<String>()?),
         payload,
         rank: tup.get_item(6)?.extract()?,
         search_id: tup
@@ -102,7 +110,7 @@ pub fn event_to_py<'py>(py: Python<'py>, ev: &Event) -> PyResult<Bound<'py, PyTu
     let payload: Bound<'py, PyAny> = match &ev.payload {
         Payload::None => py.None().into_bound(py),
         Payload::Text(s) => PyString::new(py, s).into_any(),
-        Payload::Items(items) => PyTuple::new(py, items)?.into_any(),
+        Payload::Items(items) => PyTuple::new(py, items.iter().map(Text::as_str))?.into_any(),
         Payload::Conversion(c) => (c.item.as_deref(), c.value, c.kind.as_deref())
             .into_pyobject(py)?
             .into_any(),
@@ -283,11 +291,11 @@ fn render<'py>(
     counts: [i64; 4],
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, [i64; 4], Vec<i64>)> {
     let rules = rules_from_py(long_click_us, short_click_us, typeahead_us, dimensions);
-    let mut sessions: Vec<(String, Vec<Event>, &'static str)> = Vec::new();
+    let mut sessions: Vec<(Text, Vec<Event>, &'static str)> = Vec::new();
     for item in emitted.iter() {
         let (user, evs, reason): (String, Bound<'py, PyAny>, String) = item.extract()?;
         sessions.push((
-            user,
+            Text::from(user),
             events_from_py(&evs)?,
             crate::shard::reason_name(&reason)?,
         ));

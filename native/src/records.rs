@@ -13,7 +13,7 @@ use blake2::digest::{Update, VariableOutput};
 use blake2::Blake2bVar;
 use rustc_hash::FxHashMap;
 
-use crate::event::{Dim, Event, Payload, CLICK, CONVERSION, RESULTS, SEARCH};
+use crate::event::{Dim, Event, Payload, Text, CLICK, CONVERSION, RESULTS, SEARCH};
 use crate::json;
 
 /// `Rules` of `core/searches.py`.
@@ -34,7 +34,7 @@ pub struct Emitted<'a> {
 
 impl<'a> Emitted<'a> {
     /// Borrowed views of owned `(user, events, end_reason)` sessions.
-    pub fn of(sessions: &'a [(String, Vec<Event>, &'static str)]) -> Vec<Emitted<'a>> {
+    pub fn of(sessions: &'a [(Text, Vec<Event>, &'static str)]) -> Vec<Emitted<'a>> {
         sessions
             .iter()
             .map(|(user, events, reason)| Emitted {
@@ -111,7 +111,7 @@ struct Search<'a> {
     query: Option<&'a str>,
     sid: Option<&'a str>,
     /// The latest results shown.
-    items: Option<&'a [String]>,
+    items: Option<&'a [Text]>,
     clicks: i64,
     first_t: Option<i64>,
     first_rank: Option<u64>,
@@ -513,7 +513,7 @@ fn write_searches(
     for (pos, &si) in a.searches.iter().enumerate() {
         let s = &a.arena[si];
         let clicked = s.clicks > 0;
-        let results = s.items.map(<[String]>::len);
+        let results = s.items.map(<[Text]>::len);
         let zero = results == Some(0);
         let (rr, ttfc) = if clicked {
             clicked_searches += 1;
@@ -699,7 +699,7 @@ mod tests {
     }
 
     fn results(t: i64, items: &[&str]) -> Event {
-        let items = items.iter().map(|s| s.to_string()).collect();
+        let items = items.iter().map(|s| Text::from(*s)).collect();
         ev(t, RESULTS, Payload::Items(items), None, None)
     }
 

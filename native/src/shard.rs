@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyList};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{self, Event, APP_CLOSE, APP_OPEN};
+use crate::event::{self, Event, Text, APP_CLOSE, APP_OPEN};
 use crate::py::{events_from_py, late_from_py, pair_list, rules_from_py};
 use crate::records::{self, Emitted, Rules};
 
@@ -42,7 +42,7 @@ pub fn reason_name(reason: &str) -> PyResult<&'static str> {
 }
 
 /// A session the watermark made final: `(user, events, end_reason)`.
-pub type Session = (String, Vec<Event>, &'static str);
+pub type Session = (Text, Vec<Event>, &'static str);
 
 /// A cut: `events[start..stop]` is a session; the reason is `None` for the last one.
 type Cut = (usize, usize, Option<&'static str>);
@@ -66,8 +66,8 @@ pub struct Sessionizer {
     closed: Vec<bool>,
     idle_us: Vec<i64>,
     pub watermark: i64,
-    pending: FxHashMap<String, Pending>,
-    heap: BinaryHeap<Reverse<(i64, String)>>,
+    pending: FxHashMap<Text, Pending>,
+    heap: BinaryHeap<Reverse<(i64, Text)>>,
     next_order: u64,
     pub duplicates: i64,
     pub late: i64,
@@ -259,7 +259,7 @@ impl Sessionizer {
 
     /// End of input: every pending session, users in the order they became pending.
     pub fn flush(&mut self) -> Vec<Session> {
-        let mut users: Vec<(u64, String)> = self
+        let mut users: Vec<(u64, Text)> = self
             .pending
             .iter()
             .map(|(u, p)| (p.order, u.clone()))
@@ -318,7 +318,7 @@ impl Sessionizer {
         for (start, stop, reason) in done.into_iter().rev() {
             let events = evs.split_off(start);
             debug_assert_eq!(events.len(), stop - start);
-            mine.push((user.to_owned(), events, reason));
+            mine.push((Text::from(user), events, reason));
         }
         out.extend(mine.into_iter().rev());
         if rest.is_empty() {
@@ -326,7 +326,7 @@ impl Sessionizer {
         } else if let Some(p) = self.pending.get_mut(user) {
             p.events = rest;
             p.deadline = next_due;
-            self.heap.push(Reverse((next_due, user.to_owned())));
+            self.heap.push(Reverse((next_due, Text::from(user))));
         }
     }
 }
