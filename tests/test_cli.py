@@ -145,6 +145,10 @@ def test_run_rejects_missing_input_and_bad_duration(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no such file" in r.output
     r = runner.invoke(main, ["run", "-", "--gap", "soon"])
     assert r.exit_code == 2 and "not a duration" in r.output
+    # (Longer than times and durations added in 64-bit microseconds can hold.)
+    for big in ("10000001d", "1000000000d", "99999999999999999999999w"):
+        r = runner.invoke(main, ["run", "-", "--lateness", big])
+        assert r.exit_code == 2 and "too long: at most 10000000d" in r.output, r.output
 
 
 @pytest.mark.parametrize(

@@ -129,11 +129,13 @@ def line(draw: st.DrawFn, t: float) -> bytes:
     elif kind in ("click", "ClickResult"):
         rec["item"] = draw(st.sampled_from(["x", "y", "z", "w"]))
         if draw(st.booleans()):
-            rec["rank"] = draw(st.integers(1, 12))
+            # (Ranks past 2**63 - 1 are invalid.)
+            rec["rank"] = draw(st.sampled_from([*range(1, 13), 2**63 - 1, 2**63, 2**64]))
     elif kind in ("conversion", "purchase", "add_to_cart"):
         for name, values in (
             ("item", [None, "x", "y"]),
-            ("value", [None, 1, 2.5, 0.1, 1e-7, 3e16]),
+            # (Two values near the largest float make a sum beyond it: null.)
+            ("value", [None, 1, 2.5, 0.1, 1e-7, 3e16, 1e308, -1.5e308]),
             ("currency", [None, "usd", "EUR"]),
             ("kind", [None, "signup"]),
         ):
@@ -143,7 +145,10 @@ def line(draw: st.DrawFn, t: float) -> bytes:
     if kind not in ("app_open", "app_close") and draw(st.integers(0, 3)) == 0:
         rec["search_id"] = draw(st.sampled_from(["s1", "s2", "s3"]))
     if draw(st.booleans()):
-        rec["variant"] = draw(st.sampled_from(["A", "B", 1, 2.5, True, None]))
+        # (Integers past 128 bits, kept exactly: 2**127 is also the float 2.0**127.)
+        rec["variant"] = draw(
+            st.sampled_from(["A", "B", 1, 2.5, True, None, 2**127, 2.0**127, -(2**130), 10**41])
+        )
     if draw(st.integers(0, 5)) == 0:
         rec["extra"] = draw(st.one_of(TEXT, st.integers(), st.lists(st.integers(), max_size=2)))
     if broken == 1:  # a field of the wrong type

@@ -57,6 +57,9 @@ pub enum Dim {
     Int(i128),
     Float(f64),
     Str(String),
+    /// An integer beyond `i128`, as Python writes it (`str(int)`): the Python core keeps
+    /// any integer, and so must its records.
+    Big(Box<str>),
 }
 
 impl Dim {
@@ -81,12 +84,20 @@ impl PartialEq for Dim {
             (Dim::Bool(a), Dim::Bool(b)) => a == b,
             (Dim::Float(a), Dim::Float(b)) => a == b,
             (Dim::Int(i), Dim::Float(f)) | (Dim::Float(f), Dim::Int(i)) => int_eq_float(*i, *f),
+            (Dim::Big(a), Dim::Big(b)) => a == b,
+            (Dim::Big(s), Dim::Float(f)) | (Dim::Float(f), Dim::Big(s)) => big_eq_float(s, *f),
             _ => match (self.number(), other.number()) {
                 (Some(a), Some(b)) => a == b,
                 _ => false,
             },
         }
     }
+}
+
+/// Whether a float is exactly the integer written `digits` (`{:.0}` writes a float's
+/// exact value).
+fn big_eq_float(digits: &str, f: f64) -> bool {
+    f.is_finite() && f.fract() == 0.0 && format!("{f:.0}") == digits
 }
 
 fn int_eq_float(i: i128, f: f64) -> bool {
@@ -188,6 +199,17 @@ mod tests {
         assert_ne!(Dim::Float(1.5), Dim::Int(1));
         assert_ne!(Dim::Str("1".into()), Dim::Int(1));
         assert_eq!(Dim::Null, Dim::Null);
+        let big = |s: &str| Dim::Big(s.into());
+        let two_127 = "170141183460469231731687303715884105728";
+        assert_eq!(big(two_127), Dim::Float(2f64.powi(127)));
+        assert_eq!(
+            Dim::Float(-(2f64.powi(130))),
+            big("-1361129467683753853853498429727072845824")
+        );
+        assert_ne!(big(two_127), Dim::Float(2f64.powi(127) * 1.5));
+        assert_ne!(big(two_127), big("170141183460469231731687303715884105729"));
+        assert_ne!(big(two_127), Dim::Int(i128::MAX));
+        assert_ne!(big(two_127), Dim::Bool(true));
     }
 
     #[test]

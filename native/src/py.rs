@@ -100,6 +100,8 @@ fn dim_from_py(v: &Bound<'_, PyAny>) -> PyResult<Dim> {
         Ok(Dim::Str(s.to_str()?.to_owned()))
     } else if let Ok(i) = v.extract::<i128>() {
         Ok(Dim::Int(i))
+    } else if v.is_instance_of::<pyo3::types::PyInt>() {
+        Ok(Dim::Big(v.str()?.to_str()?.into()))
     } else {
         Ok(Dim::Float(v.extract()?))
     }
@@ -134,6 +136,7 @@ pub fn event_to_py<'py>(py: Python<'py>, ev: &Event) -> PyResult<Bound<'py, PyTu
                 Dim::Int(i) => i.into_pyobject(py)?.into_any(),
                 Dim::Float(f) => f.into_pyobject(py)?.into_any(),
                 Dim::Str(s) => PyString::new(py, s).into_any(),
+                Dim::Big(s) => py.get_type::<pyo3::types::PyInt>().call1((&**s,))?,
             });
         }
         slots.push(PyTuple::new(py, values)?.into_any());

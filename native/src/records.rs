@@ -666,6 +666,7 @@ fn write_dimensions(out: &mut Vec<u8>, names: &[String], values: &[Option<&Dim>]
             Some(Dim::Int(n)) => json::write_int(out, *n),
             Some(Dim::Float(f)) => json::write_f64(out, *f),
             Some(Dim::Str(s)) => json::write_str(out, s),
+            Some(Dim::Big(s)) => out.extend_from_slice(s.as_bytes()),
         }
     }
     out.push(b'}');

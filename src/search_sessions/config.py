@@ -19,15 +19,18 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
-from .core.layout import InputLayout
+from .core.layout import InputLayout, type_names
 from .core.searches import Rules
 from .core.time import to_us
 from .errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION_DAYS: Final = 10_000_000
+"""The longest duration (about 27,000 years): event times and durations are added in
+64-bit microseconds by the native core (years 1-9999 take 2.5e17 of their 9.2e18)."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -39,7 +42,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text)
     if not m:
         raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 12h, 1d)")
-    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"])
+    seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
+    if seconds > MAX_DURATION_DAYS * 86_400:
+        raise ConfigError(f"duration {text!r} is too long: at most {MAX_DURATION_DAYS}d")
+    return timedelta(seconds=seconds)
 
 
 def parse_rollup_window(text: str) -> tuple[str, int]:
@@ -236,6 +242,29 @@ class Config:
                 _check_choice(what, ours, names)
                 if not theirs:
                     raise ConfigError(f"{what} {ours}= needs the input's name for it")
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """No input name may stand for two of our fields, nor a type name for two types."""
+        fields: dict[str, str] = {}
+        for ours, theirs in self.fields:
+            if fields.setdefault(ours, theirs) != theirs:
+                raise ConfigError(f"--field {ours} is given twice")
+        read_as: dict[str, str] = {}
+        for ours in FIELD_NAMES:
+            theirs = fields.get(ours, ours)
+            other = read_as.setdefault(theirs, ours)
+            if other != ours:
+                raise ConfigError(
+                    f"--field: the input's field {theirs!r} cannot be both {other} and {ours}"
+                )
+        kinds = type_names()
+        for ours, theirs in self.types:
+            other = kinds.setdefault(theirs, ours)
+            if other != ours:
+                raise ConfigError(
+                    f"--type {ours}={theirs}: {theirs!r} already names {other} events"
+                )
 
     def _check_dimensions(self) -> None:
         taken = {theirs for _, theirs in self.fields} | (

@@ -139,6 +139,13 @@ def summarize(data: ReportData, window: tuple[str, int]) -> ReportSummary:
     return ReportSummary(name, headline, sessions, queries, series, positions, segments)
 
 
+def _mean_value(sessions: list[dict[str, Any]], n: int) -> float | None:
+    """Conversion value per session; ``None`` where a session's value is ``null`` (a sum
+    beyond the floats)."""
+    values = [s["conversion_value"] for s in sessions]
+    return None if None in values else sum(values) / n
+
+
 def _fmt(v: Any, pct: bool = False, digits: int = 3) -> str:
     if v is None:
         return "&ndash;"
@@ -440,7 +447,7 @@ def _sessions_section(sessions: list[dict[str, Any]]) -> str:
         ("Sessions converting", _fmt(converting / n, True), "", "converting_sessions"),
         (
             "Conversion value per session",
-            _fmt(sum(s["conversion_value"] for s in sessions) / n, digits=2),
+            _fmt(_mean_value(sessions, n), digits=2),
             "",
             "conversion_value_per_session",
         ),

@@ -75,6 +75,34 @@ def test_config_checks_mappings() -> None:
         Config(inputs=("-",), time_unit="min")
 
 
+@pytest.mark.parametrize(
+    ("fields", "types", "error"),
+    [
+        ((), (("click", "Search"),), "'Search' already names search events"),
+        ((), (("search", "q"), ("click", "q")), "'q' already names search events"),
+        ((), (("app_open", "search"),), "'search' already names search events"),
+        ((("type", "user"),), (), "'user' cannot be both type and user"),
+        ((("user", "id"), ("item", "id")), (), "'id' cannot be both user and item"),
+        ((("user", "a"), ("user", "b")), (), "--field user is given twice"),
+    ],
+)
+def test_config_refuses_names_that_stand_for_two_things(
+    fields: tuple[tuple[str, str], ...], types: tuple[tuple[str, str], ...], error: str
+) -> None:
+    """(msgspec would refuse them with a traceback when the decoder is made.)"""
+    with pytest.raises(ConfigError, match=error):
+        Config(inputs=("-",), fields=fields, types=types)
+
+
+def test_a_mapping_given_twice_or_swapped_is_one_layout() -> None:
+    cfg = Config(inputs=("-",), fields=(("user", "type"), ("type", "user")))
+    cfg = Config(inputs=("-",), fields=cfg.fields, types=(("search", "q"), ("search", "q")))
+    d = EventDecoder(0, cfg.layout)
+    ev = d.decode(b'{"user": "search", "type": "u", "time": 1, "query": "x"}', 1)
+    assert not isinstance(ev, str) and ev[4] == "u"
+    assert not isinstance(d.decode(b'{"user": "q", "type": "u", "time": 1, "query": "x"}', 2), str)
+
+
 def test_an_unknown_type_under_a_renamed_type_field_says_so() -> None:
     d = EventDecoder(0, InputLayout(fields=(("type", "event"),)))
     reason = d.decode(b'{"event": "nope", "user": "a", "time": 1}', 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -170,3 +171,13 @@ def test_time_to_first_click_uses_first_click() -> None:
         [e(0, SEARCH, "q"), e(1, RESULTS, ("x",)), e(2.5, CLICK, "x"), e(9, CLICK, "x")]
     )
     assert s["time_to_first_click"] == 2.5 and s["clicks"] == 2
+
+
+def test_a_sum_beyond_the_floats_is_infinite_not_an_error() -> None:
+    """(``math.fsum`` raises there; a conversion value near 1.8e308 is valid, and the
+    record writes the sum as null, as the native core does.)"""
+    from search_sessions.core.searches import total
+
+    assert total([1e308, 1e308]) == math.inf
+    assert math.isnan(total([math.inf, -math.inf]))
+    assert total([0.1] * 10) == 1.0

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from collections.abc import Callable
@@ -57,7 +58,17 @@ __all__ = [
 ENV: Final = "SEARCH_SESSIONS_CORE"
 
 _encode_lines = msgspec.json.Encoder().encode_lines
-_decode_searches = msgspec.json.Decoder(SearchRecord).decode_lines
+
+
+class _RenderedSearch(SearchRecord):
+    """A search record as the native core writes it: a conversion value summed beyond
+    the floats is ``null`` there (JSON has no infinity), where the Python core's record
+    holds ``inf``; read back as ``nan`` (see :meth:`NativeShard._emission`)."""
+
+    conversion_value: float | None  # type: ignore[assignment]
+
+
+_decode_searches = msgspec.json.Decoder(_RenderedSearch).decode_lines
 
 
 class CoreError(ValueError):
@@ -320,7 +331,16 @@ class NativeShard(ShardCore):
         searches, sessions, times, n = got
         if not n:
             return _NOTHING
-        records = _decode_searches(searches) if times is not None and searches else []
+        records: list[SearchRecord] = []
+        if times is not None and searches:
+            rendered = _decode_searches(searches)
+            if b'"conversion_value":null' in searches:
+                # Rolled up, a non-finite value makes a non-finite sum, written as null
+                # as the Python core's inf is: nan keeps it so.
+                for r in rendered:
+                    if r.conversion_value is None:
+                        r.conversion_value = math.nan
+            records = list(rendered)
         return Emission(searches, sessions, n, records, times)
 
     def snapshot(self) -> bytes:

@@ -62,7 +62,7 @@ import msgspec
 
 from .events import PLAIN, Event, EventDecoder, time_values
 from .layout import KIND_OF_TYPE, InputLayout, event_types
-from .schema import CLICK, CONVERSION, SEARCH
+from .schema import CLICK, CONVERSION, MAX_RANK, SEARCH
 from .time import BadTime, parse_time
 
 __all__ = ["HEADED", "LINE_FORMATS", "AolDecoder", "CsvDecoder", "make_decoder"]
@@ -295,6 +295,8 @@ class AolDecoder(EventDecoder):
             return f"bad ItemRank {rank_text!r}: not an integer"
         if rank < 1:
             return f"bad ItemRank {rank}: ranks start at 1"
+        if rank > MAX_RANK:
+            return f"bad ItemRank {rank}: ranks end at {MAX_RANK}"
         if not url:
             return f"click row (ItemRank {rank}) without a ClickURL"
         click: Event = (t, part, seq, CLICK, user, url, rank, None)

@@ -28,7 +28,14 @@ from .schema import (
     AnyEvent,
 )
 
-__all__ = ["KIND_OF_TYPE", "DimensionValue", "InputLayout", "event_types", "time_type"]
+__all__ = [
+    "KIND_OF_TYPE",
+    "DimensionValue",
+    "InputLayout",
+    "event_types",
+    "time_type",
+    "type_names",
+]
 
 DimensionValue = Union[str, int, float, bool, None]
 """What a ``--dimension`` field may hold (anything else makes the record invalid)."""
@@ -78,6 +85,12 @@ for _cls, _kind in KIND_OF.items():
     )
 
 
+def type_names() -> dict[str, str]:
+    """Every type name an input may use without ``--type``, and the event type it names
+    (``Search``, the tutorial's, names ``search``)."""
+    return {tag: KIND_NAMES[kind] for kind, tags in _TAGS.items() for tag in tags}
+
+
 @cache
 def event_types(layout: InputLayout) -> Any:
     """The union of structs a line of this layout decodes into (tagged by its ``type``
@@ -92,7 +105,9 @@ def event_types(layout: InputLayout) -> Any:
     rename.update({f"dim_{i}": name for i, name in enumerate(layout.dimensions)})
     for kind, name in enumerate(KIND_NAMES):
         tags = list(_TAGS[kind])
-        tags += [theirs for ours, theirs in layout.types if ours == name and theirs not in tags]
+        for ours, theirs in layout.types:
+            if ours == name and theirs not in tags:
+                tags.append(theirs)
         for tag in tags:
             struct = msgspec.defstruct(
                 f"{name}_{len(structs)}",

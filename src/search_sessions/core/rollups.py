@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from .schema import DimensionRow, QueryRow, WindowRow
+from .searches import total
 from .time import format_time, parse_time
 
 _json = msgspec.json.encode
@@ -253,7 +254,7 @@ def _mrr(rr_ranks: dict[int, int], n: int) -> float | None:
 
 
 def _per_search(values: list[float], n: int) -> float | None:
-    return math.fsum(values) / n if n else None
+    return total(values) / n if n else None
 
 
 def window_records(

@@ -56,9 +56,14 @@ class Results(_Base, tag="results"):
     search_id: Union[str, None] = None
 
 
+MAX_RANK: Final = 2**63 - 1
+"""The largest click ``rank`` (larger ones are invalid: no result list is that long,
+and msgspec bounds an integer in 64 bits)."""
+
+
 class Click(_Base, tag="click"):
     item: str
-    rank: Union[Annotated[int, msgspec.Meta(ge=1)], None] = None
+    rank: Union[Annotated[int, msgspec.Meta(ge=1, le=MAX_RANK)], None] = None
     search_id: Union[str, None] = None
 
 

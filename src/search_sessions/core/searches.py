@@ -16,14 +16,28 @@ search with that id).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
-from math import fsum
 from typing import Any, Final
 
 from .events import Event
 from .schema import CLICK, CONVERSION, RESULTS, SEARCH, SearchRecord, SessionRecord
 from .time import format_time
+
+
+def total(values: Iterable[float]) -> float:
+    """``math.fsum``, exact in any order, but a sum beyond the floats is infinite (written
+    as ``null``, as the native core's ``json::fsum`` does) where ``fsum`` raises: values
+    near 1.8e308 are valid conversion values, and their sum must not stop the run."""
+    try:
+        return math.fsum(values)
+    except OverflowError:  # "intermediate overflow in fsum"
+        return math.inf
+    except ValueError:  # "-inf + inf in fsum" (JSON has neither)
+        return math.nan
+
 
 LONG_CLICK_US: Final = 30_000_000
 
@@ -108,7 +122,7 @@ def session_records(
         clicked_searches / len(searches) if searches else None,
         end_reason,
         conversions,
-        fsum(values) if values else 0.0,
+        total(values) if values else 0.0,
         success_t is not None,
         None if success_t is None else (success_t - start) / 1e6,
         dict(zip(rules.dimensions, first_dims, strict=True)) if first_dims is not None else {},
@@ -349,7 +363,7 @@ def _search_records(
                 s[_KEYS],
                 n_conv,
                 n_conv > 0,
-                fsum(values) if values else 0.0,
+                total(values) if values else 0.0,
                 dict(zip(dimensions, s[_DIMS], strict=True)) if dimensions else {},
             )
         )
