@@ -110,13 +110,29 @@ def _watch_join(timeout: float, process_id: int | None, addresses: list[str]) ->
 
 
 def _root_message(exc: BaseException) -> str:
+    """One line: where Bytewax says a step failed, and the Python exception that did it
+    (the last of the chain Bytewax raises), which is what tells a user why.
+
+    >>> top = RuntimeError("error calling `on_batch` in step s")
+    >>> top.__cause__ = KeyError("k")
+    >>> print(_root_message(top))
+    error calling `on_batch` in step s: KeyError: 'k'
+    """
     cause: BaseException = exc
     while cause.__cause__ is not None:
         cause = cause.__cause__
     if isinstance(cause, StrictError):
         return str(cause)
     text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    where = text[-1] if text else type(exc).__name__
+    if cause is exc or type(cause).__name__ == "BytewaxRuntimeError":
+        return where
+    why = " ".join(str(cause).split())
+    return (
+        f"{where}: {type(cause).__name__}: {why[:500]}"
+        if why
+        else f"{where}: {type(cause).__name__}"
+    )
 
 
 def _wait_listening(ports: list[int], timeout: float = 10.0) -> None:
