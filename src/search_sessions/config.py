@@ -62,6 +62,12 @@ def parse_rollup_window(text: str) -> tuple[str, int]:
     return text, int(seconds)
 
 
+MAX_WORKERS: Final = 256
+"""The most workers a run may have in all its processes: beyond the routing table
+(:mod:`~search_sessions.dataflow.routing`), Bytewax's routing is probed with that many
+threads, which takes 2 s for 128, 10 s for 256, and 40 s and 1.2 GB for 400 (timely
+connects every worker to every other)."""
+
 ORDERS = ("auto", "time", "sort")
 FORMATS = ("auto", "jsonl", "csv", "tsv", "aol", "parquet")
 TIME_UNITS = ("auto", "s", "ms", "us", "ns")
@@ -213,6 +219,11 @@ class Config:
             raise ConfigError(f"lateness must not be negative, got {self.lateness}")
         if self.workers < 1 or self.processes < 1:
             raise ConfigError("workers and processes must be at least 1")
+        if self.workers * self.processes > MAX_WORKERS:
+            raise ConfigError(
+                f"{self.workers * self.processes} workers in all (--workers times the "
+                f"processes): at most {MAX_WORKERS} are supported"
+            )
         if self.rollups is not None and not self.rollup_windows:
             raise ConfigError("--rollups needs at least one --rollup window length")
         if self.snapshot_interval <= timedelta(0):

@@ -191,3 +191,37 @@ def test_another_bytewax_is_probed_even_within_the_table(monkeypatch: pytest.Mon
 def test_no_workers_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="at least one worker"):
         routing.shard_keys(0)
+
+
+ORPHAN = r"""
+import ctypes, os, signal, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans come here
+parent = subprocess.Popen([sys.executable, "-c",
+    "from search_sessions.dataflow.probe import routed_shards_in_subprocess as r; r(256)"])
+children = f"/proc/{parent.pid}/task/{parent.pid}/children"
+while not open(children).read().split():  # until the run has started its probe
+    time.sleep(0.01)
+probe = int(open(children).read().split()[0])
+os.kill(parent.pid, signal.SIGKILL)
+parent.wait()
+_, status = os.waitpid(probe, 0)  # the probe, an orphan now
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_probe_whose_run_was_killed_exits() -> None:
+    """A probe of 256 workers takes about 10 s: killed, its run leaves no reader for it.
+    Its exit status tells its parent watch (``ORPHANED``) from an end of its own (0, or
+    1 when it prints its answer into the dead run's pipe)."""
+    done = subprocess.run(
+        [sys.executable, "-c", ORPHAN], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.split() == [str(probe.ORPHANED)], done.stderr
+
+
+def test_more_workers_than_supported_are_refused() -> None:
+    from search_sessions.config import MAX_WORKERS, Config
+
+    Config(inputs=("-",), workers=MAX_WORKERS // 2, processes=2)
+    with pytest.raises(ConfigError, match=f"at most {MAX_WORKERS}"):
+        Config(inputs=("-",), workers=MAX_WORKERS // 2 + 1, processes=2)

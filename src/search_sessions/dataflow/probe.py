@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 import bytewax.operators as op
@@ -149,7 +150,7 @@ def routed_shards_in_subprocess(n_workers: int) -> tuple[int, ...]:
     from the caller, which is about to run its own dataflow.
     """
     # -P: do not put this file's directory (dataflow/, with flow.py...) on sys.path.
-    command = [sys.executable, "-P", __file__, str(n_workers)]
+    command = [sys.executable, "-P", __file__, str(n_workers), str(os.getpid())]
     try:
         proc = subprocess.run(
             command, capture_output=True, text=True, timeout=60 + n_workers, check=False
@@ -168,12 +169,32 @@ def routed_shards_in_subprocess(n_workers: int) -> tuple[int, ...]:
     return picks
 
 
+ORPHANED = 3
+"""The probe's exit status when it stopped because its run was gone."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the run that started this probe, process ``parent``, is gone (killed,
+    say): its answer has no reader then, and its threads would run on for minutes. (Its
+    pid comes from the run: one killed before this probe started is seen too.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(ORPHANED)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -P probe.py W``: print :func:`routed_shards` for W workers as JSON."""
+    """``python -P probe.py W [PARENT_PID]``: print :func:`routed_shards` for W workers as
+    JSON (stopping when process PARENT_PID, which started it, is gone)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1 or not args[0].isdigit():
-        print("usage: probe.py N_WORKERS", file=sys.stderr)
+    if len(args) not in (1, 2) or not all(a.isdigit() for a in args):
+        print("usage: probe.py N_WORKERS [PARENT_PID]", file=sys.stderr)
         return 2
+    if len(args) == 2:
+        _exit_with_parent(int(args[1]))
     try:
         picks = routed_shards(int(args[0]))
     except ProbeError as exc:
