@@ -171,3 +171,79 @@ def test_standard_input_with_a_recovery_dir_is_refused_in_one_line(tmp_path: Pat
         "write it to a file first (or use Kafka) and run on that"
     ]
     assert not rec.exists()
+
+
+LINE = b'{"type": "search", "user": "u", "time": "2024-01-01T00:00:00Z", "query": "q"}\n'
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--searches", "OUT/adir"], "that is a directory"),
+        (["--searches", "OUT/adir.parquet"], "that is a directory"),
+        (["--sessions", "IN"], "is also an input: it would be emptied"),
+        (["--searches", "OUT/a.jsonl", "--late", "OUT/a.jsonl"], "--searches is written there"),
+        (["--searches", "sqlite:///OUT/a.db", "--late", "OUT/a.db"], "--searches is written there"),
+        (["--dead-letter", ""], "--dead-letter needs a path"),
+        (["--searches", "sqlite:///"], "give the database's path"),
+        (["--searches", "sqlite://x.db"], "not an address"),
+        (["--searches", "OUT/afile/x.jsonl"], "cannot make its directory"),
+        (["--recovery-dir", "OUT/afile"], "that is a file"),
+    ],
+)
+def test_outputs_that_cannot_be_are_refused_before_anything_is_emptied(
+    tmp_path: Path, args: list[str], error: str
+) -> None:
+    """(A Parquet output replaced a directory of that name, contents and all; an output
+    naming an input emptied it before it was read.)"""
+    out = tmp_path / "out"
+    (out / "adir").mkdir(parents=True)
+    (out / "adir.parquet").mkdir()
+    (out / "adir" / "keep.txt").write_text("keep")
+    (out / "adir.parquet" / "keep.txt").write_text("keep")
+    (out / "afile").write_text("x")
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(LINE)
+    args = [a.replace("OUT", str(out)).replace("IN", str(src)) for a in args]
+    r = CliRunner().invoke(main, ["run", str(src), "--quiet", *args])
+    assert r.exit_code == 2 and error in r.output, r.output
+    assert "Traceback" not in r.output
+    assert src.read_bytes() == LINE
+    assert (out / "adir.parquet" / "keep.txt").read_text() == "keep"
+
+
+def test_none_is_no_output_for_every_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_bytes(LINE)
+    flags = ["--searches", "--sessions", "--dead-letter", "--late"]
+    r = CliRunner().invoke(
+        main, ["run", "in.jsonl", "--quiet", *(x for f in flags for x in (f, "none"))]
+    )
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+@pytest.mark.parametrize("order", ["auto", "time"])
+def test_a_broken_gzip_input_is_one_line_naming_it(tmp_path: Path, order: str) -> None:
+    """(A run of the command as users start it: Bytewax's own report of a failed step is
+    filtered there.)"""
+    import gzip
+    import subprocess
+    import sys
+
+    whole = gzip.compress(LINE * 2000)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    args = ["run", str(cut), "--quiet", "--searches", "none", "--order", order]
+    cmd = [sys.executable, "-m", "search_sessions", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"Error: {cut}: not a whole gzip file (Compressed file ended before the "
+        "end-of-stream marker was reached)"
+    )
+
+
+def test_parquet_from_standard_input_is_refused() -> None:
+    r = CliRunner().invoke(main, ["run", "-", "--format", "parquet"], input=b"PAR1")
+    assert r.exit_code == 2 and "standard input cannot be read as Parquet" in r.output

@@ -25,7 +25,7 @@ from .config import (
     parse_rollup_window,
     parse_size,
 )
-from .connectors.inputs import begin_emptying, resolve_inputs, start_scans
+from .connectors.inputs import begin_emptying, check_outputs, resolve_inputs, start_scans
 from .connectors.specs import Scheme, scheme_of
 from .core.cores import CoreError, core_name
 from .errors import ConfigError, SearchSessionsError
@@ -345,6 +345,7 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
     cfg = _run_config(inputs, opts)
     try:
         cfg = resolve_inputs(cfg)
+        check_outputs(cfg)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     except SearchSessionsError as exc:  # an input that is not there (a file, a broker)
@@ -356,13 +357,20 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
     if process_id is None:
         # Begun first, the pre-scans of --order auto and the emptying of the outputs run
         # while Bytewax is imported.
-        cfg = dataclasses.replace(cfg, prescans=start_scans(cfg), emptying=begin_emptying(cfg))
+        try:
+            prescans = start_scans(cfg)
+        except SearchSessionsError as exc:  # (an input it reads the first line of)
+            raise _Refused(str(exc)) from None
+        cfg = dataclasses.replace(cfg, prescans=prescans, emptying=begin_emptying(cfg))
     from .connectors.registry import prepare_output
     from .runtime.run import run as run_job
 
     for spec in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
         if spec is not None:
-            prepare_output(spec)
+            try:
+                prepare_output(spec)
+            except OSError as exc:
+                raise _Refused(f"{spec}: cannot make its directory ({exc.strerror})") from None
     try:
         with clean_streams():
             summary = run_job(cfg, process_id, members)
@@ -382,6 +390,11 @@ class _Refused(click.ClickException):
     exit_code = 2
 
 
+def _output(spec: str | None) -> str | None:
+    """An output flag's value: ``none`` is no output (as for ``--searches``)."""
+    return None if spec == "none" else spec
+
+
 def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:
     """The run's :class:`Config` from the command's options (a usage error if invalid)."""
     searches, rollups = opts["searches"], opts["rollups"]
@@ -391,14 +404,14 @@ def _run_config(inputs: tuple[str, ...], opts: dict[str, Any]) -> Config:
             gap=opts["gap"],
             lateness=opts["lateness"],
             max_session=opts["max_session"],
-            searches=None if searches == "none" else searches,
-            sessions=opts["sessions"],
-            dead_letter=opts["dead_letter"],
-            late=opts["late"],
+            searches=_output(searches),
+            sessions=_output(opts["sessions"]),
+            dead_letter=_output(opts["dead_letter"]),
+            late=_output(opts["late"]),
             workers=opts["workers"],
             processes=opts["processes"],
             strict=opts["strict"],
-            rollups=None if rollups == "none" else rollups,
+            rollups=_output(rollups),
             rollup_windows=tuple(parse_rollup_window(w) for w in opts["rollup"]),
             recovery_dir=opts["recovery_dir"],
             snapshot_interval=opts["snapshot_interval"],

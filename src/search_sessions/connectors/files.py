@@ -24,7 +24,6 @@ ways to share a file between workers:
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import select
@@ -48,6 +47,7 @@ from ..errors import OutputError
 from .base import Late, LinePartition, PartitionContext
 from .inputs import (
     GZIP_MAGIC,
+    GzipInput,
     file_format,
     first_line,
     format_of,
@@ -125,7 +125,7 @@ class FilePartition(LinePartition):
         raw = io.BufferedReader(io.FileIO(path, "rb"), buffer_size=1 << 20)
         self.file: BinaryIO
         if raw.peek(2)[:2] == GZIP_MAGIC:
-            self.file = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            self.file = GzipInput(path, fileobj=raw)  # type: ignore[assignment]
         else:
             self.file = raw
         self._raw = raw

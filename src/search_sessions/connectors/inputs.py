@@ -14,15 +14,16 @@ import gzip
 import io
 import os
 import threading
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ..config import Config
 from ..core.cores import native_block_decoder
 from ..core.formats import make_decoder as line_decoder
 from ..errors import ConfigError, InputError
 from .readahead import host_cores, reads_ahead
-from .specs import Scheme, scheme_of
+from .specs import Scheme, scheme_of, sqlite_path
 
 INPUT_SUFFIXES = (
     ".jsonl",
@@ -93,7 +94,38 @@ def reopen(path: str) -> gzip.GzipFile | io.BufferedReader:
     """The file opened again from its start, decompressed if gzip."""
     with open(path, "rb") as f:
         gzipped = f.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+    return GzipInput(path) if gzipped else open(path, "rb")
+
+
+_BROKEN_GZIP = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _named(method: Any) -> Any:
+    def wrapped(self: GzipInput, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except _BROKEN_GZIP as exc:
+            raise InputError(f"{self.label}: not a whole gzip file ({exc})") from None
+
+    return wrapped
+
+
+class GzipInput(gzip.GzipFile):
+    """A gzip input (of ``path``, or read from ``fileobj``) whose broken stream, cut
+    short or corrupt, is an :class:`InputError` naming it (the blocks before the break
+    have been read: a run stops there with that one line)."""
+
+    def __init__(self, path: str, fileobj: Any = None) -> None:
+        super().__init__(filename=None if fileobj is not None else path, mode="rb", fileobj=fileobj)
+        self.label = path
+
+    read = _named(gzip.GzipFile.read)
+    read1 = _named(gzip.GzipFile.read1)
+    readline = _named(gzip.GzipFile.readline)
+    readlines = _named(gzip.GzipFile.readlines)
+    peek = _named(gzip.GzipFile.peek)
+    seek = _named(gzip.GzipFile.seek)
+    __next__ = _named(gzip.GzipFile.__next__)
 
 
 def expand_inputs(inputs: tuple[str, ...], input_format: str = "auto") -> tuple[str, ...]:
@@ -185,6 +217,63 @@ def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
 EARLY_SCANS = 8
 """The most pre-scans begun at once (each holds a thread and a 2 MB chunk); the other
 inputs are scanned when their partitions first read, as before."""
+
+
+OUTPUT_FLAGS: Final = (
+    ("searches", "--searches"),
+    ("sessions", "--sessions"),
+    ("dead_letter", "--dead-letter"),
+    ("late", "--late"),
+    ("rollups", "--rollups"),
+)
+"""The :class:`Config` fields that are outputs, and their flags."""
+
+
+def check_outputs(cfg: Config) -> None:
+    """Refuse, before anything is emptied, a file or SQLite output that cannot be one: no
+    path, an existing directory (a Parquet output would replace it, contents and all),
+    one of the inputs (emptied before it is read), or a file another output writes (a
+    database takes several: a table each); and a recovery directory that is a file."""
+    rec = cfg.recovery_dir
+    if rec is not None and os.path.exists(rec) and not os.path.isdir(rec):
+        raise ConfigError(f"--recovery-dir {rec}: that is a file (give a directory)")
+    inputs = [p for p in cfg.partitions if scheme_of(p) is Scheme.FILE and os.path.exists(p)]
+    taken: dict[str, tuple[str, bool]] = {}  # real path: (flag, a file output)
+    for field, flag in OUTPUT_FLAGS:
+        spec = getattr(cfg, field)
+        path = _output_path(flag, spec) if spec is not None else None
+        if path is None:
+            continue
+        if os.path.isdir(path):
+            raise ConfigError(f"{flag} {spec}: that is a directory (give a file's path)")
+        real, is_file = os.path.realpath(path), scheme_of(spec) is Scheme.FILE
+        other, other_is_file = taken.setdefault(real, (flag, is_file))
+        if other != flag and (is_file or other_is_file):  # (a database takes several)
+            raise ConfigError(f"{flag} {spec}: {other} is written there too")
+        if os.path.exists(path) and any(os.path.samefile(path, p) for p in inputs):
+            raise ConfigError(
+                f"{flag} {spec} is also an input: it would be emptied before it is read"
+            )
+
+
+def _output_path(flag: str, spec: str) -> str | None:
+    """The file an output spec writes (``None`` for standard output, Kafka, PostgreSQL)."""
+    scheme = scheme_of(spec)
+    if scheme is Scheme.SQL and spec.startswith("sqlite:///"):
+        path = sqlite_path(spec)
+        if not path:
+            raise ConfigError(f"{flag} {spec}: give the database's path (sqlite:///PATH.db)")
+        return path
+    if scheme is not Scheme.FILE:
+        return None
+    if not spec:
+        raise ConfigError(f"{flag} needs a path ('-' for standard output)")
+    if spec.startswith(("sqlite:", "postgres:", "postgresql:", "kafka:")):
+        raise ConfigError(
+            f"{flag} {spec}: not an address (use sqlite:///PATH.db, postgresql://..., "
+            "kafka://HOST:PORT/TOPIC)"
+        )
+    return spec
 
 
 def begin_emptying(cfg: Config) -> threading.Thread | None:

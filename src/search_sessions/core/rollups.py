@@ -38,9 +38,13 @@ Z95 = 1.959963984540054
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
     """The Wilson score interval of a proportion (95% by default); ``None`` for n = 0.
+    Its bounds are exactly 0 with no success and 1 with all (where rounding would give
+    5.6e-17 or 0.9999999999999999).
 
     >>> [round(x, 4) for x in wilson(7, 10)]
     [0.3968, 0.8922]
+    >>> wilson(0, 3)[0], wilson(3, 3)[1]
+    (0.0, 1.0)
     """
     if n == 0:
         return None, None
@@ -49,7 +53,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float 
     denom = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 def window_start(t_us: int, length_s: int) -> int:

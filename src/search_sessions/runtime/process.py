@@ -17,7 +17,7 @@ from ..config import Config
 from ..control import FAILURE, JOINED, METRICS, STOP
 from ..crashpoints import CRASH as crashpoints
 from ..dataflow.flow import build_flow
-from ..errors import RunError, StrictError
+from ..errors import RunError, SearchSessionsError, StrictError
 from .progress import Reporter, serve_metrics
 from .signals import stop_on_signals
 
@@ -121,8 +121,8 @@ def _root_message(exc: BaseException) -> str:
     cause: BaseException = exc
     while cause.__cause__ is not None:
         cause = cause.__cause__
-    if isinstance(cause, StrictError):
-        return str(cause)
+    if isinstance(cause, StrictError | SearchSessionsError):
+        return str(cause)  # (ours: already one line naming what failed)
     text = str(exc).strip().splitlines()
     where = text[-1] if text else type(exc).__name__
     if cause is exc or type(cause).__name__ == "BytewaxRuntimeError":

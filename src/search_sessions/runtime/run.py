@@ -23,6 +23,7 @@ from ..connectors.inputs import start_scans
 from ..connectors.registry import resolve_inputs, start_output
 from ..control import STOP
 from ..dataflow.stats import STAT_FIELDS
+from ..errors import OutputError, SearchSessionsError
 from .cluster import run_cluster
 from .process import run_process
 from .recovery import RecoveryGuard, prepare_recovery
@@ -144,5 +145,12 @@ def _scanned(cfg: Config) -> tuple[tuple[int, tuple[int, int] | None], ...]:
 def _start_outputs(cfg: Config) -> None:
     """Start every output afresh (files empty, databases with their tables)."""
     for spec in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
-        if spec is not None:
+        if spec is None:
+            continue
+        try:
             start_output(spec)
+        except SearchSessionsError:
+            raise
+        except Exception as exc:  # (OSError, a database's own errors)
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise OutputError(f"{spec}: cannot start this output: {lines[0]}") from exc
