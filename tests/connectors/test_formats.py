@@ -338,3 +338,18 @@ def test_format_of() -> None:
     assert format_of("a.txt", "auto", b'{"type": "search"}\n') == "jsonl"
     assert format_of("a.csv", "tsv", b"") == "tsv"
     assert format_of("a.txt", "aol", b"") == "aol"
+
+
+def test_a_directory_reads_aol_text_files_by_their_header(tmp_path: Path) -> None:
+    """(``--format auto`` took ``x.txt.gz``, as any ``.gz``, but not ``x.txt``.)"""
+    import gzip
+
+    from search_sessions.connectors.inputs import expand_inputs
+
+    header = b"AnonID\tQuery\tQueryTime\tItemRank\tClickURL\n"
+    (tmp_path / "log-01.txt").write_bytes(header + b"1\tdogs\t2006-03-01 07:17:12\t\t\n")
+    (tmp_path / "log-02.txt.gz").write_bytes(gzip.compress(header))
+    (tmp_path / "notes.txt").write_bytes(b"not a log\n")
+    found = [Path(p).name for p in expand_inputs((str(tmp_path),))]
+    assert found == ["log-01.txt", "log-02.txt.gz"]
+    assert len(expand_inputs((str(tmp_path),), "aol")) == 3

@@ -40,7 +40,7 @@ INPUT_SUFFIXES = (
     ".parquet",
 )
 """The files a directory input reads (with ``--format aol`` also ``.txt`` and ``.txt.gz``,
-the AOL collection's own names)."""
+the AOL collection's own names; with ``auto``, a ``.txt`` with the AOL header too)."""
 
 AOL_SUFFIXES = (".txt", ".txt.gz")
 
@@ -172,11 +172,23 @@ def resolve_inputs(cfg: Config) -> Config:
     return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
 
 
+def _aol_text(path: Path, input_format: str) -> bool:
+    """A ``.txt`` file that ``--format auto`` reads from a directory: one with the AOL
+    header (a ``.txt.gz`` is read as any ``.gz`` is, its layout found the same way)."""
+    if input_format != "auto" or not path.name.endswith(".txt"):
+        return False
+    return first_line(str(path), 256).lower().startswith(_AOL_HEADER)
+
+
 def _files(item: str, input_format: str) -> list[str]:
     path = Path(item)
     if path.is_dir():
         suffixes = INPUT_SUFFIXES + (AOL_SUFFIXES if input_format == "aol" else ())
-        found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+        found = sorted(
+            str(p)
+            for p in path.rglob("*")
+            if p.is_file() and (p.name.endswith(suffixes) or _aol_text(p, input_format))
+        )
         if not found:
             raise InputError(f"{item}: directory holds no input files ({', '.join(suffixes)})")
         return found
