@@ -219,8 +219,6 @@ class Config:
             raise ConfigError(f"lateness must not be negative, got {self.lateness}")
         if self.workers < 1 or self.processes < 1:
             raise ConfigError("workers and processes must be at least 1")
-        if self.input_format == "parquet" and "-" in self.inputs:
-            raise ConfigError("--format parquet: standard input cannot be read as Parquet")
         if self.workers * self.processes > MAX_WORKERS:
             raise ConfigError(
                 f"{self.workers * self.processes} workers in all (--workers times the "

@@ -169,6 +169,8 @@ def resolve_inputs(cfg: Config) -> Config:
                 f"--order sort reads an input to its end first; {streams[0]} is a stream "
                 "(use --order time or auto for Kafka inputs)"
             )
+    if cfg.input_format == "parquet" and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
+        raise ConfigError("--format parquet: standard input cannot be read as Parquet")
     return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
 
 
