@@ -359,8 +359,8 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
         # while Bytewax is imported.
         try:
             prescans = start_scans(cfg)
-        except SearchSessionsError as exc:  # (an input it reads the first line of)
-            raise _Refused(str(exc)) from None
+        except SearchSessionsError as exc:  # (a broken input, as the run would find it)
+            raise click.ClickException(str(exc)) from None
         cfg = dataclasses.replace(cfg, prescans=prescans, emptying=begin_emptying(cfg))
     from .connectors.registry import prepare_output
     from .runtime.run import run as run_job
