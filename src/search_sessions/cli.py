@@ -25,7 +25,13 @@ from .config import (
     parse_rollup_window,
     parse_size,
 )
-from .connectors.inputs import begin_emptying, check_outputs, resolve_inputs, start_scans
+from .connectors.inputs import (
+    begin_emptying,
+    check_outputs,
+    output_specs,
+    resolve_inputs,
+    start_scans,
+)
 from .connectors.specs import Scheme, scheme_of
 from .core.cores import CoreError, core_name
 from .errors import ConfigError, SearchSessionsError
@@ -365,12 +371,11 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
     from .connectors.registry import prepare_output
     from .runtime.run import run as run_job
 
-    for spec in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
-        if spec is not None:
-            try:
-                prepare_output(spec)
-            except OSError as exc:
-                raise _Refused(f"{spec}: cannot make its directory ({exc.strerror})") from None
+    for spec in output_specs(cfg):
+        try:
+            prepare_output(spec)
+        except OSError as exc:
+            raise _Refused(f"{spec}: cannot make its directory ({exc.strerror})") from None
     try:
         with clean_streams():
             summary = run_job(cfg, process_id, members)

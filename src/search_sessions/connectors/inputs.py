@@ -243,6 +243,11 @@ OUTPUT_FLAGS: Final = (
 """The :class:`Config` fields that are outputs, and their flags."""
 
 
+def output_specs(cfg: Config) -> list[str]:
+    """The outputs a run writes (those given), in :data:`OUTPUT_FLAGS` order."""
+    return [spec for field, _ in OUTPUT_FLAGS if (spec := getattr(cfg, field)) is not None]
+
+
 def check_outputs(cfg: Config) -> None:
     """Refuse, before anything is emptied, a file or SQLite output that cannot be one: no
     path, an existing directory (a Parquet output would replace it, contents and all),
@@ -297,8 +302,7 @@ def begin_emptying(cfg: Config) -> threading.Thread | None:
     run with a recovery directory (a resumed run keeps its outputs)."""
     if cfg.recovery_dir is not None:
         return None
-    specs = (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups)
-    full = [s for s in specs if s is not None and scheme_of(s) is Scheme.FILE and _full(s)]
+    full = [s for s in output_specs(cfg) if scheme_of(s) is Scheme.FILE and _full(s)]
     if not full:
         return None
     thread = threading.Thread(target=_empty, args=(full,), name="empty-outputs", daemon=True)

@@ -21,7 +21,7 @@ import math
 import os
 import pickle
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import msgspec
 
@@ -340,7 +340,7 @@ class NativeShard(ShardCore):
                 for r in rendered:
                     if r.conversion_value is None:
                         r.conversion_value = math.nan
-            records = list(rendered)
+            records = cast(list[SearchRecord], rendered)  # (a list of a subclass)
         return Emission(searches, sessions, n, records, times)
 
     def snapshot(self) -> bytes:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 
-from ..config import MAX_WORKERS
 from ..errors import ConfigError
 from .probe import KEY_PREFIX, ProbeError, bytewax_version, routed_shards_in_subprocess
 from .routes_table import BYTEWAX_VERSION, ROUTED_SHARDS
@@ -43,11 +42,6 @@ def _installed_bytewax() -> str | None:
 def _routed(n_workers: int) -> tuple[int, ...]:
     if n_workers < 1:
         raise ConfigError(f"at least one worker is needed, got {n_workers}")
-    if n_workers > MAX_WORKERS:
-        raise ConfigError(
-            f"{n_workers} workers in all (--workers times the processes): at most "
-            f"{MAX_WORKERS} are supported"
-        )
     installed = _installed_bytewax()
     picks = ROUTED_SHARDS.get(n_workers)
     if picks is not None and installed == BYTEWAX_VERSION:

@@ -17,7 +17,7 @@ from ..config import Config
 from ..control import FAILURE, JOINED, METRICS, STOP
 from ..crashpoints import CRASH as crashpoints
 from ..dataflow.flow import build_flow
-from ..errors import RunError, SearchSessionsError, StrictError
+from ..errors import RunError, SearchSessionsError
 from .progress import Reporter, serve_metrics
 from .signals import stop_on_signals
 
@@ -121,7 +121,7 @@ def _root_message(exc: BaseException) -> str:
     cause: BaseException = exc
     while cause.__cause__ is not None:
         cause = cause.__cause__
-    if isinstance(cause, StrictError | SearchSessionsError):
+    if isinstance(cause, SearchSessionsError):  # (StrictError included)
         return str(cause)  # (ours: already one line naming what failed)
     text = str(exc).strip().splitlines()
     where = text[-1] if text else type(exc).__name__

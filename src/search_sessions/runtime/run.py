@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..connectors.files import scan_lanes_first
-from ..connectors.inputs import start_scans
+from ..connectors.inputs import output_specs, start_scans
 from ..connectors.registry import resolve_inputs, start_output
 from ..control import STOP
 from ..dataflow.stats import STAT_FIELDS
@@ -144,9 +144,7 @@ def _scanned(cfg: Config) -> tuple[tuple[int, tuple[int, int] | None], ...]:
 
 def _start_outputs(cfg: Config) -> None:
     """Start every output afresh (files empty, databases with their tables)."""
-    for spec in (cfg.searches, cfg.sessions, cfg.dead_letter, cfg.late, cfg.rollups):
-        if spec is None:
-            continue
+    for spec in output_specs(cfg):
         try:
             start_output(spec)
         except SearchSessionsError:
