@@ -249,3 +249,83 @@ def test_a_broken_gzip_input_is_one_line_naming_it(tmp_path: Path, order: str, k
 def test_parquet_from_standard_input_is_refused() -> None:
     r = CliRunner().invoke(main, ["run", "-", "--format", "parquet"], input=b"PAR1")
     assert r.exit_code == 2 and "standard input cannot be read as Parquet" in r.output
+
+
+def _three_users(path: Path) -> Path:
+    """Searches of three users, a click, and a line that is not JSON (a dead letter)."""
+    lines = [
+        json.dumps(
+            {"type": "search", "user": f"u{u}", "time": f"2024-01-01T00:0{u}:00Z", "query": "q"}
+        )
+        for u in range(3)
+    ]
+    lines.insert(
+        1,
+        json.dumps(
+            {"type": "click", "user": "u0", "time": "2024-01-01T00:00:05Z", "item": "a", "rank": 1}
+        ),
+    )
+    path.write_text("\n".join([*lines, "not json"]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2"], ["--recovery-dir", "REC"]])
+def test_outputs_may_be_streams_such_as_dev_stderr(tmp_path: Path, extra: list[str]) -> None:
+    """An output path that is a stream (``/dev/stdout``, ``/dev/stderr``, a named pipe)
+    is written as standard output is: it has no position to snapshot (a run with
+    snapshots stopped on "Illegal seek") and several outputs may share it."""
+    import subprocess
+    import sys
+
+    log = _three_users(tmp_path / "log.jsonl")
+    extra = [str(tmp_path / "rec") if a == "REC" else a for a in extra]
+    args = ["run", str(log), "--quiet", "--searches", "/dev/stdout", "--sessions", "/dev/stdout"]
+    args += ["--dead-letter", "/dev/stderr", *extra]
+    cmd = [sys.executable, "-m", "search_sessions", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len([x for x in records if "search_id" in x]) == 3
+    assert len([x for x in records if "search_id" not in x]) == 3  # sessions
+    assert [json.loads(line)["record"] for line in r.stderr.splitlines()] == ["not json"]
+
+
+def test_an_output_may_be_a_named_pipe_written_by_several_processes(tmp_path: Path) -> None:
+    """A named pipe is opened once, by the one writer (not emptied first, which would end
+    its reader's input), and gets every line whole."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    log = _three_users(tmp_path / "log.jsonl")
+    fifo = tmp_path / "searches.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    args = ["run", str(log), "--quiet", "--searches", str(fifo), "--processes", "2"]
+    r = subprocess.run([sys.executable, "-m", "search_sessions", *args], timeout=120)
+    assert r.returncode == 0
+    reader.join(timeout=30)
+    plain = tmp_path / "searches.jsonl"
+    args = ["run", str(log), "--quiet", "--searches", str(plain)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert sorted(got[0].splitlines()) == sorted(plain.read_bytes().splitlines())
+
+
+def test_dev_stdout_redirected_to_a_file_is_standard_output_not_that_file(tmp_path: Path) -> None:
+    """``/dev/stdout`` is the command's standard output even when the shell sent it to a
+    file: the file is neither emptied first nor written over from its start."""
+    import subprocess
+    import sys
+
+    log = _three_users(tmp_path / "log.jsonl")
+    out = tmp_path / "out.txt"
+    out.write_text("kept\n")
+    args = ["run", str(log), "--quiet", "--searches", "/dev/stdout", "--sessions", "/dev/stdout"]
+    cmd = [sys.executable, "-m", "search_sessions", *args, "--dead-letter", "none"]
+    with out.open("a") as stdout:
+        assert subprocess.run(cmd, stdout=stdout, timeout=120).returncode == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "kept" and len(lines) == 7

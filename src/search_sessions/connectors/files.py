@@ -51,7 +51,9 @@ from .inputs import (
     file_format,
     first_line,
     format_of,
+    is_stream,
     reopen,
+    standard_stream,
 )
 from .readahead import host_cores, reads_ahead
 from .specs import Scheme, scheme_of
@@ -549,20 +551,38 @@ class _AppendPartition(StatefulSinkPartition[bytes, None]):
 
 
 class _StdoutPartition(StatefulSinkPartition[bytes, None]):
+    """Standard output (``-``), or a ``path`` that is a stream (see :func:`is_stream`):
+    written as it comes, with no position to snapshot (a stream cannot be cut back)."""
+
+    def __init__(self, path: str = "-") -> None:
+        self.path = path
+        std = standard_stream(path)
+        # (The run's own standard streams, not descriptors 1 and 2: see runtime.streams.)
+        self.file: BinaryIO = (
+            open(path, "wb")  # noqa: SIM115 - closed in close()
+            if std is None
+            else (sys.stdout if std == 1 else sys.stderr).buffer
+        )
+
     def write_batch(self, values: list[bytes]) -> None:
-        out = sys.stdout.buffer
         try:
-            out.write(b"".join(values))
-            out.flush()
+            self.file.write(b"".join(values))
+            self.file.flush()
         except BrokenPipeError as exc:
-            FAILURE.append("standard output was closed by its reader (as `| head` does)")
+            what = "standard output" if self.path == "-" else self.path
+            FAILURE.append(f"{what} was closed by its reader (as `| head` does)")
             raise OutputError(FAILURE[-1]) from exc
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
 
     def snapshot(self) -> None:
         return None
 
     def close(self) -> None:
-        sys.stdout.buffer.flush()
+        if standard_stream(self.path) is None:
+            self.file.close()
+        else:
+            self.file.flush()
 
 
 def writer_parts(n: int) -> list[str]:
@@ -590,7 +610,7 @@ class JsonLinesSink(FixedPartitionedSink[bytes, Any]):
 
     def __init__(self, path: str, keys: list[str] | None = None) -> None:
         self.path = path
-        self.writers = {} if keys is None or path == "-" else {k: i for i, k in enumerate(keys)}
+        self.writers = {} if keys is None or is_stream(path) else {k: i for i, k in enumerate(keys)}
 
     def list_parts(self) -> list[str]:
         return writer_parts(len(self.writers)) if self.writers else [self.path]
@@ -601,8 +621,8 @@ class JsonLinesSink(FixedPartitionedSink[bytes, Any]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: Any
     ) -> StatefulSinkPartition[bytes, Any]:
-        if self.path == "-":
-            return _StdoutPartition()
+        if is_stream(self.path):
+            return _StdoutPartition(self.path)
         if self.writers:
             return _AppendPartition(self.path)
         return _FileSinkPartition(self.path, resume_state)

@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import io
 import os
+import stat
 import threading
 import zlib
 from pathlib import Path
@@ -261,8 +262,8 @@ def check_outputs(cfg: Config) -> None:
     for field, flag in OUTPUT_FLAGS:
         spec = getattr(cfg, field)
         path = _output_path(flag, spec) if spec is not None else None
-        if path is None:
-            continue
+        if path is None or is_stream(path):
+            continue  # (several outputs may share a stream, as they share `-`)
         if os.path.isdir(path):
             raise ConfigError(f"{flag} {spec}: that is a directory (give a file's path)")
         real, is_file = os.path.realpath(path), scheme_of(spec) is Scheme.FILE
@@ -273,6 +274,44 @@ def check_outputs(cfg: Config) -> None:
             raise ConfigError(
                 f"{flag} {spec} is also an input: it would be emptied before it is read"
             )
+
+
+_STANDARD: Final = {
+    "-": 1,
+    **{f"{d}/{n}": n for d in ("/dev/fd", "/proc/self/fd") for n in (1, 2)},
+    "/dev/stdout": 1,
+    "/dev/stderr": 2,
+}
+
+
+def standard_stream(path: str) -> int | None:
+    """1 for an output path naming standard output (``-``, ``/dev/stdout``,
+    ``/dev/fd/1``), 2 for standard error (``/dev/stderr`` ...), else ``None``. They
+    name the command's own streams: during a run descriptors 1 and 2 are not them
+    (see :mod:`search_sessions.runtime.streams`).
+
+    >>> standard_stream("/dev/stderr"), standard_stream("-"), standard_stream("x")
+    (2, 1, None)
+    """
+    return _STANDARD.get(path)
+
+
+def is_stream(path: str) -> bool:
+    """Whether an output path names a stream rather than a file: standard output (``-``),
+    or an existing FIFO, character device or socket (``/dev/stdout``, ``/dev/stderr``, a
+    named pipe, ``/dev/null``). A stream is written by one worker, as it comes: it has no
+    position to snapshot and to cut back to, and is not emptied before a run.
+
+    >>> is_stream("-"), is_stream("/dev/null"), is_stream("out.jsonl")
+    (True, True, False)
+    """
+    if standard_stream(path) is not None:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _output_path(flag: str, spec: str) -> str | None:
@@ -313,7 +352,10 @@ def begin_emptying(cfg: Config) -> threading.Thread | None:
 def _full(path: str) -> bool:
     """A plain file (not Parquet: its directory of parts starts otherwise) with bytes."""
     return (
-        not path.lower().endswith(".parquet") and os.path.isfile(path) and os.path.getsize(path) > 0
+        not path.lower().endswith(".parquet")
+        and not is_stream(path)  # (/dev/stdout may be a file the shell redirected it to)
+        and os.path.isfile(path)
+        and os.path.getsize(path) > 0
     )
 
 

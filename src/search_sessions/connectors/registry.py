@@ -26,7 +26,7 @@ from .files import (
     ReadPart,
     StdinPartition,
 )
-from .inputs import expand_inputs, resolve_inputs
+from .inputs import expand_inputs, is_stream, resolve_inputs
 from .specs import Scheme, scheme_of, source_label, sqlite_path
 
 __all__ = [
@@ -116,7 +116,7 @@ def start_output(spec: str, kind: OutputKind | None = None) -> None:
         from .parquet import start_parquet
 
         start_parquet(spec, kind)
-    elif scheme is Scheme.FILE:
+    elif scheme is Scheme.FILE and not is_stream(spec):
         open(spec, "wb").close()
     elif scheme is Scheme.SQL:
         from .sql import Database
