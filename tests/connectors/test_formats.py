@@ -298,6 +298,36 @@ def test_aol_log(tmp_path: Path, run_flow: RunFlow, workers: int) -> None:
     assert (summary.counts["duplicates"] > 0) == (workers > 1)
 
 
+WEBIS_HEADER = "UserID\tQuery\tTimeStamp\tClickRank\tClickDomain\tMissionID\tComment"
+
+
+def _webis(aol: str) -> str:
+    """The AOL rows as Webis-SMC-12 lays them out: its header, a mission id and a comment
+    after the AOL columns, a rule of dashes between users."""
+    rows = []
+    for row in aol.splitlines()[1:]:
+        cells = row.split("\t")
+        rows.append(row if len(cells) < 3 else "\t".join([*cells, "1", "a comment"]))
+    return "\n".join([WEBIS_HEADER, "-" * 40, *rows]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "header"), [("webis-smc-12.txt", True), ("webis.tsv", True), ("w.txt", False)]
+)
+def test_webis_smc_12_is_read_as_the_aol_layout(
+    tmp_path: Path, run_flow: RunFlow, name: str, header: bool
+) -> None:
+    """Webis-SMC-12 (AOL rows annotated with missions) is found to be in the AOL layout by
+    its header, by its first row when it has none, whatever its suffix, and gives the
+    AOL answer: the header is no dead letter, nor are the rules and extra columns."""
+    path = tmp_path / name
+    text = _webis(AOL)
+    path.write_text(text if header else text.split("\n", 1)[1])
+    records, _ = run_flow([path])
+    assert aol_searches(records) == AOL_SEARCHES
+    assert [d["source"] for d in records["dead"]] == [f"{path}:{9 if header else 8}"]
+
+
 def test_aol_clicks_bring_their_search_when_auto_looked_at_the_block_first(
     tmp_path: Path, run_flow: RunFlow
 ) -> None:
@@ -336,6 +366,13 @@ def test_format_of() -> None:
     assert format_of("a.txt", "auto", b"anonid\tquery\tquerytime\titemrank\tclickurl\n") == "aol"
     assert format_of("a.jsonl", "auto", b"\xef\xbb\xbfAnonID\tQuery\tQueryTime\n") == "aol"
     assert format_of("a.txt", "auto", b'{"type": "search"}\n') == "jsonl"
+    webis = b"UserID\tQuery\tTimeStamp\tClickRank\tClickDomain\tMissionID\tComment\n"
+    assert format_of("webis-smc-12.txt", "auto", webis) == "aol"
+    assert format_of("webis-smc-12.tsv", "auto", webis) == "aol"
+    row = b"2722\tyahoo\t2006-03-01 08:51:35\t1\thttp://www.yahoo.com\t1\t\n"
+    assert format_of("w.txt", "auto", b"----\n\n" + row) == "aol"  # no header
+    assert format_of("e.tsv", "auto", b"user\tquery\ttime\ttype\n") == "tsv"
+    assert format_of("e.tsv", "auto", b"userid\tquery\ttime\ttype\n") == "tsv"
     assert format_of("a.csv", "tsv", b"") == "tsv"
     assert format_of("a.txt", "aol", b"") == "aol"
 

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from ..config import Config
 from ..core.cores import native_block_decoder
+from ..core.formats import aol_header, aol_layout
 from ..core.formats import make_decoder as line_decoder
 from ..errors import ConfigError, InputError
 from .readahead import host_cores, reads_ahead
@@ -46,18 +47,21 @@ the AOL collection's own names; with ``auto``, a ``.txt`` with the AOL header to
 AOL_SUFFIXES = (".txt", ".txt.gz")
 
 GZIP_MAGIC = b"\x1f\x8b"
-_AOL_HEADER = b"anonid\tquery\tquerytime"
 
 
 def format_of(name: str, configured: str, head: bytes) -> str:
     """The format of input ``name`` whose first bytes are ``head`` (decompressed; only
-    its first line is looked at): the ``configured`` one unless it is ``auto``; else
-    by the name's suffix (``.csv``, ``.tsv``, also gzipped, and ``.parquet``), else
-    ``aol`` when the first line is the AOL log's header, else ``jsonl``.
+    its first line that is not blank or dashes is looked at): the ``configured`` one
+    unless it is ``auto``; else by the name's suffix (``.csv``, ``.tsv``, also gzipped,
+    and ``.parquet``; a ``.tsv`` under an AOL-layout header is ``aol``), else ``aol``
+    when that line is an AOL-layout header or row (:func:`~.formats.aol_layout`: the AOL
+    log, Webis-SMC-12), else ``jsonl``.
 
     >>> format_of("day1.csv.gz", "auto", b""), format_of("day1.csv", "jsonl", b"")
     ('csv', 'jsonl')
     >>> format_of("user-ct-01.txt", "auto", b"AnonID\\tQuery\\tQueryTime\\tItemRank")
+    'aol'
+    >>> format_of("webis-smc-12.tsv", "auto", b"UserID\\tQuery\\tTimeStamp\\tClickRank")
     'aol'
     >>> format_of("-", "auto", b'{"type": "search"}')
     'jsonl'
@@ -68,20 +72,29 @@ def format_of(name: str, configured: str, head: bytes) -> str:
     if lower.endswith((".csv", ".csv.gz")):
         return "csv"
     if lower.endswith((".tsv", ".tsv.gz")):
-        return "tsv"
+        # (A TSV of events names a type column; a copy of the AOL log saved as .tsv not.)
+        return "aol" if head and aol_header(_first_row(head)) else "tsv"
     if lower.endswith(".parquet"):
         return "parquet"
-    if head.removeprefix(b"\xef\xbb\xbf")[: len(_AOL_HEADER)].lower() == _AOL_HEADER:
-        return "aol"
-    return "jsonl"
+    return "aol" if aol_layout(_first_row(head)) else "jsonl"
+
+
+def _first_row(head: bytes) -> bytes:
+    """The first line of ``head`` that is not blank or a rule of dashes (an annotated copy
+    of the AOL log may start with one)."""
+    for line in head.splitlines():
+        if line.strip(b" \t-"):
+            return line
+    return b""
 
 
 def file_format(path: str, configured: str) -> str:
     """The format of the file at ``path`` (see :func:`format_of`), reading its first
     line only when its name does not tell."""
     fmt = format_of(path, configured, b"")
-    if fmt == "jsonl" and configured == "auto":
-        fmt = format_of(path, configured, first_line(path, 64))
+    if fmt in ("jsonl", "tsv") and configured == "auto":
+        with reopen(path) as f:
+            fmt = format_of(path, configured, f.read(4096))
     return fmt
 
 
@@ -180,7 +193,8 @@ def _aol_text(path: Path, input_format: str) -> bool:
     header (a ``.txt.gz`` is read as any ``.gz`` is, its layout found the same way)."""
     if input_format != "auto" or not path.name.endswith(".txt"):
         return False
-    return first_line(str(path), 256).lower().startswith(_AOL_HEADER)
+    with reopen(str(path)) as f:
+        return aol_layout(_first_row(f.read(4096)))
 
 
 def _files(item: str, input_format: str) -> list[str]:

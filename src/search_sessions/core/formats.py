@@ -55,6 +55,7 @@ ignored, and so are lines of dashes (annotated copies of the log).
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from typing import Any, Final, get_args
 
@@ -65,7 +66,15 @@ from .layout import KIND_OF_TYPE, InputLayout, event_types
 from .schema import CLICK, CONVERSION, MAX_RANK, SEARCH
 from .time import BadTime, parse_time
 
-__all__ = ["HEADED", "LINE_FORMATS", "AolDecoder", "CsvDecoder", "make_decoder"]
+__all__ = [
+    "HEADED",
+    "LINE_FORMATS",
+    "AolDecoder",
+    "CsvDecoder",
+    "aol_header",
+    "aol_layout",
+    "make_decoder",
+]
 
 LINE_FORMATS: Final = frozenset({"jsonl", "csv", "tsv", "aol"})
 """The input formats read line by line, by a decoder :func:`make_decoder` makes."""
@@ -241,6 +250,48 @@ class CsvDecoder(EventDecoder):
         return text
 
 
+_AOL_USER: Final = frozenset({"anonid", "userid", "user_id", "user id", "uid"})
+_AOL_TIME: Final = frozenset({"querytime", "query_time", "timestamp", "time"})
+_AOL_ROW: Final = re.compile(
+    rb"[^\t\r\n]+\t[^\t\r\n]*\t *\d{4}-\d\d-\d\d \d\d:\d\d:\d\d *(?:\t|\r?\n|$)"
+)
+
+
+def aol_header(line: bytes) -> bool:
+    """Whether ``line`` is the header of a log in the AOL layout: the AOL log's own
+    (``AnonID, Query, QueryTime, ...``) or an annotated copy's, such as Webis-SMC-12's
+    (``UserID, Query, TimeStamp, ClickRank, ClickDomain, MissionID, ...``).
+
+    >>> aol_header(b"AnonID\\tQuery\\tQueryTime\\tItemRank\\tClickURL\\n")
+    True
+    >>> aol_header(b"UserID\\tQuery\\tTimeStamp\\tClickRank\\tClickDomain\\tMissionID\\tComment")
+    True
+    >>> aol_header(b"user\\tquery\\ttime\\ttype")  # a TSV of events (it has a type column)
+    False
+    """
+    cells = line.removeprefix(_BOM).rstrip(b"\r\n").lower().split(b"\t")
+    return (
+        len(cells) >= 3
+        and cells[0].strip().decode("latin-1") in _AOL_USER
+        and cells[1].strip() == b"query"
+        and cells[2].strip().decode("latin-1") in _AOL_TIME
+        and b"type" not in cells
+    )
+
+
+def aol_layout(first: bytes) -> bool:
+    """Whether an input whose first line is ``first`` is in the AOL layout: that line is
+    its header (:func:`aol_header`), or a row of one (a copy without the header:
+    ``USER<tab>QUERY<tab>YYYY-MM-DD HH:MM:SS[<tab>...]``).
+
+    >>> aol_layout(b"2722\\tyahoo\\t2006-03-01 08:51:35\\t1\\thttp://www.yahoo.com\\t1\\t\\n")
+    True
+    >>> aol_layout(b'{"type": "search", "user": "u"}')
+    False
+    """
+    return aol_header(first) or _AOL_ROW.match(first.removeprefix(_BOM)) is not None
+
+
 class AolDecoder(EventDecoder):
     """Rows of the AOL 2006 query log (see the module's description)."""
 
@@ -259,7 +310,7 @@ class AolDecoder(EventDecoder):
         line = raw.rstrip(b"\r\n")
         if not line.strip(b" \t-"):
             return []  # blank, or a rule of dashes
-        if line[:1] in b"Aa" and line[:22].lower() == b"anonid\tquery\tquerytime":
+        if line[:1].isalpha() and aol_header(line):
             return []  # the header
         try:
             text = line.decode("utf-8")
