@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from search_sessions import run
 from search_sessions.config import Config
+from search_sessions.connectors.sorting import SortBudget
 from search_sessions.core import cores
 
 from .conftest import write_parts
@@ -188,10 +189,11 @@ def stream(draw: st.DrawFn) -> list[bytes]:
     workers=st.integers(1, 2),
     typeahead=st.sampled_from([None, 2]),
     dims=st.sampled_from([(), ("variant",)]),
-    order=st.sampled_from(["time", "auto"]),
+    order=st.sampled_from(["time", "auto", "sort"]),
     currency=st.sampled_from([None, "USD"]),
     block_bytes=st.sampled_from([1 << 19, 300]),
     read_ahead=st.booleans(),
+    spill=st.booleans(),
 )
 def test_native_core_writes_the_python_cores_bytes(
     lines: list[bytes],
@@ -203,13 +205,17 @@ def test_native_core_writes_the_python_cores_bytes(
     currency: str | None,
     block_bytes: int,
     read_ahead: bool,
+    spill: bool,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """(Small blocks: many per file, so the native core's reading ahead, on or off,
-    decodes blocks while others are in the shards.)"""
+    decodes blocks while others are in the shards; a small sort memory: inputs being
+    sorted spill runs, which the native core writes and merges itself.)"""
     d = Path(tempfile.mkdtemp(dir=tmp_path))
     paths = write_parts(lines, n_files, d)
+    if spill:  # a sort's memory share of 3000 bytes: runs spilled every few lines
+        monkeypatch.setattr(SortBudget, "share", lambda self: 3000)
     # Streaming files on several workers, whether an event more than the lateness out
     # of order is late depends on when the other workers' progress reaches its shard
     # (SPEC 3: "older than the watermark when it arrives"), in either core. The streams

@@ -14,10 +14,12 @@ pub mod records;
 pub mod scalar;
 pub mod scan;
 pub mod shard;
+pub mod sort;
 pub mod time;
 
 mod py;
 mod py_json;
+mod py_sort;
 
 use pyo3::prelude::*;
 

@@ -29,6 +29,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unpack_late, m)?)?;
     crate::shard::register(m)?;
     crate::py_json::register(m)?;
+    crate::py_sort::register(m)?;
     Ok(())
 }
 
@@ -149,7 +150,7 @@ pub fn event_to_py<'py>(py: Python<'py>, ev: &Event) -> PyResult<Bound<'py, PyTu
 /// test), they travel packed.
 #[pyclass(module = "search_sessions_native")]
 pub struct EventBlock {
-    events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
 }
 
 #[pymethods]
@@ -161,6 +162,11 @@ impl EventBlock {
     /// The events as packed bytes.
     fn pack<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &event::pack(&self.events))
+    }
+
+    /// Each event's time, and each event's position (line), for an order watch.
+    fn times_and_seqs(&self) -> (Vec<i64>, Vec<i64>) {
+        self.events.iter().map(|e| (e.t, e.seq)).unzip()
     }
 
     /// The events as the Python core's tuples (for tests; the block keeps them).
@@ -468,7 +474,9 @@ impl Decoder {
     /// as one packed block, bad lines as `(position, line, reason)`. `lines`: a list of
     /// lines, or one `bytes` of whole lines (cut here, as `readlines` would: a file
     /// read a block at a time makes no object per line).
-    #[pyo3(signature = (lines, seq, newest, lateness_us, n_shards, seqs=None))]
+    /// With `threads` over 1 the lines are decoded on that many threads at once (for a
+    /// block no other thread decodes meanwhile: an input being sorted).
+    #[pyo3(signature = (lines, seq, newest, lateness_us, n_shards, seqs=None, threads=1))]
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn decode_block<'py>(
         &self,
@@ -479,6 +487,7 @@ impl Decoder {
         lateness_us: i128,
         n_shards: usize,
         seqs: Option<Vec<i64>>,
+        threads: usize,
     ) -> PyResult<(
         Vec<EventBlock>,
         Vec<Bound<'py, PyBytes>>,
@@ -516,6 +525,18 @@ impl Decoder {
         let (inner, part) = (&self.inner, self.part);
         let (first, rest) = py.allow_threads(|| {
             crate::grave::clear(); // the sessions the worker is done with
+            if threads > 1 && raws.len() >= PARALLEL_LINES {
+                let mut all = decode_parallel(inner, &raws, &positions, part, threads).into_iter();
+                let mut i = 0;
+                while let Some(ev) = all.next() {
+                    match ev {
+                        Some(ev) => dealer.deal(ev),
+                        None => return (i, all.collect()),
+                    }
+                    i += 1;
+                }
+                return (raws.len(), Vec::new());
+            }
             let mut lines = raws.iter().zip(&positions).enumerate();
             for (i, (raw, &pos)) in lines.by_ref() {
                 if let Some(ev) = inner.decode(raw, part, pos) {
@@ -545,6 +566,40 @@ impl Decoder {
         let (blocks, late_blocks, newest, events) = dealer.into_blocks(py);
         Ok((blocks, late_blocks, bad, newest, size, events, raws.len()))
     }
+}
+
+/// The fewest lines decoded on several threads (fewer are not worth a thread).
+const PARALLEL_LINES: usize = 512;
+
+/// Each line's event (`None`: one only the Python core reads), decoded on `threads`
+/// threads, each a stretch of the lines.
+fn decode_parallel(
+    decoder: &LineDecoder,
+    raws: &[&[u8]],
+    positions: &[i64],
+    part: u32,
+    threads: usize,
+) -> Vec<Option<Event>> {
+    let per = raws.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = raws
+            .chunks(per)
+            .zip(positions.chunks(per))
+            .map(|(raws, positions)| {
+                s.spawn(move || {
+                    raws.iter()
+                        .zip(positions)
+                        .map(|(raw, &pos)| decoder.decode(raw, part, pos))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(raws.len());
+        for h in handles {
+            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        out
+    })
 }
 
 fn io_error(path: &str, e: std::io::Error) -> PyErr {
@@ -677,7 +732,7 @@ fn line_positions(seqs: Option<&[i64]>, seq: i64, n: usize) -> PyResult<Vec<i64>
 
 /// Deals a block's events to their shards (`crc32(user) % n`), setting apart as maybe
 /// late those older than the partition's newest time so far minus the lateness.
-struct Dealer {
+pub(crate) struct Dealer {
     per_shard: Vec<Vec<Event>>,
     maybe_late: Vec<Vec<(Event, i64)>>,
     newest: i64,
@@ -686,7 +741,7 @@ struct Dealer {
 
 impl Dealer {
     /// A dealer for about `events` events (each shard's vector sized for its share).
-    fn new(n_shards: usize, newest: i64, lateness_us: i128, events: usize) -> Self {
+    pub(crate) fn new(n_shards: usize, newest: i64, lateness_us: i128, events: usize) -> Self {
         let n = n_shards.max(1);
         let share = if n == 1 {
             events
@@ -701,7 +756,7 @@ impl Dealer {
         }
     }
 
-    fn deal(&mut self, ev: Event) {
+    pub(crate) fn deal(&mut self, ev: Event) {
         let n = self.per_shard.len();
         let shard = if n == 1 {
             0
@@ -720,7 +775,10 @@ impl Dealer {
 
     /// The shards' blocks, their maybe-late events packed, the newest time, and how
     /// many events there were.
-    fn into_blocks(self, py: Python<'_>) -> (Vec<EventBlock>, Vec<Bound<'_, PyBytes>>, i64, usize) {
+    pub(crate) fn into_blocks(
+        self,
+        py: Python<'_>,
+    ) -> (Vec<EventBlock>, Vec<Bound<'_, PyBytes>>, i64, usize) {
         let events = self.per_shard.iter().map(Vec::len).sum::<usize>()
             + self.maybe_late.iter().map(Vec::len).sum::<usize>();
         let late_blocks = self

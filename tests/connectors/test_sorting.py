@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from zlib import crc32
 from typing import Any
 
 import pytest
@@ -353,21 +354,47 @@ def test_merging_runs_keeps_input_order_among_equal_times(
     assert merged == sorted(events, key=itemgetter(0, 2))
 
 
-def test_many_runs_are_merged_in_passes_of_a_few(tmp_path: Path) -> None:
+@pytest.mark.parametrize("core", ["python", "native"])
+@pytest.mark.parametrize("budget_bytes", [1, 1 << 30])
+def test_many_runs_are_merged_in_passes_of_a_few(
+    tmp_path: Path, core: str, budget_bytes: int
+) -> None:
     """More runs than are merged at once: they are merged into fewer first, still in
-    input order (equal times keep their lines' order), and the merged ones removed."""
+    input order (equal times keep their lines' order), and the merged ones removed;
+    or none, everything held. The same with the native core's blocks, which the native
+    core keeps, sorts, spills and merges, and deals to the shards as the Python one."""
     from search_sessions.connectors.sorting import FAN_IN, ExternalSort, SortBudget
+    from search_sessions.core.cores import NATIVE, block_events
 
-    budget = SortBudget(1)  # every add spills
-    sort = ExternalSort(budget, str(tmp_path))
+    if core == "native" and NATIVE is None:
+        pytest.skip("no native core")
+    sort = ExternalSort(SortBudget(budget_bytes), str(tmp_path))  # 1: every add spills
     rnd = random.Random(11)
-    events = [(rnd.randrange(40), 0, line, 1, "u", "q", None, None) for line in range(1, 2001)]
+    events = [
+        (rnd.randrange(40), 0, line, 1, f"u{line % 7}", "q", None, None) for line in range(1, 2001)
+    ]
     for i in range(0, len(events), 50):
-        sort.add(events[i : i + 50], 0)
-    assert len(sort.runs) == 40 > FAN_IN
-    merged = list(sort.sorted())
+        block = events[i : i + 50]
+        sort.add(
+            block if core == "python" else NATIVE.block_from_bytes(NATIVE.pack_events(block)), 0
+        )
+    assert len(sort.runs) == (40 if budget_bytes == 1 else 0)
+    merged = sort.sorted()
     assert len(sort.runs) <= FAN_IN
-    assert merged == sorted(events, key=lambda e: (e[0], e[2]))
+    want = sorted(events, key=lambda e: (e[0], e[2]))
+    assert merged.skip(3, -1) == want[2][0]
+    got: list[tuple[object, ...]] = []
+    while True:
+        per_shard, newest, n = merged.take(100, 3, -1)
+        if not n:
+            break
+        batch = want[3 + len(got) : 3 + len(got) + n]
+        assert newest == batch[-1][0]
+        for shard, events_of in enumerate(per_shard):
+            mine = [e for e in batch if crc32(str(e[4]).encode()) % 3 == shard]
+            assert block_events(events_of) == mine
+        got += batch
+    assert len(got) == len(want) - 3
     assert len(list(tmp_path.glob("*/run-*"))) == len(sort.runs)
     sort.close()
     assert not any(tmp_path.iterdir())

@@ -20,11 +20,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Any, Final
-from zlib import crc32
 
 import msgspec
 from bytewax.inputs import StatefulSourcePartition
@@ -38,7 +37,7 @@ from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
 from ..errors import InputError, StrictError
 from .readahead import Ahead, reads_ahead, submit
-from .sorting import ExternalSort, budget_for
+from .sorting import ExternalSort, Merged, budget_for
 
 STATS: Final = "stats"
 """The item key of a partition's or shard's counters (summed into the run's summary)."""
@@ -192,7 +191,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.block_decoder_of: EventDecoder | None = None  # the decoder it stands for
         resume = ctx.resume
         self.sorter: ExternalSort | None = None
-        self.merged: Iterator[Event] | None = None
+        self.merged: Merged | None = None
         self.skip = self.dead_skip = self.emitted = self.dead_seen = 0
         self.sniffing = False
         self.scans = ctx.scans
@@ -226,6 +225,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.read_ahead = self.native and reads_ahead(cfg)
         self.ahead: Ahead | None = None
         """The next block, read and being decoded (:mod:`.readahead`)."""
+        self.merge_ahead: Future[tuple[list[Any], int, int]] | None = None
+        """A sorted input's next batch, being merged on a reader thread."""
         self.first_us = NEVER  # before reading: the time of its first event, when known
         self.clock = ctx.clock
         self.last_data = self.clock()
@@ -391,9 +392,11 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         return bool(lines), at_end, self._native_decode(lines, positions, seq, newest)
 
     def _settle(self) -> None:
-        """Waits for a block being read ahead (its reading uses the file)."""
+        """Waits for a block being read ahead (its reading uses the file), or merged."""
         if self.ahead is not None and not self.ahead.done.cancel():
             self.ahead.done.exception()  # (its error, if any, is the reading's to say)
+        if self.merge_ahead is not None and not self.merge_ahead.cancel():
+            self.merge_ahead.exception()
 
     def _native_decode(
         self, lines: list[bytes] | bytes, positions: list[int] | None, seq: int, newest: int
@@ -472,24 +475,38 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         )
 
     def _sort_batch(self) -> list[SourceItem]:
-        """Sorting: read and decode a block, keep its events; send only dead letters."""
+        """Sorting: read and decode a block, keep its events; send only dead letters.
+        The native core decodes into blocks it keeps (no Python object per event)."""
         assert self.decoder is not None
-        lines, at_end = self.read()
-        per_shard, _, bad, _, size = decode_block(
-            self.decoder, lines, self.seq, NEVER, _ALL_LATE, 1, self.positions(len(lines))
-        )
-        events = per_shard[0]  # in input order
+        lines, at_end = self._read_block()
+        positions = self._block_positions(lines)
+        if self._native():
+            assert self.block_decoder is not None
+            # (Decoded on two threads where it reads ahead: nothing else runs meanwhile.)
+            threads = 2 if self.read_ahead else 1
+            per_shard, _, bad, _, size, _, n_lines = self.block_decoder.decode_block(
+                lines, self.seq, NEVER, _ALL_LATE, 1, positions, threads
+            )
+            events = per_shard[0]  # in input order
+            times, seqs = events.times_and_seqs() if self.watch is not None else ([], [])
+        else:
+            assert isinstance(lines, list)
+            per_shard, _, bad, _, size = decode_block(
+                self.decoder, lines, self.seq, NEVER, _ALL_LATE, 1, positions
+            )
+            events, n_lines = per_shard[0], len(lines)
+            times, seqs = [ev[0] for ev in events], [ev[2] for ev in events]
         watch = self.watch
-        if watch is not None and watch.add([ev[0] for ev in events], [ev[2] for ev in events]):
+        if watch is not None and watch.add(times, seqs):
             assert watch.late is not None
             self._say_sorting(watch.late)
             self.watch = None
-        return self._sorted_block(lines, events, bad, size, at_end)
+        return self._sorted_block(n_lines, events, bad, size, at_end)
 
     def _sorted_block(
         self,
-        lines: list[bytes],
-        events: list[Event],
+        n_lines: int,
+        events: list[Event] | Any,
         bad: list[tuple[int, bytes, str]],
         size: int,
         at_end: bool,
@@ -502,8 +519,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
                 dead.append(self._dead_letter(line, seq, reason))
         if self.positions(0) is None:
             self._consumed(size)
-        self.seq += len(lines)
-        self._count(len(lines), len(events), len(bad))
+        self.seq += n_lines
+        self._count(n_lines, len(events), len(bad))
         crashpoints.hit("sort-run", f"{self.label}: {self.seq} lines read")
         self.sorter.add(events, size)
         if at_end:
@@ -515,28 +532,30 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         run had got to."""
         assert self.sorter is not None
         merged = self.sorter.sorted()
-        for _ in range(self.skip):
-            self.newest = next(merged)[0]
+        self.newest = merged.skip(self.skip, self.newest)
         self.emitted = self.skip
         self.merged = merged
 
     def _merge_batch(self) -> list[SourceItem]:
         assert self.merged is not None and self.sorter is not None
-        batch = list(islice(self.merged, _MERGE_BATCH))
-        if batch:
+        n = len(self.shard_keys)
+        ahead, self.merge_ahead = self.merge_ahead, None
+        if ahead is not None:
+            per_shard, newest, taken = ahead.result()
+        else:
+            per_shard, newest, taken = self.merged.take(_MERGE_BATCH, n, self.newest)
+        if taken and self.read_ahead and self.sorter.native is not None:
+            # The next batch merged (the native core, without the GIL) while the shards
+            # take this one. Not sent, it is not counted: a resumed run merges it again.
+            self.merge_ahead = submit(self.merged.take, _MERGE_BATCH, n, newest)
+        if taken:
             crashpoints.hit("merge", f"{self.label}: {self.emitted} events sent")
         elif crashpoints.hold():
             self.ending = True
             return self._held_end()
-        n = len(self.shard_keys)
-        per_shard: list[list[Event]] = [batch] if n == 1 else [[] for _ in range(n)]
-        if n > 1:
-            for ev in batch:
-                per_shard[crc32(ev[4].encode()) % n].append(ev)
-        if batch:
-            self.newest = batch[-1][0]
-            self.emitted += len(batch)
-        at_end = not batch
+        self.newest = newest
+        self.emitted += taken
+        at_end = not taken
         out = self._shard_items(per_shard, [[] for _ in range(n)], at_end, -1)
         if at_end:
             self.sorter.close()

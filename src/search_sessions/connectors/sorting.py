@@ -9,10 +9,16 @@ file under ``--temp-dir``; at the end of the input the runs are merged
 sort by ``(time, input, line)``, the order the batch answer uses, so ties keep
 input order and the events still name their file and line.
 
-The runs are msgpack frames of events (:func:`~search_sessions.core.events.pack_events`)
-in a directory ``search-sessions-sort-PID-*`` that is removed when the
-partition closes, when the process exits, or (after a kill -9) by the next
-sort that finds its process gone.
+With the native core the events stay in Rust (``search_sessions_native.SortBuffer``:
+the native decoder's blocks go in, and a ``MergeStream`` deals the merged events out
+to the shards a batch at a time), and its runs are frames of packed native events;
+this module still budgets the memory, names the runs and removes them. Both give the
+events in the same order, so the same records.
+
+The Python core's runs are msgpack frames of events
+(:func:`~search_sessions.core.events.pack_events`). Either's are in a directory
+``search-sessions-sort-PID-*`` that is removed when the partition closes, when the
+process exits, or (after a kill -9) by the next sort that finds its process gone.
 """
 
 from __future__ import annotations
@@ -29,12 +35,22 @@ from collections.abc import Iterator
 from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final, Protocol
+from zlib import crc32
 
+from ..core.cores import NATIVE
 from ..core.events import Event, pack_events, unpack_events
 from ..errors import RunError
 
-__all__ = ["ExternalSort", "SortBudget", "budget_for", "event_bytes", "merge_runs"]
+__all__ = [
+    "ExternalSort",
+    "Merged",
+    "SortBudget",
+    "budget_for",
+    "event_bytes",
+    "merge_runs",
+    "native_event_bytes",
+]
 
 _PREFIX: Final = "search-sessions-sort-"
 _FRAME: Final = 1024
@@ -53,6 +69,47 @@ def event_bytes(line_bytes: int, events: int) -> int:
     and tuples of them) plus 200 bytes each (the tuple, its ints, a list slot).
     Measured with tracemalloc at 411 bytes per event for 106-byte lines."""
     return 2 * line_bytes + 200 * events
+
+
+def native_event_bytes(line_bytes: int, events: int) -> int:
+    """About how much memory the native core's events take: 128 bytes each (short
+    strings are held inline) and, for the longer strings and result lists, at most their
+    lines' bytes."""
+    return line_bytes + 128 * events
+
+
+class Merged(Protocol):
+    """A sorted input's events in order, taken a batch at a time (the native core's
+    ``MergeStream``, or :class:`_PythonMerged`)."""
+
+    def take(self, n: int, n_shards: int, newest: int) -> tuple[list[Any], int, int]:
+        """The next ``n`` events (fewer at the end) dealt to ``n_shards`` shards by
+        ``crc32(user) % n_shards``: ``(per shard, newest time, how many)``."""
+        ...
+
+    def skip(self, n: int, newest: int) -> int:
+        """Passes over the next ``n`` events; the time of the last (``newest`` if none)."""
+        ...
+
+
+class _PythonMerged:
+    """The Python core's events in order (see :class:`Merged`)."""
+
+    def __init__(self, events: Iterator[Event]) -> None:
+        self.events = events
+
+    def take(self, n: int, n_shards: int, newest: int) -> tuple[list[Any], int, int]:
+        batch = list(islice(self.events, n))
+        per_shard: list[list[Event]] = [batch] if n_shards == 1 else [[] for _ in range(n_shards)]
+        if n_shards > 1:
+            for ev in batch:
+                per_shard[crc32(ev[4].encode()) % n_shards].append(ev)
+        return per_shard, batch[-1][0] if batch else newest, len(batch)
+
+    def skip(self, n: int, newest: int) -> int:
+        for ev in islice(self.events, n):
+            newest = ev[0]
+        return newest
 
 
 class SortBudget:
@@ -86,22 +143,40 @@ class ExternalSort:
         self.written = 0
         self.dir: str | None = None
         self.files: list[BinaryIO] = []
+        self.native: Any = None  # a SortBuffer, once the native core's blocks come
         budget.sorting.add(id(self))
 
-    def add(self, events: list[Event], line_bytes: int) -> None:
-        """Events decoded from ``line_bytes`` bytes of input, in input order."""
-        self.buffer.extend(events)
-        self.held += event_bytes(line_bytes, len(events))
+    def add(self, events: list[Event] | Any, line_bytes: int) -> None:
+        """Events decoded from ``line_bytes`` bytes of input, in input order: a list of
+        the Python core's, or the native core's ``EventBlock`` (emptied)."""
+        if isinstance(events, list) and self.native is None:
+            self.buffer.extend(events)
+            self.held += event_bytes(line_bytes, len(events))
+        else:
+            n = len(events)
+            self._native_buffer().add(_block(events))
+            self.held += native_event_bytes(line_bytes, n)
         if self.held >= self.budget.share():
             self._spill()
 
-    def sorted(self) -> Iterator[Event]:
+    def _native_buffer(self) -> Any:
+        if self.native is None:
+            assert NATIVE is not None
+            self.native = NATIVE.SortBuffer()
+            if self.buffer:  # (a Python core's events before: not in practice)
+                self.native.add(_block(self.buffer))
+                self.buffer = []
+        return self.native
+
+    def sorted(self) -> Merged:
         """Every event added, in order: merged from the runs, or the buffer sorted
         when everything fitted in memory."""
         self.budget.sorting.discard(id(self))
+        if self.native is not None:
+            return self._sorted_native()
         self.buffer.sort(key=_TIME)
         if not self.runs:
-            return iter(self.buffer)
+            return _PythonMerged(iter(self.buffer))
         if self.buffer:
             self._spill()
         while len(self.runs) > FAN_IN:
@@ -114,7 +189,28 @@ class ExternalSort:
             for path in first:
                 os.unlink(path)
             self.runs += rest
-        return self._merge(self.runs)
+        return _PythonMerged(self._merge(self.runs))
+
+    def _sorted_native(self) -> Merged:
+        """:meth:`sorted` of the native core's events (the same runs, merged in Rust)."""
+        if self.runs and len(self.native):
+            self._spill()
+        while len(self.runs) > FAN_IN:
+            first, rest = self.runs[:FAN_IN], self.runs[FAN_IN:]
+            path = self._next_run()
+            try:
+                self.native.merge(first).write_run(path)
+            except OSError as exc:
+                self.close()
+                raise RunError(f"cannot merge sorted runs: {exc}") from None
+            for done in first:
+                os.unlink(done)
+            self.runs = [path, *rest]
+        try:
+            return self.native.merge(self.runs)  # type: ignore[no-any-return]
+        except OSError as exc:
+            self.close()
+            raise RunError(f"cannot read sorted runs: {exc}") from None
 
     def _merge(self, paths: list[str]) -> Iterator[Event]:
         files = [open(path, "rb") for path in paths]  # noqa: SIM115 - closed in close()
@@ -125,6 +221,7 @@ class ExternalSort:
         """Remove the runs (the partition is done, or failed)."""
         self.budget.sorting.discard(id(self))
         self.buffer = []
+        self.native = None
         for f in self.files:
             f.close()
         self.files = []
@@ -134,18 +231,32 @@ class ExternalSort:
             self.dir = None
 
     def _spill(self) -> None:
+        self.held = 0
+        if self.native is not None:
+            path = self._next_run()
+            try:
+                self.native.spill(path)
+            except OSError as exc:
+                self.close()
+                raise RunError(f"cannot spill a sorted run: {exc}") from None
+            self.runs.append(path)
+            return
         self.buffer.sort(key=_TIME)
         self._write_run(iter(self.buffer))
         self.buffer = []
-        self.held = 0
 
-    def _write_run(self, events: Iterator[Event]) -> None:
-        """Write sorted events as the next run, in frames."""
+    def _next_run(self) -> str:
+        """The path of the next run file (in this sort's directory, made at the first)."""
         if self.dir is None:
             self.dir = _make_dir(self.temp_dir)
             atexit.register(self.close)
         path = os.path.join(self.dir, f"run-{self.written:05d}")
         self.written += 1
+        return path
+
+    def _write_run(self, events: Iterator[Event]) -> None:
+        """Write sorted events as the next run, in frames."""
+        path = self._next_run()
         try:
             with open(path, "wb") as f:
                 while frame := list(islice(events, _FRAME)):
@@ -159,6 +270,14 @@ class ExternalSort:
             done.close()
         self.files = []
         self.runs.append(path)
+
+
+def _block(events: list[Event] | Any) -> Any:
+    """Events as the native core's ``EventBlock``."""
+    if isinstance(events, list):
+        assert NATIVE is not None
+        return NATIVE.block_from_bytes(NATIVE.pack_events(events))
+    return events
 
 
 def _frames(f: BinaryIO) -> Iterator[list[Event]]:
