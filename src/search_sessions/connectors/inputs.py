@@ -40,19 +40,23 @@ INPUT_SUFFIXES = (
     ".parquet",
 )
 """The files a directory input reads (with ``--format aol`` also ``.txt`` and ``.txt.gz``,
-the AOL collection's own names; with ``auto``, a ``.txt`` with the AOL header too)."""
+the AOL collection's own names; with ``auto``, a ``.txt`` with the AOL header too; with
+``auto`` or ``trec``, ``.xml`` too: ``.xml.gz`` is any ``.gz``)."""
 
 AOL_SUFFIXES = (".txt", ".txt.gz")
+XML_SUFFIXES = (".xml", ".xml.gz")
 
 GZIP_MAGIC = b"\x1f\x8b"
 _AOL_HEADER = b"anonid\tquery\tquerytime"
+_XML_STARTS = (b"<?xml", b"<sessiontrack")
 
 
 def format_of(name: str, configured: str, head: bytes) -> str:
     """The format of input ``name`` whose first bytes are ``head`` (decompressed; only
     its first line is looked at): the ``configured`` one unless it is ``auto``; else
-    by the name's suffix (``.csv``, ``.tsv``, also gzipped, and ``.parquet``), else
-    ``aol`` when the first line is the AOL log's header, else ``jsonl``.
+    by the name's suffix (``.csv``, ``.tsv``, ``.xml``, also gzipped, and ``.parquet``),
+    else ``aol`` when the first line is the AOL log's header, ``trec`` when it starts
+    ``<?xml`` or ``<sessiontrack`` (the TREC Session Track's XML), else ``jsonl``.
 
     >>> format_of("day1.csv.gz", "auto", b""), format_of("day1.csv", "jsonl", b"")
     ('csv', 'jsonl')
@@ -60,6 +64,8 @@ def format_of(name: str, configured: str, head: bytes) -> str:
     'aol'
     >>> format_of("-", "auto", b'{"type": "search"}')
     'jsonl'
+    >>> format_of("sessiontrack2013.xml.gz", "auto", b""), format_of("log", "auto", b"<?xml ")
+    ('trec', 'trec')
     """
     if configured != "auto":
         return configured
@@ -70,8 +76,13 @@ def format_of(name: str, configured: str, head: bytes) -> str:
         return "tsv"
     if lower.endswith(".parquet"):
         return "parquet"
-    if head.removeprefix(b"\xef\xbb\xbf")[: len(_AOL_HEADER)].lower() == _AOL_HEADER:
+    if lower.endswith(XML_SUFFIXES):
+        return "trec"
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    if head[: len(_AOL_HEADER)].lower() == _AOL_HEADER:
         return "aol"
+    if head.lstrip().startswith(_XML_STARTS):
+        return "trec"
     return "jsonl"
 
 
@@ -169,9 +180,16 @@ def resolve_inputs(cfg: Config) -> Config:
                 f"--order sort reads an input to its end first; {streams[0]} is a stream "
                 "(use --order time or auto for Kafka inputs)"
             )
-    if cfg.input_format == "parquet" and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
-        raise ConfigError("--format parquet: standard input cannot be read as Parquet")
+    if cfg.input_format in _FILES_ONLY and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
+        raise ConfigError(
+            f"--format {cfg.input_format}: standard input cannot be read as "
+            f"{_FILES_ONLY[cfg.input_format]} (save it to a file and run on that)"
+        )
     return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
+
+
+_FILES_ONLY: Final = {"parquet": "Parquet", "trec": "TREC Session Track XML"}
+"""The formats read from files only, by what they are called in messages."""
 
 
 def _aol_text(path: Path, input_format: str) -> bool:
@@ -186,6 +204,7 @@ def _files(item: str, input_format: str) -> list[str]:
     path = Path(item)
     if path.is_dir():
         suffixes = INPUT_SUFFIXES + (AOL_SUFFIXES if input_format == "aol" else ())
+        suffixes += XML_SUFFIXES if input_format in ("auto", "trec") else ()
         found = sorted(
             str(p)
             for p in path.rglob("*")
