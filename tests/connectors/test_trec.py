@@ -389,6 +389,7 @@ def test_format_of_and_directories() -> None:
     assert format_of("sessiontrack2013.xml", "auto", b"") == "trec"
     assert format_of("SESSIONTRACK2014.XML.GZ", "auto", b"") == "trec"
     assert format_of("x.csv", "auto", b'<?xml version="1.0"?>') == "csv"  # the name tells
+    assert format_of("x.jsonl.gz", "auto", b'<?xml version="1.0"?>') == "jsonl"
     assert format_of("x", "auto", b"<sessiontrack2012>") == "trec"
     assert format_of("x", "auto", b'\xef\xbb\xbf<?xml version="1.0"?>') == "trec"
     assert format_of("x.xml", "jsonl", b"") == "jsonl"

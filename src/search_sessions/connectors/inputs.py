@@ -49,6 +49,7 @@ XML_SUFFIXES = (".xml", ".xml.gz")
 GZIP_MAGIC = b"\x1f\x8b"
 _AOL_HEADER = b"anonid\tquery\tquerytime"
 _XML_STARTS = (b"<?xml", b"<sessiontrack")
+_JSON_SUFFIXES = tuple(s for s in INPUT_SUFFIXES if ".json" in s or ".ndjson" in s)
 
 
 def format_of(name: str, configured: str, head: bytes) -> str:
@@ -56,7 +57,8 @@ def format_of(name: str, configured: str, head: bytes) -> str:
     its first line is looked at): the ``configured`` one unless it is ``auto``; else
     by the name's suffix (``.csv``, ``.tsv``, ``.xml``, also gzipped, and ``.parquet``),
     else ``aol`` when the first line is the AOL log's header, ``trec`` when it starts
-    ``<?xml`` or ``<sessiontrack`` (the TREC Session Track's XML), else ``jsonl``.
+    ``<?xml`` or ``<sessiontrack`` (the TREC Session Track's XML) and the name is not a
+    JSON one (``.jsonl``, ``.json``, ``.ndjson``, also gzipped), else ``jsonl``.
 
     >>> format_of("day1.csv.gz", "auto", b""), format_of("day1.csv", "jsonl", b"")
     ('csv', 'jsonl')
@@ -81,8 +83,8 @@ def format_of(name: str, configured: str, head: bytes) -> str:
     head = head.removeprefix(b"\xef\xbb\xbf")
     if head[: len(_AOL_HEADER)].lower() == _AOL_HEADER:
         return "aol"
-    if head.lstrip().startswith(_XML_STARTS):
-        return "trec"
+    if head.lstrip().startswith(_XML_STARTS) and not lower.endswith(_JSON_SUFFIXES):
+        return "trec"  # (a file named as JSON is JSON Lines, a first line of <?xml invalid)
     return "jsonl"
 
 
