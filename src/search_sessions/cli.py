@@ -220,8 +220,9 @@ def main() -> None:
     type=click.Choice(FORMATS),
     default="auto",
     show_default=True,
-    help="Input layout; auto: .csv, .tsv, .parquet by name (also gzipped), an AOL "
-    "header (AnonID, Query, QueryTime) by the first line, else JSON Lines.",
+    help="Input layout; auto: .csv, .tsv, .parquet, .xml (TREC Session Track) by name "
+    "(also gzipped), an AOL header (AnonID, Query, QueryTime) or <?xml by the first line, "
+    "else JSON Lines.",
 )
 @click.option(
     "--field",
@@ -314,8 +315,8 @@ def main() -> None:
     "search_sessions.dataflow.flow:flow).",
 )
 def run(inputs: tuple[str, ...], **opts: Any) -> None:
-    """Sessionize INPUT... (JSON Lines, CSV, TSV, AOL or Parquet files, .gz, directories,
-    - for stdin, or kafka://HOST:PORT/TOPIC).
+    """Sessionize INPUT... (JSON Lines, CSV, TSV, AOL, Parquet or TREC Session Track XML
+    files, .gz, directories, - for stdin, or kafka://HOST:PORT/TOPIC).
 
     \b
     Example:

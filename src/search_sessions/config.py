@@ -69,7 +69,7 @@ threads, which takes 2 s for 128, 10 s for 256, and 40 s and 1.2 GB for 400 (tim
 connects every worker to every other)."""
 
 ORDERS = ("auto", "time", "sort")
-FORMATS = ("auto", "jsonl", "csv", "tsv", "aol", "parquet")
+FORMATS = ("auto", "jsonl", "csv", "tsv", "aol", "parquet", "trec")
 TIME_UNITS = ("auto", "s", "ms", "us", "ns")
 FIELD_NAMES = (
     "type",
@@ -197,7 +197,8 @@ class Config:
     temp_dir: str | None = None
     """Where sorted runs are spilled (the system's temporary directory by default)."""
     input_format: str = "auto"
-    """``jsonl``, ``csv``, ``tsv``, ``aol``, ``parquet``, or ``auto`` (by file name)."""
+    """``jsonl``, ``csv``, ``tsv``, ``aol``, ``parquet``, ``trec`` (the TREC Session Track's
+    XML), or ``auto`` (by file name and first line)."""
     fields: tuple[tuple[str, str], ...] = ()
     """``(field, name in the input)`` pairs: ``user`` is ``anon_id`` in these logs."""
     types: tuple[tuple[str, str], ...] = ()

@@ -43,7 +43,7 @@ from ..core.formats import HEADED, LINE_FORMATS
 from ..core.formats import make_decoder as line_decoder
 from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
-from ..errors import OutputError
+from ..errors import InputError, OutputError
 from .base import Late, LinePartition, PartitionContext
 from .inputs import (
     GZIP_MAGIC,
@@ -370,6 +370,12 @@ class StdinPartition(LinePartition):
         again); a header row is taken out of ``lines``, counted as line 1."""
         self.first_pending = False
         self.format = format_of("-", self.cfg.input_format, lines[0])
+        if self.format not in LINE_FORMATS:
+            FAILURE.append(
+                "standard input looks like TREC Session Track XML, which is read from files "
+                "only (save it to a file and run on that)"
+            )
+            raise InputError(FAILURE[-1])
         if self.format in HEADED:
             self.header = lines[0]
             lines = lines[1:]
@@ -412,7 +418,7 @@ def read_partitions(cfg: Config, n_workers: int, block_bytes: int) -> list[ReadP
     sizes: dict[int, int] = {}
     lanes_possible = n_workers > 1 and cfg.input_format in LINE_FORMATS | {"auto"}
     for i, name in enumerate(cfg.partitions):
-        size = _plain_file_size(name) if lanes_possible else None
+        size = _plain_file_size(name, cfg.input_format) if lanes_possible else None
         if size is not None and size > block_bytes:
             plain.append(i)
             sizes[i] = size
@@ -469,14 +475,16 @@ def first_event_time(head: bytes, decoder: EventDecoder | None = None) -> int:
     return NEVER
 
 
-def _plain_file_size(name: str) -> int | None:
-    """The size of a plain file of lines (not gzip, not a JSON array, not Parquet), else
-    None."""
+def _plain_file_size(name: str, input_format: str = "auto") -> int | None:
+    """The size of a plain file of lines (not gzip, not a JSON array, not Parquet, not
+    XML), else None."""
     if scheme_of(name) is not Scheme.FILE or name.endswith((".json", ".json.gz", ".parquet")):
         return None
     try:
         with open(name, "rb") as f:
             if f.read(2) == GZIP_MAGIC:
+                return None
+            if file_format(name, input_format) not in LINE_FORMATS:
                 return None
             return os.fstat(f.fileno()).st_size
     except OSError:

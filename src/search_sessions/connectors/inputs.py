@@ -42,20 +42,26 @@ INPUT_SUFFIXES = (
     ".parquet",
 )
 """The files a directory input reads (with ``--format aol`` also ``.txt`` and ``.txt.gz``,
-the AOL collection's own names; with ``auto``, a ``.txt`` with the AOL header too)."""
+the AOL collection's own names; with ``auto``, a ``.txt`` with the AOL header too; with
+``auto`` or ``trec``, ``.xml`` too: ``.xml.gz`` is any ``.gz``)."""
 
 AOL_SUFFIXES = (".txt", ".txt.gz")
+XML_SUFFIXES = (".xml", ".xml.gz")
 
 GZIP_MAGIC = b"\x1f\x8b"
+_XML_STARTS = (b"<?xml", b"<sessiontrack")
+_JSON_SUFFIXES = tuple(s for s in INPUT_SUFFIXES if ".json" in s or ".ndjson" in s)
 
 
 def format_of(name: str, configured: str, head: bytes) -> str:
     """The format of input ``name`` whose first bytes are ``head`` (decompressed; only
     its first line that is not blank or dashes is looked at): the ``configured`` one
-    unless it is ``auto``; else by the name's suffix (``.csv``, ``.tsv``, also gzipped,
-    and ``.parquet``; a ``.tsv`` under an AOL-layout header is ``aol``), else ``aol``
-    when that line is an AOL-layout header or row (:func:`~.formats.aol_layout`: the AOL
-    log, Webis-SMC-12), else ``jsonl``.
+    unless it is ``auto``; else by the name's suffix (``.csv``, ``.tsv``, ``.xml``, also
+    gzipped, and ``.parquet``; a ``.tsv`` under an AOL-layout header is ``aol``), else
+    ``aol`` when that line is an AOL-layout header or row (:func:`~.formats.aol_layout`:
+    the AOL log, Webis-SMC-12), ``trec`` when it starts ``<?xml`` or ``<sessiontrack``
+    (the TREC Session Track's XML) and the name is not a JSON one (``.jsonl``, ``.json``,
+    ``.ndjson``, also gzipped), else ``jsonl``.
 
     >>> format_of("day1.csv.gz", "auto", b""), format_of("day1.csv", "jsonl", b"")
     ('csv', 'jsonl')
@@ -65,6 +71,8 @@ def format_of(name: str, configured: str, head: bytes) -> str:
     'aol'
     >>> format_of("-", "auto", b'{"type": "search"}')
     'jsonl'
+    >>> format_of("sessiontrack2013.xml.gz", "auto", b""), format_of("log", "auto", b"<?xml ")
+    ('trec', 'trec')
     """
     if configured != "auto":
         return configured
@@ -76,13 +84,20 @@ def format_of(name: str, configured: str, head: bytes) -> str:
         return "aol" if head and aol_header(_first_row(head)) else "tsv"
     if lower.endswith(".parquet"):
         return "parquet"
-    return "aol" if aol_layout(_first_row(head)) else "jsonl"
+    if lower.endswith(XML_SUFFIXES):
+        return "trec"
+    first = _first_row(head)
+    if aol_layout(first):
+        return "aol"
+    if first.lstrip().startswith(_XML_STARTS) and not lower.endswith(_JSON_SUFFIXES):
+        return "trec"  # (a file named as JSON is JSON Lines, a first line of <?xml invalid)
+    return "jsonl"
 
 
 def _first_row(head: bytes) -> bytes:
     """The first line of ``head`` that is not blank or a rule of dashes (an annotated copy
-    of the AOL log may start with one)."""
-    for line in head.splitlines():
+    of the AOL log may start with one), without a byte-order mark."""
+    for line in head.removeprefix(b"\xef\xbb\xbf").splitlines():
         if line.strip(b" \t-"):
             return line
     return b""
@@ -183,9 +198,16 @@ def resolve_inputs(cfg: Config) -> Config:
                 f"--order sort reads an input to its end first; {streams[0]} is a stream "
                 "(use --order time or auto for Kafka inputs)"
             )
-    if cfg.input_format == "parquet" and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
-        raise ConfigError("--format parquet: standard input cannot be read as Parquet")
+    if cfg.input_format in _FILES_ONLY and any(scheme_of(i) is Scheme.STDIO for i in cfg.inputs):
+        raise ConfigError(
+            f"--format {cfg.input_format}: standard input cannot be read as "
+            f"{_FILES_ONLY[cfg.input_format]} (save it to a file and run on that)"
+        )
     return dataclasses.replace(cfg, partitions=expand_inputs(cfg.inputs, cfg.input_format))
+
+
+_FILES_ONLY: Final = {"parquet": "Parquet", "trec": "TREC Session Track XML"}
+"""The formats read from files only, by what they are called in messages."""
 
 
 def _aol_text(path: Path, input_format: str) -> bool:
@@ -201,6 +223,7 @@ def _files(item: str, input_format: str) -> list[str]:
     path = Path(item)
     if path.is_dir():
         suffixes = INPUT_SUFFIXES + (AOL_SUFFIXES if input_format == "aol" else ())
+        suffixes += XML_SUFFIXES if input_format in ("auto", "trec") else ()
         found = sorted(
             str(p)
             for p in path.rglob("*")

@@ -26,7 +26,7 @@ from .files import (
     ReadPart,
     StdinPartition,
 )
-from .inputs import expand_inputs, is_stream, resolve_inputs
+from .inputs import expand_inputs, file_format, is_stream, resolve_inputs
 from .specs import Scheme, scheme_of, source_label, sqlite_path
 
 __all__ = [
@@ -58,6 +58,10 @@ def open_partition(
         from .parquet import ParquetPartition
 
         return ParquetPartition(context, name, cfg.block_bytes, rp.lane, rp.lanes)
+    if file_format(name, cfg.input_format) == "trec":
+        from .trec import TrecPartition
+
+        return TrecPartition(context, name, cfg.block_bytes, rp.lane, rp.lanes)
     if rp.lanes > 1:
         return LanePartition(context, name, cfg.block_bytes, rp.lane, rp.lanes)
     return FilePartition(context, name, cfg.block_bytes)
