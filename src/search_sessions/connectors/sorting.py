@@ -207,7 +207,7 @@ class ExternalSort:
                 os.unlink(done)
             self.runs = [path, *rest]
         try:
-            return self.native.merge(self.runs)  # type: ignore[no-any-return]
+            return self.native.merge(self.runs)
         except OSError as exc:
             self.close()
             raise RunError(f"cannot read sorted runs: {exc}") from None
