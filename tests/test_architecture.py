@@ -199,3 +199,61 @@ def test_public_api() -> None:
         assert getattr(search_sessions, name).__doc__, name
     assert issubclass(search_sessions.ConfigError, search_sessions.SearchSessionsError)
     assert issubclass(search_sessions.RunError, search_sessions.SearchSessionsError)
+
+
+MAX_FUNCTION_LINES = 80
+"""Issue #21: no function (Python or Rust) over 80 lines, docstring and comments included."""
+
+
+def long_python_functions(source: str) -> list[tuple[str, int]]:
+    """``(name, lines)`` of the functions in ``source`` over :data:`MAX_FUNCTION_LINES`."""
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def long_rust_functions(source: str) -> list[tuple[str, int]]:
+    """The same for Rust, as rustfmt lays it out: a ``fn`` from its line to the first
+    line after it that closes a brace at the ``fn``'s own indentation."""
+    lines = source.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        head = line.lstrip()
+        if not head.startswith(("fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn ")):
+            continue
+        indent = line[: len(line) - len(head)]
+        for j in range(i + 1, len(lines)):
+            if lines[j] == indent + "}":
+                if j - i + 1 > MAX_FUNCTION_LINES:
+                    out.append((head.split("(")[0].split()[-1], j - i + 1))
+                break
+    return out
+
+
+def test_no_function_is_over_80_lines() -> None:
+    native = PACKAGE.parent.parent / "native" / "src"
+    found = {
+        str(p): long
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if (long := long_python_functions(p.read_text()))
+    }
+    found |= {
+        str(p): long
+        for p in sorted(native.glob("*.rs"))
+        if (long := long_rust_functions(p.read_text()))
+    }
+    assert not found
+
+
+def test_the_function_length_checks_find_a_long_function() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(85))
+    assert long_python_functions(f"def f():\n{body}\n") == [("f", 86)]
+    rust = "\n".join(f"        let x{i} = {i};" for i in range(85))
+    assert long_rust_functions(f"impl A {{\n    pub fn g(&self) {{\n{rust}\n    }}\n}}\n") == [
+        ("g", 87)
+    ]
+    assert long_rust_functions("fn h() {\n}\n") == []

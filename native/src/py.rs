@@ -525,30 +525,7 @@ impl Decoder {
         let (inner, part) = (&self.inner, self.part);
         let (first, rest) = py.allow_threads(|| {
             crate::grave::clear(); // the sessions the worker is done with
-            if threads > 1 && raws.len() >= PARALLEL_LINES {
-                let mut all = decode_parallel(inner, &raws, &positions, part, threads).into_iter();
-                let mut i = 0;
-                while let Some(ev) = all.next() {
-                    match ev {
-                        Some(ev) => dealer.deal(ev),
-                        None => return (i, all.collect()),
-                    }
-                    i += 1;
-                }
-                return (raws.len(), Vec::new());
-            }
-            let mut lines = raws.iter().zip(&positions).enumerate();
-            for (i, (raw, &pos)) in lines.by_ref() {
-                if let Some(ev) = inner.decode(raw, part, pos) {
-                    dealer.deal(ev);
-                    continue;
-                }
-                let rest: Vec<Option<Event>> = lines
-                    .map(|(_, (raw, &pos))| inner.decode(raw, part, pos))
-                    .collect();
-                return (i, rest);
-            }
-            (raws.len(), Vec::new())
+            decode_and_deal(inner, &raws, &positions, part, threads, &mut dealer)
         });
         let tail = (first < raws.len()).then_some(None).into_iter().chain(rest);
         for (i, ev) in (first..).zip(tail) {
@@ -566,6 +543,43 @@ impl Decoder {
         let (blocks, late_blocks, newest, events) = dealer.into_blocks(py);
         Ok((blocks, late_blocks, bad, newest, size, events, raws.len()))
     }
+}
+
+/// Decodes the lines and deals their events out in order, up to the first line only the
+/// Python core reads: `(its index, the events of the lines after it)` (`None`: another
+/// such line), or `(the number of lines, nothing)`.
+fn decode_and_deal(
+    decoder: &LineDecoder,
+    raws: &[&[u8]],
+    positions: &[i64],
+    part: u32,
+    threads: usize,
+    dealer: &mut Dealer,
+) -> (usize, Vec<Option<Event>>) {
+    if threads > 1 && raws.len() >= PARALLEL_LINES {
+        let mut all = decode_parallel(decoder, raws, positions, part, threads).into_iter();
+        let mut i = 0;
+        while let Some(ev) = all.next() {
+            match ev {
+                Some(ev) => dealer.deal(ev),
+                None => return (i, all.collect()),
+            }
+            i += 1;
+        }
+        return (raws.len(), Vec::new());
+    }
+    let mut lines = raws.iter().zip(positions).enumerate();
+    for (i, (raw, &pos)) in lines.by_ref() {
+        if let Some(ev) = decoder.decode(raw, part, pos) {
+            dealer.deal(ev);
+            continue;
+        }
+        let rest = lines
+            .map(|(_, (raw, &pos))| decoder.decode(raw, part, pos))
+            .collect();
+        return (i, rest);
+    }
+    (raws.len(), Vec::new())
 }
 
 /// The fewest lines decoded on several threads (fewer are not worth a thread).
