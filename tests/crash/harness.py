@@ -44,10 +44,10 @@ RESUME_TIMEOUT = 120.0
 RUN_TIMEOUT = 300.0
 """Seconds any run may take before the harness calls it hung."""
 
-LAYOUTS = ("dir", "lanes", "csv", "tsv", "aol", "parquet", "sort", "kafka")
+LAYOUTS = ("dir", "lanes", "csv", "tsv", "aol", "parquet", "sort", "kafka", "trec")
 OUTPUTS = ("jsonl", "sqlite", "postgres", "parquet")
-SORTING = ("aol", "sort")
-ONE_READER = ("parquet",)
+SORTING = ("aol", "sort", "trec")
+ONE_READER = ("parquet", "trec")
 """Layouts whose input one worker reads whole (a Parquet file)."""
 """Layouts whose inputs are sorted before streaming (sort-run and merge points apply)."""
 
@@ -157,6 +157,8 @@ def write_layout(layout: str, events: list[dict[str, Any]], seed: int, where: Pa
         return _table(lines, where / f"events.{layout}", "," if layout == "csv" else "\t")
     if layout == "aol":
         return _aol(events, where / "user-ct-test-collection-01.txt", seed)
+    if layout == "trec":
+        return _trec(events, where / "sessiontrack2013.xml")
     if layout == "parquet":
         return _parquet(lines, where / "events.parquet")
     raise ValueError(layout)
@@ -218,6 +220,48 @@ def _aol(events: list[dict[str, Any]], path: Path, seed: int) -> Inputs:
     rows.sort(key=lambda r: r[0])  # stable: each user's rows keep their order
     body = "".join("\t".join(map(str, r)).rstrip("\t") + "\n" for r in rows)
     path.write_text("AnonID\tQuery\tQueryTime\tItemRank\tClickURL\n" + body)
+    return Inputs([str(path)])
+
+
+def _trec(events: list[dict[str, Any]], path: Path) -> Inputs:
+    """The searches, their results and clicks as TREC Session Track XML: a session per
+    user, in user order as the TREC files are (so the run sorts it), an interaction per
+    search, times relative to the session's start."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    by_user: dict[Any, list[dict[str, Any]]] = {}
+    for e in events:
+        by_user.setdefault(e["user"], []).append(e)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', "<sessiontrack2013>"]
+    for num, (user, evs) in enumerate(by_user.items(), 1):
+        t0 = _T0.timestamp() + evs[0]["_t"]
+        out.append(f'<session num="{num}" starttime="{t0:.3f}" userid={quoteattr(str(user))}>')
+        clicks: list[str] = []
+        k = 0
+        for e in evs:
+            at = f"{_T0.timestamp() + e['_t'] - t0:.3f}"
+            if e["type"] == "search":
+                if k:
+                    out.append(f"<clicked>{''.join(clicks)}</clicked></interaction>")
+                k, clicks = k + 1, []
+                query = escape(e["query"])
+                out.append(f'<interaction num="{k}" starttime="{at}"><query>{query}</query>')
+            elif e["type"] == "results" and k:
+                results = (
+                    f'<result rank="{i}"><url>{escape(x)}</url></result>'
+                    for i, x in enumerate(e["items"], 1)
+                )
+                out.append(f"<results>{''.join(results)}</results>")
+            elif e["type"] == "click" and k:
+                item = escape(e["item"])
+                rank = e.get("rank", 1)
+                clicks.append(
+                    f'<click starttime="{at}"><rank>{rank}</rank><url>{item}</url></click>'
+                )
+        if k:
+            out.append(f"<clicked>{''.join(clicks)}</clicked></interaction>")
+        out.append("</session>")
+    path.write_text("\n".join([*out, "</sessiontrack2013>"]) + "\n")
     return Inputs([str(path)])
 
 

@@ -35,6 +35,9 @@ MATRIX = [
     Scenario("sort", ("flush:1:group",)),
     Scenario("dir", ("flush:2:self@0",), processes=2, output="postgres"),
     Scenario("kafka", ("commit:3:self@1",), processes=2),
+    # TREC XML, sorted by user as the TREC files are: killed mid-merge, resumed (the file
+    # parsed again, the events read skipped), on two processes.
+    Scenario("trec", ("merge:2:group",), processes=2),
 ]
 
 
