@@ -144,7 +144,8 @@ def main() -> None:
     "--searches",
     default="-",
     show_default=True,
-    help="Per-search records (JSON Lines); '-' is standard output, 'none' for no output.",
+    help="Per-search records (JSON Lines); '-' is standard output, 'none' for no output "
+    "(for every output; an output may also be /dev/stderr or a named pipe).",
 )
 @click.option("--sessions", default=None, help="Session records (JSON Lines).")
 @click.option("--dead-letter", default=None, help="Invalid records, with source and reason.")
@@ -221,8 +222,8 @@ def main() -> None:
     default="auto",
     show_default=True,
     help="Input layout; auto: .csv, .tsv, .parquet, .xml (TREC Session Track) by name "
-    "(also gzipped), an AOL header (AnonID, Query, QueryTime) or <?xml by the first line, "
-    "else JSON Lines.",
+    "(also gzipped), an AOL-layout header or row (the AOL log, Webis-SMC-12) or <?xml by "
+    "the first line, else JSON Lines.",
 )
 @click.option(
     "--field",
@@ -331,7 +332,7 @@ def run(inputs: tuple[str, ...], **opts: Any) -> None:
 
     \b
     Experiments, segments and search-as-you-type front ends:
-      search-sessions run logs/ --dimension variant --dimension platform \
+      search-sessions run logs/ --dimension variant --dimension platform \\
           --collapse-typeahead 2s --currency USD --rollup 1h --rollups out/rollups.jsonl
 
     A summary (events, invalid, duplicates, late, sessions, searches, CTR,
