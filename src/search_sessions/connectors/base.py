@@ -237,7 +237,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         return order == "sort" and self.bounded
 
     def _new_sorter(self, cfg: Config) -> ExternalSort:
-        return ExternalSort(budget_for(cfg.sort_memory), cfg.temp_dir)
+        return ExternalSort(budget_for(cfg.sort_memory), cfg.temp_dir, self.native)
 
     @property
     def sorts(self) -> bool:

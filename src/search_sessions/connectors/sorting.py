@@ -134,7 +134,7 @@ def budget_for(total: int) -> SortBudget:
 class ExternalSort:
     """Collects one partition's events and gives them back sorted (see the module doc)."""
 
-    def __init__(self, budget: SortBudget, temp_dir: str | None) -> None:
+    def __init__(self, budget: SortBudget, temp_dir: str | None, native: bool = False) -> None:
         self.budget = budget
         self.temp_dir = temp_dir
         self.buffer: list[Event] = []
@@ -143,7 +143,10 @@ class ExternalSort:
         self.written = 0
         self.dir: str | None = None
         self.files: list[BinaryIO] = []
-        self.native: Any = None  # a SortBuffer, once the native core's blocks come
+        # The native core's SortBuffer: where the native core runs the shards (``native``),
+        # even for events the Python core decoded (CSV, TSV, AOL, TREC, Parquet), which it
+        # takes over once: the sort, runs, merge and dealing are then the native core's.
+        self.native: Any = NATIVE.SortBuffer() if native and NATIVE is not None else None
         budget.sorting.add(id(self))
 
     def add(self, events: list[Event] | Any, line_bytes: int) -> None:
