@@ -86,6 +86,28 @@ def drain(part: Any, out: dict[str, Any], batches: int | None = None) -> None:
                 out["events"] += block_events(value[3]) + [ev for ev, _ in late]
 
 
+def read_resumed(
+    src: Any,
+    name: str,
+    out: dict[str, Any],
+    resume_after: int | None = None,
+    before_snapshot: Callable[[Any], None] | None = None,
+) -> None:
+    """Drain partition ``name`` of ``src`` into ``out`` (see :func:`drain`); with
+    ``resume_after``, read that many batches, snapshot (after ``before_snapshot(part)``),
+    close, and go on in a partition built from the snapshot, as a resumed run does."""
+    part = src.build_part("read", name, None)
+    if resume_after is not None:
+        drain(part, out, resume_after)
+        if before_snapshot is not None:
+            before_snapshot(part)
+        state = part.snapshot()
+        part.close()
+        part = src.build_part("read", name, state)
+    drain(part, out)
+    part.close()
+
+
 def write_parts(lines: list[bytes], n_files: int, directory: Path) -> list[Path]:
     """``lines`` cut into ``n_files`` consecutive JSON Lines files in ``directory``."""
     size = -(-len(lines) // n_files)

@@ -14,6 +14,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// A lateness no event is older than its newest minus: merged events are in order.
+const NEVER_LATE: i128 = 1 << 100;
+
 fn io_error(path: &str, what: &str, e: std::io::Error) -> PyErr {
     PyOSError::new_err(format!("{path}: {what}: {e}"))
 }
@@ -84,7 +87,7 @@ impl MergeStream {
         n_shards: usize,
         newest: i64,
     ) -> PyResult<(Vec<EventBlock>, i64, usize)> {
-        let mut dealer = Dealer::new(n_shards, newest, i128::from(i64::MAX) * 4, n);
+        let mut dealer = Dealer::new(n_shards, newest, NEVER_LATE, n);
         let merge = &mut self.merge;
         py.allow_threads(|| {
             for _ in 0..n {

@@ -17,12 +17,6 @@ use crate::event::{self, Event};
 /// Events per frame of a run file: what a merge holds per run.
 pub const FRAME: usize = 1024;
 
-/// Sorts events added in input order by time, keeping that order at equal times (for
-/// tests: [`Held`] sorts without moving its events).
-pub fn sort_stably(events: &mut [Event]) {
-    events.sort_by_key(|e| e.t);
-}
-
 /// Events held in input order, in the blocks they came in (never copied into one
 /// vector grown by doubling), and put in order by sorting their keys, 16 bytes each,
 /// not the events.
@@ -235,6 +229,11 @@ mod tests {
             search_id: None,
             dims: None,
         }
+    }
+
+    /// The order a merge must give: one stable sort of the input by time.
+    fn sort_stably(events: &mut [Event]) {
+        events.sort_by_key(|e| e.t);
     }
 
     fn keys(events: &[Event]) -> Vec<(i64, i64)> {

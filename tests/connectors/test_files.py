@@ -18,7 +18,7 @@ from search_sessions.connectors.files import read_partitions
 from search_sessions.connectors.registry import resolve_inputs
 from search_sessions.connectors.source import EventSource
 
-from ..conftest import RunFlow, drain, write_events
+from ..conftest import RunFlow, drain, read_resumed, write_events
 
 BLOCK = 64  # bytes: small blocks, so lines longer than a block and empty blocks happen
 
@@ -58,17 +58,13 @@ def read(
     cfg = config(str(path), read_ahead=read_ahead)
     src = EventSource(cfg, [f"shard-{i}" for i in range(workers)])
     out: dict[str, Any] = {"events": [], "dead": [], "stats": {}}
+
+    def ahead(part: Any) -> None:
+        if read_ahead and resume_after and part.native:
+            assert part.ahead is not None  # the snapshot is taken with a block ahead
+
     for rp in src.parts:
-        part = src.build_part("read", rp.name, None)
-        if resume_after is not None:
-            drain(part, out, resume_after)
-            if read_ahead and resume_after and part.native:
-                assert part.ahead is not None  # the snapshot is taken with a block ahead
-            state = part.snapshot()
-            part.close()
-            part = src.build_part("read", rp.name, state)
-        drain(part, out)
-        part.close()
+        read_resumed(src, rp.name, out, resume_after, ahead)
     out["events"].sort()
     out["dead"].sort(key=lambda d: d["source"])
     return out

@@ -30,7 +30,7 @@ from search_sessions.core.time import format_time
 from search_sessions.simulate import SimSpec
 from search_sessions.simulate import write as simulate
 
-from ..conftest import RunFlow, drain, read_jsonl
+from ..conftest import RunFlow, read_jsonl, read_resumed
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EVENT_COLUMNS = ("type", "user", "time", "query", "items", "item", "rank", "search_id")
@@ -184,14 +184,7 @@ def test_a_partition_resumes_after_exactly_the_rows_it_had_read(tmp_path: Path, 
         src = EventSource(cfg, ["shard-0", "shard-1"])
         (rp,) = src.parts
         out: dict[str, Any] = {"events": [], "dead": []}
-        part = src.build_part("read", rp.name, None)
-        if resume_after is not None:
-            drain(part, out, resume_after)
-            state = part.snapshot()
-            part.close()
-            part = src.build_part("read", rp.name, state)
-        drain(part, out)
-        part.close()
+        read_resumed(src, rp.name, out, resume_after)
         out["events"].sort()
         return out
 

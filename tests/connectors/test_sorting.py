@@ -370,7 +370,7 @@ def test_many_runs_are_merged_in_passes_of_a_few(
         pytest.skip("no native core")
     # 1: every add spills. "native-tuples": the Python core's events (a format the Python
     # core decodes), sorted by the native core that runs the shards.
-    sort = ExternalSort(SortBudget(budget_bytes), str(tmp_path), core == "native-tuples")
+    sort = ExternalSort(SortBudget(budget_bytes), str(tmp_path), core != "python")
     rnd = random.Random(11)
     events = [
         (rnd.randrange(40), 0, line, 1, f"u{line % 7}", "q", None, None) for line in range(1, 2001)

@@ -23,7 +23,7 @@ from search_sessions.connectors.source import EventSource
 from search_sessions.core.cores import NATIVE
 from search_sessions.core.trec import TrecItem, TrecParser, XmlError
 
-from ..conftest import RunFlow, drain
+from ..conftest import RunFlow, read_resumed
 
 S = "1372177054.53"  # a session's starttime (epoch seconds)
 S_US = 1_372_177_054_530_000
@@ -427,14 +427,7 @@ def test_a_partition_resumes_after_exactly_the_events_it_had_read(log: Path, aft
         src = EventSource(cfg, ["shard-0", "shard-1"])
         (rp,) = src.parts
         out: dict[str, Any] = {"events": [], "dead": []}
-        part = src.build_part("read", rp.name, None)
-        if resume_after is not None:
-            drain(part, out, resume_after)
-            state = part.snapshot()
-            part.close()
-            part = src.build_part("read", rp.name, state)
-        drain(part, out)
-        part.close()
+        read_resumed(src, rp.name, out, resume_after)
         out["events"].sort()
         return out
 

@@ -558,7 +558,7 @@ class _AppendPartition(StatefulSinkPartition[bytes, None]):
         os.close(self.fd)
 
 
-class _StdoutPartition(StatefulSinkPartition[bytes, None]):
+class _StreamPartition(StatefulSinkPartition[bytes, None]):
     """Standard output (``-``), or a ``path`` that is a stream (see :func:`is_stream`):
     written as it comes, with no position to snapshot (a stream cannot be cut back)."""
 
@@ -630,7 +630,7 @@ class JsonLinesSink(FixedPartitionedSink[bytes, Any]):
         self, step_id: str, for_part: str, resume_state: Any
     ) -> StatefulSinkPartition[bytes, Any]:
         if is_stream(self.path):
-            return _StdoutPartition(self.path)
+            return _StreamPartition(self.path)
         if self.writers:
             return _AppendPartition(self.path)
         return _FileSinkPartition(self.path, resume_state)

@@ -211,12 +211,11 @@ _FILES_ONLY: Final = {"parquet": "Parquet", "trec": "TREC Session Track XML"}
 
 
 def _aol_text(path: Path, input_format: str) -> bool:
-    """A ``.txt`` file that ``--format auto`` reads from a directory: one with the AOL
-    header (a ``.txt.gz`` is read as any ``.gz`` is, its layout found the same way)."""
+    """A ``.txt`` file that ``--format auto`` reads from a directory: one in the AOL
+    layout (a ``.txt.gz`` is read as any ``.gz`` is, its layout found the same way)."""
     if input_format != "auto" or not path.name.endswith(".txt"):
         return False
-    with reopen(str(path)) as f:
-        return aol_layout(_first_row(f.read(4096)))
+    return file_format(str(path), "auto") == "aol"
 
 
 def _files(item: str, input_format: str) -> list[str]:

@@ -51,7 +51,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from ..config import parse_duration
 from ..control import FAILURE
-from ..core.events import Event, EventDecoder
+from ..core.events import EventDecoder, ReasonedDecoder
 from ..core.schema import OutputKind
 from ..errors import ConfigError, InputError, OutputError
 from .base import LinePartition, PartitionContext
@@ -453,22 +453,6 @@ def _unreadable(err: KafkaError | None, value: bytes | None) -> str:
     return "message without a value (a tombstone)" if value is None else "empty message"
 
 
-class _ReasonedDecoder(EventDecoder):
-    """An :class:`EventDecoder` that first gives the reasons found for some positions
-    (messages that cannot be read): a block with such messages is decoded by it, the
-    others by a plain decoder, which costs nothing per message."""
-
-    __slots__ = ("reasons",)
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.reasons: dict[int, str] = {}
-
-    def decode(self, raw: bytes, seq: int) -> Event | str | list[Event]:
-        reason = self.reasons.pop(seq, None)
-        return reason if reason is not None else super().decode(raw, seq)
-
-
 class KafkaPartition(LinePartition):
     """One topic partition; ``offset`` in the snapshot is the next offset to read (its
     position: past the transaction markers and compacted offsets it has gone by)."""
@@ -488,7 +472,7 @@ class KafkaPartition(LinePartition):
         self._positions: list[int] = []
         self._said: set[int] = set()
         self._plain: EventDecoder | None = None
-        self._reasoned: _ReasonedDecoder | None = None
+        self._reasoned: ReasonedDecoder | None = None
         fresh = ctx.resume is None
         self.stop_at: int | None = None
         """With ``stop_at_end``, the offset to end at: the end when it starts."""
@@ -516,7 +500,7 @@ class KafkaPartition(LinePartition):
 
     def make_decoder(self) -> EventDecoder:
         self._plain = super().make_decoder()
-        self._reasoned = _ReasonedDecoder(self.input_index, self.cfg.layout)
+        self._reasoned = ReasonedDecoder(self.input_index, self.cfg.layout)
         return self._plain
 
     def read(self) -> tuple[list[bytes], bool]:

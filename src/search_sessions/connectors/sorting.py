@@ -151,25 +151,16 @@ class ExternalSort:
 
     def add(self, events: list[Event] | Any, line_bytes: int) -> None:
         """Events decoded from ``line_bytes`` bytes of input, in input order: a list of
-        the Python core's, or the native core's ``EventBlock`` (emptied)."""
-        if isinstance(events, list) and self.native is None:
+        the Python core's, or (sorting natively) the native core's ``EventBlock`` (emptied)."""
+        if self.native is None:
             self.buffer.extend(events)
             self.held += event_bytes(line_bytes, len(events))
         else:
             n = len(events)
-            self._native_buffer().add(_block(events))
+            self.native.add(_block(events))
             self.held += native_event_bytes(line_bytes, n)
         if self.held >= self.budget.share():
             self._spill()
-
-    def _native_buffer(self) -> Any:
-        if self.native is None:
-            assert NATIVE is not None
-            self.native = NATIVE.SortBuffer()
-            if self.buffer:  # (a Python core's events before: not in practice)
-                self.native.add(_block(self.buffer))
-                self.buffer = []
-        return self.native
 
     def sorted(self) -> Merged:
         """Every event added, in order: merged from the runs, or the buffer sorted

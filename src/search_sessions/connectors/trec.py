@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import islice
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 from ..control import FAILURE
-from ..core.events import Event, EventDecoder
+from ..core.events import EventDecoder, ReasonedDecoder
 from ..core.layout import InputLayout
 from ..core.time import NEVER
 from ..core.trec import TrecItem, XmlError, read_trec
@@ -29,21 +29,6 @@ __all__ = ["TrecPartition"]
 
 BYTES_PER_EVENT: Final = 128
 """A partition reads ``block_bytes / BYTES_PER_EVENT`` events at a time (4096 for 512 KB)."""
-
-
-class _ReasonedDecoder(EventDecoder):
-    """Gives the reasons of a block's bad elements (by position); a block without any is
-    decoded by the plain decoder (the native core's, where it is in use)."""
-
-    __slots__ = ("reasons",)
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.reasons: dict[int, str] = {}
-
-    def decode(self, raw: bytes, seq: int) -> Event | str | list[Event]:
-        reason = self.reasons.pop(seq, None)
-        return reason if reason is not None else super().decode(raw, seq)
 
 
 class TrecPartition(LinePartition):
@@ -66,7 +51,7 @@ class TrecPartition(LinePartition):
         self.scan_at: tuple[int, list[int]] = (0, [])  # the same for the pre-scan's block
         layout = InputLayout(time_unit="us", dimensions=ctx.cfg.layout.dimensions)
         self.plain = EventDecoder(ctx.input_index, layout)
-        self.reasoned = _ReasonedDecoder(ctx.input_index, layout)
+        self.reasoned = ReasonedDecoder(ctx.input_index, layout)
 
     def make_decoder(self) -> EventDecoder:
         # The lines are in our own names, times in µs, whatever --field and --time-unit say.
@@ -146,9 +131,5 @@ def _checked(path: str, items: Iterator[TrecItem]) -> Iterator[TrecItem]:
     try:
         yield from items
     except XmlError as exc:
-        _refuse(f"{path}: {exc}")
-
-
-def _refuse(message: str) -> NoReturn:
-    FAILURE.append(message)
-    raise InputError(message)
+        FAILURE.append(f"{path}: {exc}")
+        raise InputError(FAILURE[-1]) from None
