@@ -184,6 +184,12 @@ class Config:
     """``--order auto``, one process: pre-scans begun before the dataflow starts, ``(input,
     native scan job)`` (see :func:`~search_sessions.connectors.files.start_scans`; not
     part of the job's JSON)."""
+    guess_order: bool | None = None
+    """``--order auto``: whether JSON Lines files are streamed on the guess that they
+    are in order, the run starting again with one sorted if it is not, instead of
+    pre-scanned (see ``LinePartition.sniff``). ``None``: where the run can start again,
+    as ``run`` finds (:func:`~search_sessions.connectors.inputs.guesses_order`), which
+    sets it ``True`` for the partitions; ``False``: never."""
     emptying: Any = field(default=None, compare=False, repr=False)
     """A thread emptying the output files of a fresh run while the dataflow starts (see
     :func:`~search_sessions.connectors.inputs.begin_emptying`; not part of the job's

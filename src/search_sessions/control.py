@@ -29,6 +29,12 @@ has connected (Bytewax connects them all before building)."""
 FAILURE: list[str] = []
 """Why this process stopped with an error, when we know better than Bytewax's panic."""
 
+GUESSED_WRONG: list[tuple[int, tuple[int, int]]] = []
+"""``--order auto`` streaming an input on the guess that it is in order (see
+``LinePartition.sniff``): ``(input, (line, how much older))`` of one found out of order.
+The inputs then end where they are and the shards keep their sessions, as on a stop;
+the run starts again afresh, that input sorted."""
+
 
 @dataclass
 class Metrics:
@@ -42,6 +48,12 @@ class Metrics:
     sessions_out: int = 0
     open_sessions: dict[int, int] = field(default_factory=dict)  # per shard
     watermark: dict[int, int] = field(default_factory=dict)  # per shard, event-time us
+
+    def reset(self) -> None:
+        """Back to zero (a run started again in the same process)."""
+        fresh = Metrics()
+        for name in vars(fresh):
+            setattr(self, name, getattr(fresh, name))
 
     @property
     def ctr(self) -> float | None:

@@ -29,8 +29,14 @@ import msgspec
 from bytewax.inputs import StatefulSourcePartition
 
 from ..config import Config
-from ..control import FAILURE, METRICS, STOP
-from ..core.cores import core_name, is_panic, native_block_decoder, pack_for_shard
+from ..control import FAILURE, GUESSED_WRONG, METRICS, STOP
+from ..core.cores import (
+    core_name,
+    is_panic,
+    native_block_decoder,
+    pack_for_shard,
+    times_reader,
+)
 from ..core.events import Event, EventDecoder, OrderScan, decode_block
 from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
@@ -101,6 +107,20 @@ def _line_count(lines: list[bytes] | bytes) -> int:
     if isinstance(lines, list):
         return len(lines)
     return lines.count(b"\n") + (lines[-1:] not in (b"", b"\n"))
+
+
+def _lines_of(lines: list[bytes] | bytes) -> list[bytes]:
+    """A block's lines: a list's, or those of one ``bytes`` cut as the native core cuts
+    them (after each ``\\n``; the last may lack one).
+
+    >>> _lines_of(b'a\\nb\\n'), _lines_of(b'a\\n\\nb'), _lines_of([b'x'])
+    ([b'a\\n', b'b\\n'], [b'a\\n', b'\\n', b'b'], [b'x'])
+    """
+    if isinstance(lines, list):
+        return lines
+    cut = lines.split(b"\n")
+    last = cut.pop()
+    return [line + b"\n" for line in cut] + ([last] if last else [])
 
 
 def _late(late: tuple[int, int] | None) -> Late | None:
@@ -196,6 +216,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.sniffing = False
         self.scans = ctx.scans
         self.watch: OrderScan | None = None  # auto, sorting an input it could not pre-scan
+        self.guessing: OrderScan | None = None
+        """``auto``, streaming on the guess that the input is in order: the pre-scan's
+        scan, kept as it reads (see :meth:`sniff`)."""
         sorted_ended = False
         if resume is not None and resume[0] == _SORTED:
             _, self.skip, self.dead_skip, sorted_ended = resume
@@ -276,7 +299,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         return None
 
     def next_batch(self) -> list[SourceItem]:
-        if self.ended or STOP.is_set():
+        if self.ended or STOP.is_set() or GUESSED_WRONG:
             # A stop keeps the position: the snapshot resumes from here.
             raise StopIteration()
         if self.ending:
@@ -294,7 +317,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             return self._merge_batch()
         if self.sorting:
             return self._sort_batch()
-        at_end, idle_us, positions, decoded = self._take_block()
+        at_end, idle_us, positions, decoded, kept = self._take_block()
+        if self.guessing is not None and not self._check_guess(decoded, kept):
+            raise StopIteration()  # (to start again: see sniff)
         per_shard, maybe_late, bad, newest, size, n_events, n_lines = decoded
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
         self.seq += n_lines
@@ -313,19 +338,20 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             self.ahead = self._read_ahead()
         return out
 
-    def _take_block(self) -> tuple[bool, int, list[int] | None, Any]:
+    def _take_block(self) -> tuple[bool, int, list[int] | None, Any, list[bytes] | bytes]:
         """Whether the input ended with the next block, its idle time, its positions
-        (when not line numbers) and the block decoded (see :meth:`_decode`)."""
+        (when not line numbers), the block decoded (see :meth:`_decode`) and, where the
+        partition guesses its order (:meth:`_check_guess`), its lines."""
         ahead = self.ahead
         if ahead is None and not self._reads_ahead():
             lines, at_end = self._read_block()
             idle_us = self._idle_us(bool(lines))
             positions = self._block_positions(lines)
-            return at_end, idle_us, positions, self._decode(lines, positions)
+            return at_end, idle_us, positions, self._decode(lines, positions), lines
         ahead = ahead or self._read_ahead()
         self.ahead = None
-        got_data, at_end, decoded = ahead.done.result()
-        return at_end, self._idle_us(got_data), ahead.positions, decoded
+        got_data, at_end, decoded, kept = ahead.done.result()
+        return at_end, self._idle_us(got_data), ahead.positions, decoded, kept
 
     def _read_block(self) -> tuple[list[bytes] | bytes, bool]:
         """The next block's lines (one ``bytes`` of them, for the native core, where the
@@ -377,9 +403,10 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         decoded = submit(self._decode_read, lines, at_end, positions, self.seq, self.newest)
         return Ahead(positions, decoded, before)
 
-    def _read_decode(self, newest: int) -> tuple[bool, bool, Any]:
+    def _read_decode(self, newest: int) -> tuple[bool, bool, Any, bytes]:
         data, at_end = self.read_raw()
-        return bool(data), at_end, self._native_decode(data, None, self.seq, newest)
+        decoded = self._native_decode(data, None, self.seq, newest)
+        return bool(data), at_end, decoded, data if self.guessing is not None else b""
 
     def _decode_read(
         self,
@@ -388,8 +415,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         positions: list[int] | None,
         seq: int,
         newest: int,
-    ) -> tuple[bool, bool, Any]:
-        return bool(lines), at_end, self._native_decode(lines, positions, seq, newest)
+    ) -> tuple[bool, bool, Any, list[bytes] | bytes]:
+        decoded = self._native_decode(lines, positions, seq, newest)
+        return bool(lines), at_end, decoded, lines
 
     def _settle(self) -> None:
         """Waits for a block being read ahead (its reading uses the file), or merged."""
@@ -436,10 +464,20 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         cannot be pre-scanned: it is sorted (held until its end, see
         :mod:`.sorting`), which streamed in order is the same answer, and said to be
         out of order only when it was (:meth:`_sort_batch`).
+
+        Where the run can start again (``Config.guess_order``: one process of one
+        worker, every output a file) a JSON Lines file is not pre-scanned: it is
+        streamed on the guess that it is in order, the scan kept as it reads
+        (:meth:`_check_guess`). Found out of order, the run stops and starts again
+        afresh, this input sorted: the same decision at the same line, without reading
+        an input in order twice.
         """
         if not self.sniffing:
             return
         self.sniffing = False
+        if self.cfg.guess_order is True and self.guesses_order:
+            self.guessing = OrderScan(self.lateness)
+            return
         times = self.scan_times()
         if times is None:
             self.watch = OrderScan(self.lateness)
@@ -450,6 +488,34 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             if self.counts_as_input:  # one line per file, whatever its lanes
                 self._say_sorting(late)
             self._start_sorting()
+
+    guesses_order = False
+    """Whether ``auto`` may stream this input on the guess that it is in order (see
+    :meth:`sniff`): a JSON Lines file read whole."""
+
+    def _check_guess(self, decoded: Any, lines: list[bytes] | bytes) -> bool:
+        """Streaming on the guess that the input is in order (see :meth:`sniff`): the
+        pre-scan's :class:`OrderScan` of the block's lines; whether the guess holds (if
+        not, :data:`~..control.GUESSED_WRONG` says where it failed). A block
+        in which the decoder set no event apart as maybe late (its test is the scan's,
+        from the same newest time), with no bad line that has a time, only moves the
+        scan on; any other is timed line by line, as the pre-scan times it."""
+        assert self.guessing is not None and self.decoder is not None
+        _, maybe_late, bad, newest, _, n_events, n_lines = decoded
+        scan = self.guessing
+        times = times_reader(self.decoder)
+        timed_bad = bool(bad) and any(t is not None for t in times([b for _, b, _ in bad]))
+        if not timed_bad and not any(map(len, maybe_late)) and scan.newest <= self.newest:
+            if n_events:
+                scan.newest = max(scan.newest, newest)
+            scan.lines += n_lines
+            return True
+        block = _lines_of(lines)
+        if scan.add(times(block), range(self.seq + 1, self.seq + 1 + len(block))):
+            assert scan.late is not None
+            GUESSED_WRONG.append((self.input_index, scan.late))
+            return False
+        return True
 
     def first_late(self, times: Iterator[list[int | None]]) -> Late | None:
         """Where the input first goes out of order (see :meth:`sniff`), given its times

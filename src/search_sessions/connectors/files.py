@@ -141,6 +141,10 @@ class FilePartition(LinePartition):
     def can_read_ahead(self) -> bool:  # type: ignore[override]
         return self.elements is None  # (a JSON array's elements are in memory)
 
+    @property
+    def guesses_order(self) -> bool:  # type: ignore[override]
+        return self.elements is None and self.format == "jsonl"
+
     def read(self) -> tuple[list[bytes], bool]:
         if self.elements is not None:
             # A JSON array: positions are element numbers (1-based), not lines.

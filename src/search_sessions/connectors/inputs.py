@@ -243,14 +243,17 @@ def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
     process's partitions take their answers (:class:`~.base.OrderScans`); a local
     cluster's launcher hands them to its processes (``Config.scanned``). Only for a fresh
     run: a resumed input keeps the decision its snapshot holds."""
-    if cfg.order != "auto" or cfg.recovery_dir is not None:
+    if cfg.order != "auto" or cfg.recovery_dir is not None or guesses_order(cfg):
         return ()
+    known = {i for i, _ in cfg.scanned}
     # (A local cluster's launcher scans on all its cores: its processes wait for it.)
     threads = min(host_cores(), 8) if cfg.processes > 1 else 1 + reads_ahead(cfg)
     jobs: list[tuple[int, Any]] = []
     for i, path in enumerate(cfg.partitions):
         if len(jobs) == EARLY_SCANS:
             break
+        if i in known:
+            continue
         if scheme_of(path) is not Scheme.FILE or path.lower().endswith((".json", ".json.gz")):
             continue  # (a .json file may hold one JSON array)
         if file_format(path, cfg.input_format) != "jsonl":
@@ -263,6 +266,35 @@ def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
             return ()
         jobs.append((i, native.start_scan(path, cfg.lateness_us, threads)))
     return tuple(jobs)
+
+
+def guesses_order(cfg: Config) -> bool:
+    """Whether a fresh run of ``--order auto`` streams its JSON Lines files on the guess
+    that they are in order, instead of pre-scanning them (see
+    ``LinePartition.sniff``): where it can start again afresh on finding one out of
+    order, with none of what it wrote seen: one process of one worker, without a
+    recovery directory, every output a file (or ``/dev/null``), none a stream, database
+    or topic.
+
+    >>> guesses_order(Config(inputs=("a.jsonl",), searches="s.jsonl"))
+    True
+    >>> guesses_order(Config(inputs=("a.jsonl",), searches="-"))
+    False
+    """
+    if cfg.guess_order is False or cfg.order != "auto" or cfg.recovery_dir is not None:
+        return False
+    if cfg.processes != 1 or cfg.workers != 1:
+        return False
+    for field, flag in OUTPUT_FLAGS:
+        spec = getattr(cfg, field)
+        if spec is None:
+            continue
+        if scheme_of(spec) is not Scheme.FILE or spec.startswith(("sqlite:", "postgres")):
+            return False
+        path = _output_path(flag, spec)
+        if path is None or (is_stream(path) and os.path.realpath(path) != os.devnull):
+            return False
+    return True
 
 
 EARLY_SCANS = 8

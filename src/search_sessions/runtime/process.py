@@ -14,7 +14,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
 from ..config import Config
-from ..control import FAILURE, JOINED, METRICS, STOP
+from ..control import FAILURE, GUESSED_WRONG, JOINED, METRICS, STOP
 from ..crashpoints import CRASH as crashpoints
 from ..dataflow.flow import build_flow
 from ..errors import RunError, SearchSessionsError
@@ -49,6 +49,7 @@ def run_process(
     """
     crashpoints.configure(process_id, cfg.recovery_dir)
     FAILURE.clear()  # a failure note is this run's, not an earlier one's in this process
+    GUESSED_WRONG.clear()
     JOINED.clear()
     if join_timeout is not None and addresses is not None:
         _watch_join(join_timeout, process_id, addresses)

@@ -10,6 +10,7 @@ counters every process contributes end up in one stats file, read back into a
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import tempfile
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 
 from ..config import Config
 from ..connectors.files import scan_lanes_first
-from ..connectors.inputs import output_specs, start_scans
+from ..connectors.inputs import guesses_order, output_specs, start_scans
 from ..connectors.registry import resolve_inputs, start_output
-from ..control import STOP
+from ..control import GUESSED_WRONG, METRICS, STOP
 from ..dataflow.stats import STAT_FIELDS
 from ..errors import OutputError, SearchSessionsError
 from .cluster import run_cluster
@@ -105,6 +106,8 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             stats_path = os.path.join(cfg.recovery_dir, "stats.json")
         cfg = dataclasses.replace(cfg, stats_file=stats_path)
         fresh = not prepare_recovery(cfg)
+        # (A library user's config may allow the guess where the run cannot start again.)
+        cfg = dataclasses.replace(cfg, guess_order=guesses_order(cfg) and process_id is None)
         if cfg.emptying is not None:
             cfg.emptying.join()
         if fresh:
@@ -117,6 +120,9 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             run_process(cfg, process_id, addresses, join_timeout=cfg.join_timeout.total_seconds())
         elif cfg.processes == 1:
             run_process(cfg)
+            if GUESSED_WRONG and not STOP.is_set():
+                cfg = _start_again(cfg, tuple(GUESSED_WRONG))
+                run_process(cfg)
         else:
             if fresh:  # (a resumed input keeps the decision its snapshot holds)
                 cfg = dataclasses.replace(cfg, scanned=_scanned(cfg), prescans=())
@@ -140,6 +146,20 @@ def _scanned(cfg: Config) -> tuple[tuple[int, tuple[int, int] | None], ...]:
     if STOP.is_set():
         return ()  # (a stopped scan found nothing: the processes decide)
     return found + scan_lanes_first(cfg, frozenset(i for i, _ in found))
+
+
+def _start_again(cfg: Config, found: tuple[tuple[int, tuple[int, int]], ...]) -> Config:
+    """A run that streamed an input on the guess that it was in order, stopped where it
+    found it was not (see ``LinePartition.sniff``), set up to start again afresh: its
+    outputs emptied once its sinks have closed, its counters at zero, that input sorted
+    and the others pre-scanned."""
+    gc.collect()  # (the stopped dataflow's sinks flush and close: then their files empty)
+    METRICS.reset()
+    if cfg.stats_file is not None and os.path.exists(cfg.stats_file):
+        os.remove(cfg.stats_file)
+    _start_outputs(cfg)
+    cfg = dataclasses.replace(cfg, guess_order=False, scanned=found, prescans=())
+    return dataclasses.replace(cfg, prescans=start_scans(cfg))
 
 
 def _start_outputs(cfg: Config) -> None:

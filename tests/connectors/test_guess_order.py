@@ -1,0 +1,201 @@
+"""``--order auto`` streaming a JSON Lines file on the guess that it is in order: where a
+run can start again (one process of one worker, file outputs), it reads no input twice
+to pre-scan it; an input found out of order stops the run, which starts again afresh
+with it sorted. Either way the outputs, the summary and what is said are those of the
+pre-scan's decision."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from search_sessions import Summary, run
+from search_sessions.config import Config
+from search_sessions.connectors.base import LinePartition
+from search_sessions.connectors.inputs import guesses_order
+
+T0 = 1_704_067_200
+OUTPUTS = ("searches", "sessions", "dead_letter", "late")
+
+
+def _events(n: int, seed: int) -> list[bytes]:
+    """``n`` lines of search, results and click events of a few users, in time order."""
+    rnd = random.Random(seed)
+    t = T0
+    lines: list[bytes] = []
+    while len(lines) < n:
+        t += rnd.choice([1, 5, 30, 200, 2500])
+        user = f"u{rnd.randrange(6)}"
+        items = [f"d{rnd.randrange(9)}" for _ in range(3)]
+        evs: list[dict[str, Any]] = [
+            {"type": "search", "user": user, "time": t, "query": f"q{rnd.randrange(5)}"},
+            {"type": "results", "user": user, "time": t + 1, "items": items},
+        ]
+        if rnd.random() < 0.5:
+            evs.append({"type": "click", "user": user, "time": t + 2, "item": items[0]})
+        lines += [json.dumps(ev).encode() for ev in evs]
+    return lines[:n]
+
+
+def _run(path: Path, out: Path, **kw: Any) -> tuple[dict[str, bytes], Summary]:
+    out.mkdir()
+    cfg = Config(
+        inputs=(str(path),),
+        **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
+        **kw,
+    )
+    summary = run(cfg)
+    return {name: (out / f"{name}.jsonl").read_bytes() for name in OUTPUTS}, summary
+
+
+def _both(
+    lines: list[bytes], tmp: Path, capfd: pytest.CaptureFixture[str], **kw: Any
+) -> tuple[Any, ...]:
+    """The run guessing and the run pre-scanning, each with what it said."""
+    path = tmp / "events.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    capfd.readouterr()
+    guessed = _run(path, tmp / "guessed", **kw)
+    said_guessed = capfd.readouterr().err
+    scanned = _run(path, tmp / "scanned", guess_order=False, **kw)
+    return guessed, said_guessed, scanned, capfd.readouterr().err
+
+
+@pytest.fixture
+def guesses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many blocks partitions checked while streaming on the guess."""
+    seen: list[int] = []
+    real = LinePartition._check_guess
+
+    def counted(self: LinePartition, decoded: Any, lines: Any) -> bool:
+        seen.append(1)
+        return real(self, decoded, lines)
+
+    monkeypatch.setattr(LinePartition, "_check_guess", counted)
+    return seen
+
+
+def _counts(summary: Summary) -> dict[str, int]:
+    return summary.counts
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    n=st.integers(20, 400),
+    seed=st.integers(0, 10_000),
+    moves=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 60)), max_size=3),
+    bad=st.lists(
+        st.tuples(
+            st.floats(0, 1),
+            st.sampled_from(
+                [
+                    b"",
+                    b"not json",
+                    b'{"type": "bogus", "user": "x", "time": %d}' % (T0 + 10**6),
+                    b'{"type": "bogus", "user": "x", "time": %d}' % (T0 - 10**6),
+                    b'{"type": "search", "time": %d}' % (T0 + 10**7),
+                    b'{"type": "click", "user": "y", "time": "2024-01-01T00:00:00+02:00"}',
+                ]
+            ),
+        ),
+        max_size=4,
+    ),
+    block=st.sampled_from([256, 2048, 1 << 19]),
+    lateness=st.sampled_from([0, 60, 3600]),
+)
+def test_guessing_decides_as_the_pre_scan(
+    each_core: str,
+    capfd: pytest.CaptureFixture[str],
+    guesses: list[int],
+    n: int,
+    seed: int,
+    moves: list[tuple[float, int]],
+    bad: list[tuple[float, bytes]],
+    block: int,
+    lateness: int,
+) -> None:
+    """Streams in order, out of order at any line (events moved back, bad lines with
+    times far off, which the pre-scan counts too), in blocks of any size: the same bytes
+    in every output, the same summary and the same line said as a pre-scan's run."""
+    lines = _events(n, seed)
+    for where, back in moves:
+        i = int(where * (len(lines) - 1))
+        lines.insert(max(0, i - back), lines.pop(i))
+    for where, line in bad:
+        lines.insert(int(where * len(lines)), line)
+    kw = {"block_bytes": block, "lateness": timedelta(seconds=lateness)}
+    with tempfile.TemporaryDirectory() as tmp:
+        guesses.clear()
+        guessed, said_guessed, scanned, said_scanned = _both(lines, Path(tmp), capfd, **kw)
+    assert guesses  # (the first run streamed on the guess; the second never did)
+    assert guessed[0] == scanned[0]
+    assert _counts(guessed[1]) == _counts(scanned[1])
+    assert said_guessed == said_scanned
+
+
+def test_out_of_order_at_the_end_starts_again_sorted(
+    each_core: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], guesses: list[int]
+) -> None:
+    """An input in order but for its last line is streamed to that line, then the run
+    starts again with it sorted: nothing of the first run is left in the outputs or the
+    summary, and one line says it was sorted, naming that line."""
+    lines = _events(3000, 5)
+    lines.append(lines[100])  # hours older than the line before it
+    (outs, summary), said, (want, scanned), _ = _both(lines, tmp_path, capfd, block_bytes=4096)
+    assert len(guesses) > 20  # (it streamed many blocks first)
+    assert outs == want
+    assert summary.counts == scanned.counts
+    assert summary.counts["lines"] == len(lines) and summary.counts["late"] == 0
+    assert said.count("is not in time order") == 1
+    assert f"(line {len(lines)} is " in said
+
+
+def test_an_input_in_order_is_read_once(
+    each_core: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], guesses: list[int]
+) -> None:
+    """In order: streamed on the guess with nothing said, the answer of --order time."""
+    lines = _events(2000, 9)
+    (outs, summary), said, (want, _), _ = _both(lines, tmp_path, capfd, block_bytes=4096)
+    assert guesses and said == ""
+    assert outs == want
+    streamed, _ = _run(tmp_path / "events.jsonl", tmp_path / "time", order="time")
+    for name in OUTPUTS:  # (records leave in another order: the watermark moves otherwise)
+        assert sorted(outs[name].splitlines()) == sorted(streamed[name].splitlines())
+    assert summary.counts["lines"] == len(lines)
+
+
+@pytest.mark.parametrize(
+    ("kw", "guess"),
+    [
+        ({}, True),
+        ({"searches": "/dev/null"}, True),
+        ({"searches": "-"}, False),
+        ({"searches": "/dev/stderr"}, False),
+        ({"searches": "sqlite:///x.db"}, False),
+        ({"searches": "kafka://127.0.0.1:1/out"}, False),
+        ({"workers": 2}, False),
+        ({"processes": 2}, False),
+        ({"recovery_dir": "state"}, False),
+        ({"order": "time"}, False),
+        ({"order": "sort"}, False),
+        ({"guess_order": False}, False),
+    ],
+)
+def test_only_a_run_that_can_start_again_guesses(
+    tmp_path: Path, kw: dict[str, Any], guess: bool
+) -> None:
+    cfg = Config(inputs=("a.jsonl",), searches=str(tmp_path / "s.jsonl"))
+    assert guesses_order(replace(cfg, **kw)) is guess
