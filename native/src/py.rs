@@ -169,6 +169,14 @@ impl EventBlock {
         self.events.iter().map(|e| (e.t, e.seq)).unzip()
     }
 
+    /// The earliest and the latest event time, `None` for no event (a file read in
+    /// lanes, streamed on the guess that it is in order, checks its blocks with them).
+    fn time_range(&self) -> Option<(i64, i64)> {
+        let mut times = self.events.iter().map(|e| e.t);
+        let first = times.next()?;
+        Some(times.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t))))
+    }
+
     /// The events as the Python core's tuples (for tests; the block keeps them).
     fn tuples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         tuple_list(py, &self.events)

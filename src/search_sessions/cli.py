@@ -201,8 +201,8 @@ def main() -> None:
     help="time: stream with a watermark (late events set apart); sort: sort files and "
     "stdin by event time first (any order gives the batch answer); auto: sort a file "
     "whose event times (pre-scanned) are out of order by more than --lateness, hold stdin "
-    "to its end and stream it in time order, stream Kafka. A run of one process and worker "
-    "writing files streams JSON Lines on the guess that they are in order instead, and "
+    "to its end and stream it in time order, stream Kafka. A run writing files (no "
+    "--recovery-dir) streams JSON Lines on the guess that they are in order instead, and "
     "starts again with one sorted if not.",
 )
 @click.option(

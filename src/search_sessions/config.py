@@ -190,6 +190,9 @@ class Config:
     pre-scanned (see ``LinePartition.sniff``). ``None``: where the run can start again,
     as ``run`` finds (:func:`~search_sessions.connectors.inputs.guesses_order`), which
     sets it ``True`` for the partitions; ``False``: never."""
+    guess_marker: str | None = None
+    """Where the processes of a run guessing the order of its inputs note one found out
+    of order (see :func:`~search_sessions.control.say_guessed_wrong`); set by ``run``."""
     emptying: Any = field(default=None, compare=False, repr=False)
     """A thread emptying the output files of a fresh run while the dataflow starts (see
     :func:`~search_sessions.connectors.inputs.begin_emptying`; not part of the job's

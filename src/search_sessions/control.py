@@ -13,8 +13,11 @@ Wall-clock progress lines and the Prometheus endpoint read :data:`METRICS`
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from .core.time import FOREVER, NEVER
 
@@ -31,9 +34,66 @@ FAILURE: list[str] = []
 
 GUESSED_WRONG: list[tuple[int, tuple[int, int]]] = []
 """``--order auto`` streaming an input on the guess that it is in order (see
-``LinePartition.sniff``): ``(input, (line, how much older))`` of one found out of order.
-The inputs then end where they are and the shards keep their sessions, as on a stop;
-the run starts again afresh, that input sorted."""
+``LinePartition.sniff``): ``(input, (line, how much older))`` of one found out of order
+in this process. The inputs then end where they are and the shards keep their
+sessions, as on a stop; the run starts again afresh, that input sorted."""
+
+
+def guessed_wrong(marker: str | None) -> bool:
+    """Whether an input streamed on a guess of its order was found out of order, in this
+    process or, through the ``marker`` file (``Config.guess_marker``), in another
+    process of a local cluster."""
+    return bool(GUESSED_WRONG) or (marker is not None and os.path.exists(marker))
+
+
+def say_guessed_wrong(marker: str | None, found: tuple[int, tuple[int, int]]) -> None:
+    """Note an input found out of order (see :data:`GUESSED_WRONG`), for every process."""
+    GUESSED_WRONG.append(found)
+    if marker is not None:
+        with open(marker, "a") as f:  # (one short append: lines of several processes)
+            f.write(json.dumps([found[0], *found[1]]) + "\n")
+
+
+def say_block_ranges(marker: str | None, input_index: int, ranges: list[Any]) -> None:
+    """A lane guessing the order of its file, at its end: ``(first line, earliest time,
+    latest time)`` of its blocks, checked against the other lanes' once the run is done
+    (:func:`lanes_out_of_order`)."""
+    if marker is not None:
+        with open(f"{marker}.{input_index}.ranges", "a") as f:
+            f.write(json.dumps(ranges) + "\n")
+
+
+def lanes_out_of_order(marker: str | None, lateness_us: int) -> list[int]:
+    """The inputs read in lanes whose blocks, in the file's order, hold a time older
+    than one of an earlier block by more than ``lateness_us`` (each lane checked its own
+    lines as it read them: this is the rest of the pre-scan's test)."""
+    if marker is None:
+        return []
+    head, name = os.path.split(marker)
+    out = []
+    for entry in sorted(os.listdir(head or ".")):
+        if not (entry.startswith(name + ".") and entry.endswith(".ranges")):
+            continue
+        with open(os.path.join(head, entry)) as f:
+            blocks = sorted(b for line in f for b in json.loads(line))
+        newest = NEVER
+        for _, earliest, latest in blocks:
+            if earliest < newest - lateness_us:
+                out.append(int(entry[len(name) + 1 : -len(".ranges")]))
+                break
+            newest = max(newest, latest)
+    return out
+
+
+def found_wrong(marker: str | None) -> tuple[tuple[int, tuple[int, int]], ...]:
+    """The inputs found out of order (see :func:`say_guessed_wrong`), once each."""
+    found = dict(GUESSED_WRONG)
+    if marker is not None and os.path.exists(marker):
+        with open(marker) as f:
+            for line in f:
+                i, at, age = json.loads(line)
+                found.setdefault(i, (at, age))
+    return tuple(sorted(found.items()))
 
 
 @dataclass

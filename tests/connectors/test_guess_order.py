@@ -1,8 +1,8 @@
 """``--order auto`` streaming a JSON Lines file on the guess that it is in order: where a
-run can start again (one process of one worker, file outputs), it reads no input twice
-to pre-scan it; an input found out of order stops the run, which starts again afresh
-with it sorted. Either way the outputs, the summary and what is said are those of the
-pre-scan's decision."""
+run can start again (file outputs, no recovery directory), it reads no input twice to
+pre-scan it; an input found out of order stops the run (every process of a local
+cluster), which starts again afresh with it sorted. Either way the outputs, the summary
+and what is said are those of the pre-scan's decision."""
 
 from __future__ import annotations
 
@@ -186,8 +186,8 @@ def test_an_input_in_order_is_read_once(
         ({"searches": "/dev/stderr"}, False),
         ({"searches": "sqlite:///x.db"}, False),
         ({"searches": "kafka://127.0.0.1:1/out"}, False),
-        ({"workers": 2}, False),
-        ({"processes": 2}, False),
+        ({"workers": 2}, True),
+        ({"processes": 2}, True),
         ({"recovery_dir": "state"}, False),
         ({"order": "time"}, False),
         ({"order": "sort"}, False),
@@ -199,3 +199,132 @@ def test_only_a_run_that_can_start_again_guesses(
 ) -> None:
     cfg = Config(inputs=("a.jsonl",), searches=str(tmp_path / "s.jsonl"))
     assert guesses_order(replace(cfg, **kw)) is guess
+
+
+@pytest.mark.parametrize("parallel", [{"workers": 2}, {"processes": 2}])
+@pytest.mark.parametrize("late_in", [None, 0, 1])
+def test_a_local_cluster_starts_again_when_any_process_finds_disorder(
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    guesses: list[int],
+    parallel: dict[str, int],
+    late_in: int | None,
+) -> None:
+    """Two files read whole by two workers or processes, either out of order at its end:
+    the process that finds it stops the cluster, which starts again with that file
+    sorted; the records (in any order: two writers), the summary and what is said are
+    those of a pre-scanned run."""
+    files = []
+    for k in (0, 1):
+        lines = _events(1500, 20 + k)
+        if late_in == k:
+            lines.append(lines[10])
+        path = tmp_path / f"part-{k}.jsonl"
+        path.write_bytes(b"".join(line + b"\n" for line in lines))
+        files.append(path)
+    got = {}
+    for guess in (None, False):
+        out = tmp_path / f"out-{guess}"
+        out.mkdir()
+        cfg = Config(
+            inputs=tuple(map(str, files)),
+            **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
+            block_bytes=4096,
+            guess_order=guess,
+            **parallel,
+        )
+        capfd.readouterr()
+        summary = run(cfg)
+        records = {n: sorted((out / f"{n}.jsonl").read_bytes().splitlines()) for n in OUTPUTS}
+        got[guess] = (records, summary.counts, capfd.readouterr().err)
+    assert got[None] == got[False]
+    said = got[None][2]
+    assert said.count("is not in time order") == (late_in is not None)
+    if late_in is not None:
+        assert f"part-{late_in}.jsonl is not in time order (line 1501 is" in said
+    if "processes" not in parallel:
+        assert guesses  # (forked processes count their own)
+
+
+@pytest.mark.parametrize("parallel", [{"workers": 2}, {"processes": 2}])
+@pytest.mark.parametrize("seed", range(4))
+def test_lanes_of_a_file_decide_as_its_pre_scan(
+    each_core: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    parallel: dict[str, int],
+    seed: int,
+) -> None:
+    """One file read in lanes, each lane checking its own lines as it reads them and the
+    lanes' blocks checked against each other at the end: in order, or out of order
+    within one lane or only across lanes (a line moved back just past a block's start),
+    the run decides as the pre-scan of the whole file does, naming the same line."""
+    rnd = random.Random(seed)
+    lines = _events(2500, seed)
+    kind = ["in order", "late at the end", "moved back", "moved back at a block"][seed]
+    if kind == "late at the end":
+        lines.append(lines[5])
+    elif kind == "moved back":
+        i = rnd.randrange(1000, 2400)
+        lines.insert(i - 200, lines.pop(i))
+    elif kind == "moved back at a block":
+        # The first line of block 7 (lane 1's) gets the latest time of block 5 (lane 1's
+        # too), far older than block 6 (lane 0's): out of order only across the lanes.
+        block_of, start = [], 0
+        for line in lines:
+            block_of.append(start // 4096)
+            start += len(line) + 1
+        latest = {
+            b: max(json.loads(lines[i])["time"] for i in range(len(lines)) if block_of[i] == b)
+            for b in (5, 6)
+        }
+        assert latest[6] - latest[5] > 60
+        at = block_of.index(7)
+        ev = json.loads(lines[at])
+        ev["time"] = latest[5]
+        lines[at] = json.dumps(ev).encode()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    got = {}
+    for guess in (None, False):
+        out = tmp_path / f"out-{guess}"
+        out.mkdir()
+        cfg = Config(
+            inputs=(str(path),),
+            **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
+            block_bytes=4096,
+            guess_order=guess,
+            **parallel,
+        )
+        capfd.readouterr()
+        summary = run(cfg)
+        records = {n: sorted((out / f"{n}.jsonl").read_bytes().splitlines()) for n in OUTPUTS}
+        got[guess] = (records, summary.counts, capfd.readouterr().err)
+    assert got[None] == got[False]
+    assert (kind == "in order") == ("is not in time order" not in got[None][2])
+    if kind == "moved back at a block":
+        assert f"(line {at + 1} is " in got[None][2]
+
+
+def test_a_native_block_knows_its_earliest_and_latest_time() -> None:
+    """``EventBlock.time_range``, which the lanes' check of blocks takes in the native
+    core (the Python core's blocks are lists: their times are read in Python)."""
+    from search_sessions.connectors.base import block_time_range
+    from search_sessions.core.cores import native_block_decoder
+    from search_sessions.core.events import EventDecoder
+    from search_sessions.core.time import NEVER
+
+    native = native_block_decoder(EventDecoder(0))
+    if native is None:
+        pytest.skip("the native core is not installed")
+    times = [30, 10, 50, 20]
+    lines = b"".join(
+        json.dumps({"type": "search", "user": f"u{t}", "time": T0 + t, "query": "q"}).encode()
+        + b"\n"
+        for t in times
+    )
+    (block,), *_ = native.decode_block(lines, 0, NEVER, 10**12, 1)
+    assert block.time_range() == ((T0 + 10) * 10**6, (T0 + 50) * 10**6)
+    (empty,), *_ = native.decode_block(b"", 0, NEVER, 10**12, 1)
+    assert empty.time_range() is None
+    assert block_time_range(block) == block_time_range(block.tuples()) == block.time_range()

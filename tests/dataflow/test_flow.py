@@ -157,7 +157,9 @@ def test_two_processes_forked_or_started_fresh_agree(
     monkeypatch.setattr(ex, "can_fork", lambda: fork)
     base, _ = run_flow([noisy_log])
     two, _ = run_flow([noisy_log], processes=2)
-    assert len(forked) == (2 if fork else 0)
+    # (The noisy log is out of order: streamed on the guess that it was in order, the
+    # cluster finds it is not and starts again with it sorted, forking twice each time.)
+    assert len(forked) == (4 if fork else 0)
     assert _all(two) == _all(base)
 
 

@@ -29,7 +29,14 @@ import msgspec
 from bytewax.inputs import StatefulSourcePartition
 
 from ..config import Config
-from ..control import FAILURE, GUESSED_WRONG, METRICS, STOP
+from ..control import (
+    FAILURE,
+    METRICS,
+    STOP,
+    guessed_wrong,
+    say_block_ranges,
+    say_guessed_wrong,
+)
 from ..core.cores import (
     core_name,
     is_panic,
@@ -107,6 +114,15 @@ def _line_count(lines: list[bytes] | bytes) -> int:
     if isinstance(lines, list):
         return len(lines)
     return lines.count(b"\n") + (lines[-1:] not in (b"", b"\n"))
+
+
+def block_time_range(events: Any) -> tuple[int, int]:
+    """The earliest and latest time of a shard's events (a native block, or tuples)."""
+    if isinstance(events, list):
+        times = [ev[0] for ev in events]
+        return min(times), max(times)
+    got: tuple[int, int] = events.time_range()
+    return got
 
 
 def _lines_of(lines: list[bytes] | bytes) -> list[bytes]:
@@ -217,6 +233,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.scans = ctx.scans
         self.watch: OrderScan | None = None  # auto, sorting an input it could not pre-scan
         self.guessing: OrderScan | None = None
+        self.block_ranges: list[tuple[int, int, int]] | None = None
+        """A lane guessing (see :meth:`_check_guess`): ``(first line, earliest time,
+        latest time)`` of each of its blocks, to check against the other lanes'."""
         """``auto``, streaming on the guess that the input is in order: the pre-scan's
         scan, kept as it reads (see :meth:`sniff`)."""
         sorted_ended = False
@@ -299,7 +318,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         return None
 
     def next_batch(self) -> list[SourceItem]:
-        if self.ended or STOP.is_set() or GUESSED_WRONG:
+        if self.ended or STOP.is_set() or guessed_wrong(self.cfg.guess_marker):
             # A stop keeps the position: the snapshot resumes from here.
             raise StopIteration()
         if self.ending:
@@ -320,6 +339,8 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         at_end, idle_us, positions, decoded, kept = self._take_block()
         if self.guessing is not None and not self._check_guess(decoded, kept):
             raise StopIteration()  # (to start again: see sniff)
+        if at_end and self.block_ranges is not None:
+            say_block_ranges(self.cfg.guess_marker, self.input_index, self.block_ranges)
         per_shard, maybe_late, bad, newest, size, n_events, n_lines = decoded
         dead = [self._dead_letter(line, seq, reason) for seq, line, reason in bad]
         self.seq += n_lines
@@ -465,18 +486,20 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         :mod:`.sorting`), which streamed in order is the same answer, and said to be
         out of order only when it was (:meth:`_sort_batch`).
 
-        Where the run can start again (``Config.guess_order``: one process of one
-        worker, every output a file) a JSON Lines file is not pre-scanned: it is
-        streamed on the guess that it is in order, the scan kept as it reads
-        (:meth:`_check_guess`). Found out of order, the run stops and starts again
-        afresh, this input sorted: the same decision at the same line, without reading
-        an input in order twice.
+        Where the run can start again (``Config.guess_order``: no recovery directory,
+        every output a file) a JSON Lines file is not pre-scanned: it is streamed on
+        the guess that it is in order, the scan kept as it reads (:meth:`_check_guess`;
+        a file's lanes each check their own lines, and their blocks are checked against
+        each other's at the end). Found out of order, the run (every process of a local
+        cluster) stops and starts again afresh, this input sorted: the same decision at
+        the same line, without reading an input in order twice.
         """
         if not self.sniffing:
             return
         self.sniffing = False
         if self.cfg.guess_order is True and self.guesses_order:
             self.guessing = OrderScan(self.lateness)
+            self.block_ranges = [] if self.in_lanes else None
             return
         times = self.scan_times()
         if times is None:
@@ -491,7 +514,10 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
 
     guesses_order = False
     """Whether ``auto`` may stream this input on the guess that it is in order (see
-    :meth:`sniff`): a JSON Lines file read whole."""
+    :meth:`sniff`): a plain or gzip JSON Lines file."""
+
+    in_lanes = False
+    """Whether it is one lane of a file others read too (see ``LanePartition``)."""
 
     def _check_guess(self, decoded: Any, lines: list[bytes] | bytes) -> bool:
         """Streaming on the guess that the input is in order (see :meth:`sniff`): the
@@ -501,7 +527,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         from the same newest time), with no bad line that has a time, only moves the
         scan on; any other is timed line by line, as the pre-scan times it."""
         assert self.guessing is not None and self.decoder is not None
-        _, maybe_late, bad, newest, _, n_events, n_lines = decoded
+        per_shard, maybe_late, bad, newest, _, n_events, n_lines = decoded
         scan = self.guessing
         times = times_reader(self.decoder)
         timed_bad = bool(bad) and any(t is not None for t in times([b for _, b, _ in bad]))
@@ -509,12 +535,19 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
             if n_events:
                 scan.newest = max(scan.newest, newest)
             scan.lines += n_lines
+            if self.block_ranges is not None and n_events:
+                lo = min(block_time_range(events)[0] for events in per_shard if len(events))
+                self.block_ranges.append((self.seq + 1, lo, newest))
             return True
         block = _lines_of(lines)
-        if scan.add(times(block), range(self.seq + 1, self.seq + 1 + len(block))):
+        block_times = times(block)
+        if scan.add(block_times, range(self.seq + 1, self.seq + 1 + len(block))):
             assert scan.late is not None
-            GUESSED_WRONG.append((self.input_index, scan.late))
+            say_guessed_wrong(self.cfg.guess_marker, (self.input_index, scan.late))
             return False
+        timed = [t for t in block_times if t is not None]
+        if self.block_ranges is not None and timed:
+            self.block_ranges.append((self.seq + 1, min(timed), max(timed)))
         return True
 
     def first_late(self, times: Iterator[list[int | None]]) -> Late | None:

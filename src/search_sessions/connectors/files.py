@@ -38,7 +38,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from ..config import Config
 from ..control import FAILURE, STOP
 from ..core.cores import native_block_decoder, times_reader
-from ..core.events import EventDecoder
+from ..core.events import EventDecoder, OrderScan
 from ..core.formats import HEADED, LINE_FORMATS
 from ..core.formats import make_decoder as line_decoder
 from ..core.time import NEVER
@@ -85,6 +85,23 @@ def _native_scan(part: LinePartition, path: str) -> Callable[[], Late | None] | 
     return partial(native.scan_order, path, part.lateness, threads, STOP.is_set)
 
 
+def first_late_of(cfg: Config, input_index: int) -> Late | None:
+    """The pre-scan of one plain JSON Lines input (as its partitions scan it): for a
+    file read in lanes found out of order while streamed on a guess, where it first
+    goes out of order."""
+    path = cfg.partitions[input_index]
+    decoder = line_decoder("jsonl", input_index, cfg.layout, None)
+    native = native_block_decoder(decoder)
+    if native is not None:
+        late = native.scan_order(path, cfg.lateness_us, min(host_cores(), 8), STOP.is_set)
+        return None if late is None else (late[0], late[1])
+    scan = OrderScan(cfg.lateness_us)
+    for block in _scan_times(path, decoder):
+        if scan.add(block):
+            break
+    return scan.late
+
+
 def scan_lanes_first(
     cfg: Config, done: frozenset[int] = frozenset()
 ) -> tuple[tuple[int, Late | None], ...]:
@@ -93,8 +110,8 @@ def scan_lanes_first(
     order)``, done once by the launcher on all its cores, where every process would scan
     the whole file itself (each must decide alike). Other inputs are scanned by the
     processes as before."""
-    if cfg.order != "auto":
-        return ()
+    if cfg.order != "auto" or cfg.guess_order is True:
+        return ()  # (guessing: streamed at once, see LinePartition.sniff)
     threads = min(host_cores(), 8)
     found = []
     for rp in read_partitions(cfg, cfg.workers * cfg.processes, cfg.block_bytes):
@@ -229,6 +246,12 @@ class LanePartition(LinePartition):
     can_read_ahead = True
 
     reads_raw = True
+
+    in_lanes = True
+
+    @property
+    def guesses_order(self) -> bool:  # type: ignore[override]
+        return self.format == "jsonl"
 
     def read_raw(self) -> tuple[bytes, bool]:
         size = self.size

@@ -244,7 +244,7 @@ def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
     cluster's launcher hands them to its processes (``Config.scanned``). Only for a fresh
     run: a resumed input keeps the decision its snapshot holds."""
     if cfg.order != "auto" or cfg.recovery_dir is not None or guesses_order(cfg):
-        return ()
+        return ()  # (where it guesses, JSON Lines files are streamed at once instead)
     known = {i for i, _ in cfg.scanned}
     # (A local cluster's launcher scans on all its cores: its processes wait for it.)
     threads = min(host_cores(), 8) if cfg.processes > 1 else 1 + reads_ahead(cfg)
@@ -282,8 +282,6 @@ def guesses_order(cfg: Config) -> bool:
     False
     """
     if cfg.guess_order is False or cfg.order != "auto" or cfg.recovery_dir is not None:
-        return False
-    if cfg.processes != 1 or cfg.workers != 1:
         return False
     for field, flag in OUTPUT_FLAGS:
         spec = getattr(cfg, field)

@@ -18,7 +18,7 @@ from bytewax.operators import StatefulBatchLogic
 from ..config import Config
 from ..connectors.base import STATS, ShardBatch
 from ..connectors.registry import source_label
-from ..control import FAILURE, GUESSED_WRONG, METRICS, STOP
+from ..control import FAILURE, METRICS, STOP, guessed_wrong
 from ..core.cores import Emission, ShardCore, is_panic, shard_core
 from ..core.events import Event, event_to_json, unpack_events
 from ..core.rollups import WindowAgg, aggregate
@@ -133,7 +133,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         METRICS.watermark[id(self)] = core.watermark
 
     def on_eof(self) -> tuple[Iterable[OutItem], bool]:
-        if STOP.is_set() or GUESSED_WRONG:
+        if STOP.is_set() or guessed_wrong(self.cfg.guess_marker):
             return [], StatefulBatchLogic.RETAIN
         emitted = self.core.flush(self.cfg.rollups is not None)
         out = self._render(emitted, [])

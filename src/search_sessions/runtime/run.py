@@ -19,10 +19,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from ..config import Config
-from ..connectors.files import scan_lanes_first
+from ..connectors.files import first_late_of, read_partitions, scan_lanes_first
 from ..connectors.inputs import guesses_order, output_specs, start_scans
 from ..connectors.registry import resolve_inputs, start_output
-from ..control import GUESSED_WRONG, METRICS, STOP
+from ..control import GUESSED_WRONG, METRICS, STOP, found_wrong, lanes_out_of_order
 from ..dataflow.stats import STAT_FIELDS
 from ..errors import OutputError, SearchSessionsError
 from .cluster import run_cluster
@@ -107,7 +107,10 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
         cfg = dataclasses.replace(cfg, stats_file=stats_path)
         fresh = not prepare_recovery(cfg)
         # (A library user's config may allow the guess where the run cannot start again.)
-        cfg = dataclasses.replace(cfg, guess_order=guesses_order(cfg) and process_id is None)
+        guess = guesses_order(cfg) and process_id is None and fresh
+        GUESSED_WRONG.clear()  # (an earlier run's, in this process)
+        marker = os.path.join(tmp, "out-of-order.jsonl") if guess else None
+        cfg = dataclasses.replace(cfg, guess_order=guess, guess_marker=marker)
         if cfg.emptying is not None:
             cfg.emptying.join()
         if fresh:
@@ -120,13 +123,16 @@ def run(cfg: Config, process_id: int | None = None, addresses: list[str] | None 
             run_process(cfg, process_id, addresses, join_timeout=cfg.join_timeout.total_seconds())
         elif cfg.processes == 1:
             run_process(cfg)
-            if GUESSED_WRONG and not STOP.is_set():
-                cfg = _start_again(cfg, tuple(GUESSED_WRONG))
-                run_process(cfg)
+            if (found := _guessed_wrong(cfg)) and not STOP.is_set():
+                run_process(_start_again(cfg, found))
         else:
             if fresh:  # (a resumed input keeps the decision its snapshot holds)
                 cfg = dataclasses.replace(cfg, scanned=_scanned(cfg), prescans=())
             stopped = run_cluster(cfg, tmp)
+            if (found := _guessed_wrong(cfg)) and not (stopped or STOP.is_set()):
+                cfg = _start_again(cfg, cfg.scanned + found)
+                cfg = dataclasses.replace(cfg, scanned=cfg.scanned + _scanned(cfg), prescans=())
+                stopped = run_cluster(cfg, tmp)
         counts = {}
         if os.path.exists(stats_path):
             with open(stats_path) as f:
@@ -145,20 +151,50 @@ def _scanned(cfg: Config) -> tuple[tuple[int, tuple[int, int] | None], ...]:
     found = tuple((i, job.result(STOP.is_set)) for i, job in cfg.prescans)
     if STOP.is_set():
         return ()  # (a stopped scan found nothing: the processes decide)
-    return found + scan_lanes_first(cfg, frozenset(i for i, _ in found))
+    known = {i for i, _ in found} | {i for i, _ in cfg.scanned}
+    return found + scan_lanes_first(cfg, frozenset(known))
 
 
-def _start_again(cfg: Config, found: tuple[tuple[int, tuple[int, int]], ...]) -> Config:
-    """A run that streamed an input on the guess that it was in order, stopped where it
-    found it was not (see ``LinePartition.sniff``), set up to start again afresh: its
-    outputs emptied once its sinks have closed, its counters at zero, that input sorted
-    and the others pre-scanned."""
+def _guessed_wrong(cfg: Config) -> tuple[tuple[int, tuple[int, int]], ...]:
+    """The inputs a run streaming them on the guess that they were in order found out of
+    order, with where (see ``LinePartition.sniff``): as their partitions found it, for
+    files read whole; for files read in lanes (found by a lane, or by the check of the
+    lanes' blocks against each other at the end), as their pre-scan finds it, which
+    names the first line out of order in the file, not in one lane."""
+    if not cfg.guess_order:
+        return ()
+    found = dict(found_wrong(cfg.guess_marker))
+    lanes = {
+        rp.input_index
+        for rp in read_partitions(cfg, cfg.workers * cfg.processes, cfg.block_bytes)
+        if rp.lanes > 1
+    }
+    for i in set(lanes_out_of_order(cfg.guess_marker, cfg.lateness_us)) | (lanes & set(found)):
+        late = first_late_of(cfg, i)
+        if late is not None:
+            found[i] = late
+    return tuple(sorted(found.items()))
+
+
+def _start_again(cfg: Config, scanned: tuple[tuple[int, tuple[int, int] | None], ...]) -> Config:
+    """A run that streamed inputs on the guess that they were in order, stopped where it
+    found one was not (see ``LinePartition.sniff``), set up to start again afresh: its
+    outputs emptied once its sinks have closed, its counters at zero, the inputs found
+    out of order sorted (``scanned``: what is known) and the others pre-scanned (those
+    of one process begun here)."""
     gc.collect()  # (the stopped dataflow's sinks flush and close: then their files empty)
     METRICS.reset()
-    if cfg.stats_file is not None and os.path.exists(cfg.stats_file):
-        os.remove(cfg.stats_file)
+    marker = cfg.guess_marker
+    for done in (cfg.stats_file, marker):
+        if done is not None and os.path.exists(done):
+            os.remove(done)
+    if marker is not None:
+        head, name = os.path.split(marker)
+        for entry in os.listdir(head):
+            if entry.startswith(name + ".") and entry.endswith(".ranges"):
+                os.remove(os.path.join(head, entry))
     _start_outputs(cfg)
-    cfg = dataclasses.replace(cfg, guess_order=False, scanned=found, prescans=())
+    cfg = dataclasses.replace(cfg, guess_order=False, guess_marker=None, scanned=scanned)
     return dataclasses.replace(cfg, prescans=start_scans(cfg))
 
 
