@@ -313,6 +313,16 @@ impl Sessionizer {
                 break;
             }
         }
+        // Sessions that start at the instant the first one kept starts (ended there by
+        // app_close or app_open) wait for it: emitted together, their ids count them
+        // apart (`session_id_for`'s ordinal), whatever the batches.
+        while let Some(&(start, _, _)) = done.last() {
+            if keep_from == evs.len() || evs[start].t != evs[keep_from].t {
+                break;
+            }
+            keep_from = start;
+            done.pop();
+        }
         let rest = evs.split_off(keep_from);
         let mut mine = Vec::with_capacity(done.len());
         for (start, stop, reason) in done.into_iter().rev() {
@@ -577,7 +587,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Payload, SEARCH};
+    use crate::event::{Payload, CLICK, SEARCH};
 
     fn ev(t: i64, seq: i64, kind: u8, user: &str) -> Event {
         Event {
@@ -627,6 +637,21 @@ mod tests {
             vec![(2, "app_close"), (1, "app_open"), (1, "end_of_input")]
         );
         assert_eq!(s.duplicates, 1);
+    }
+
+    #[test]
+    fn sessions_starting_at_one_instant_are_emitted_together() {
+        // An app_close alone at 10 ends a session the watermark passes at 11; the click
+        // at 10 after it starts one that ends by the gap: the first waits for it.
+        let mut s = Sessionizer::new(1, 100, 0, 10_000);
+        let evs = vec![ev(10, 1, APP_CLOSE, "u"), ev(10, 2, CLICK, "u")];
+        s.ingest(0, 10, false, evs, vec![], -1).unwrap();
+        s.ingest(0, 50, false, vec![], vec![], -1).unwrap();
+        assert!(s.advance().is_empty());
+        s.ingest(0, 200, false, vec![], vec![], -1).unwrap();
+        let out = s.advance();
+        let got: Vec<(usize, &str)> = out.iter().map(|(_, e, r)| (e.len(), *r)).collect();
+        assert_eq!(got, vec![(1, "app_close"), (1, "gap")]);
     }
 
     #[test]

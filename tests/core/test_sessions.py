@@ -89,6 +89,18 @@ def test_app_close_then_activity_at_the_same_instant() -> None:
     assert times(out) == [[0, 10], [10]]
 
 
+def test_sessions_starting_at_one_instant_are_emitted_together() -> None:
+    """An app_close alone at 10 s ends a session the watermark passes at 11 s; the click
+    at 10 s after it starts one that ends by the gap: the first waits for it, so that
+    one batch gives them their ordinals (their session ids), whatever the batches."""
+    s = Sessionizer(1, GAP, 0, MAX)
+    s.ingest(0, 10 * S, False, [ev(10, APP_CLOSE), ev(10, CLICK, payload="x")], [])
+    s.ingest(0, 60 * S, False, [], [])
+    assert s.advance() == []
+    s.ingest(0, 10 * S + GAP + 1, False, [], [])
+    assert [(len(evs), why) for _u, evs, why in s.advance()] == [(1, "app_close"), (1, "gap")]
+
+
 def test_max_session_cuts_long_sessions() -> None:
     events = [ev(t) for t in range(0, 200, 20)]
     out, _, _ = replay(events, max_session=100 * S)

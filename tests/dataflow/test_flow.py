@@ -359,3 +359,29 @@ def test_conversions_typeahead_and_dimensions_agree_everywhere(
         assert row["searches"] == len(group)
         assert row["conversion_rate"] == sum(s["converted"] for s in group) / len(group)
         assert row["ctr"] == sum(s["clicked"] for s in group) / len(group)
+
+
+def test_sessions_starting_at_one_instant_keep_their_ids_whatever_the_batches(
+    each_core: str, tmp_path: Path, run_flow: RunFlow
+) -> None:
+    """Two sessions of one user start at one instant (an app_close alone, then a click at
+    that instant): their ids differ, and are the same in batches of two lines, in one
+    batch and on two workers (they were both the ordinal 0 when the first session left
+    in an earlier batch than the second)."""
+    t0 = 1_704_067_200
+    events: list[dict[str, Any]] = [
+        {"type": "app_close", "user": "u", "time": t0},
+        {"type": "click", "user": "u", "time": t0, "item": "x"},
+    ]
+    events += [
+        {"type": "search", "user": f"v{k}", "time": t0 + 60 * k, "query": "q"} for k in range(1, 80)
+    ]
+    path = write_events(tmp_path / "events.jsonl", events)
+    ids = []
+    for kw in ({"block_bytes": 120}, {}, {"workers": 2, "block_bytes": 120}):
+        out, _ = run_flow([path], lateness=0, **kw)
+        ids.append(sorted(s["session_id"] for s in out["sessions"] if s["user"] == "u"))
+    assert len(set(ids[0])) == 2
+    assert ids[0] == ids[1] == ids[2]
+    want = oracle([str(path)], lateness=0)
+    assert ids[0] == sorted(s["session_id"] for s in want.sessions if s["user"] == "u")

@@ -263,6 +263,7 @@ class Sessionizer:
         end_of_input = self.newest_time - self.lateness_us
         keep_from = len(evs)
         next_due = FOREVER
+        done: list[tuple[int, int, str]] = []
         for start, stop, reason in cuts:
             last = evs[stop - 1]
             start_t = evs[start][0]
@@ -279,11 +280,18 @@ class Sessionizer:
                 else:
                     reason = open_reason
             if due < wm:
-                out.append((user, evs if stop - start == len(evs) else evs[start:stop], reason))
+                done.append((start, stop, reason))
             else:
                 keep_from = start
                 next_due = due
                 break
+        # Sessions that start at the instant the first one kept starts (ended there by
+        # app_close or app_open) wait for it: emitted together, their ids count them
+        # apart (``session_id_for``'s ordinal), whatever the batches.
+        while done and keep_from < len(evs) and evs[done[-1][0]][0] == evs[keep_from][0]:
+            keep_from = done.pop()[0]
+        for start, stop, reason in done:
+            out.append((user, evs if stop - start == len(evs) else evs[start:stop], reason))
         if keep_from == len(evs):
             del self.pending[user]
             del self.deadline[user]
