@@ -89,7 +89,7 @@ def _counts(summary: Summary) -> dict[str, int]:
 
 
 @settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
