@@ -202,7 +202,7 @@ def main() -> None:
     "stdin by event time first (any order gives the batch answer); auto: sort a file "
     "whose event times (pre-scanned) are out of order by more than --lateness, hold stdin "
     "to its end and stream it in time order, stream Kafka. A run writing files (no "
-    "--recovery-dir) streams JSON Lines on the guess that they are in order instead, and "
+    "--recovery-dir) streams JSON Lines, CSV and TSV on the guess that they are in order, and "
     "starts again with one sorted if not.",
 )
 @click.option(

@@ -185,7 +185,7 @@ class Config:
     native scan job)`` (see :func:`~search_sessions.connectors.files.start_scans`; not
     part of the job's JSON)."""
     guess_order: bool | None = None
-    """``--order auto``: whether JSON Lines files are streamed on the guess that they
+    """``--order auto``: whether files of lines are streamed on the guess that they
     are in order, the run starting again with one sorted if it is not, instead of
     pre-scanned (see ``LinePartition.sniff``). ``None``: where the run can start again,
     as ``run`` finds (:func:`~search_sessions.connectors.inputs.guesses_order`), which

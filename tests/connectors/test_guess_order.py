@@ -328,3 +328,62 @@ def test_a_native_block_knows_its_earliest_and_latest_time() -> None:
     (empty,), *_ = native.decode_block(b"", 0, NEVER, 10**12, 1)
     assert empty.time_range() is None
     assert block_time_range(block) == block_time_range(block.tuples()) == block.time_range()
+
+
+def _write_table(lines: list[bytes], path: Path, sep: str) -> Path:
+    """JSON Lines events as CSV or TSV rows (a bad line as a row of its own)."""
+    rows = [sep.join(("type", "user", "time", "query", "items", "item"))]
+    for line in lines:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            rows.append(line.decode())
+            continue
+        items = "|".join(e.get("items", []))
+        rows.append(
+            sep.join(
+                (e["type"], e["user"], str(e["time"]), e.get("query", ""), items, e.get("item", ""))
+            )
+        )
+    path.write_text("".join(row + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize("parallel", [{}, {"workers": 2}])
+@pytest.mark.parametrize("sep", [",", "\t"], ids=["csv", "tsv"])
+@pytest.mark.parametrize("kind", ["in order", "late at the end", "sorted by user"])
+def test_csv_and_tsv_files_are_guessed_as_their_pre_scan_decides(
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    guesses: list[int],
+    parallel: dict[str, int],
+    sep: str,
+    kind: str,
+) -> None:
+    """CSV and TSV files (read whole, or in lanes) are streamed on the guess too: the
+    records, the summary and what is said are a pre-scanned run's."""
+    lines = _events(2000, 7)
+    if kind == "late at the end":
+        lines.append(lines[3])
+    elif kind == "sorted by user":
+        lines.sort(key=lambda line: json.loads(line)["user"])
+    path = _write_table(lines, tmp_path / ("events.csv" if sep == "," else "events.tsv"), sep)
+    got = {}
+    for guess in (None, False):
+        out = tmp_path / f"out-{guess}"
+        out.mkdir()
+        cfg = Config(
+            inputs=(str(path),),
+            **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
+            block_bytes=4096,
+            guess_order=guess,
+            **parallel,
+        )
+        capfd.readouterr()
+        summary = run(cfg)
+        records = {n: sorted((out / f"{n}.jsonl").read_bytes().splitlines()) for n in OUTPUTS}
+        got[guess] = (records, summary.counts, capfd.readouterr().err)
+    assert guesses
+    assert got[None] == got[False]
+    assert (kind == "in order") == ("is not in time order" not in got[None][2])
+    assert got[None][1]["lines"] == len(lines) + 1  # (and the header row)

@@ -487,10 +487,10 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         out of order only when it was (:meth:`_sort_batch`).
 
         Where the run can start again (``Config.guess_order``: no recovery directory,
-        every output a file) a JSON Lines file is not pre-scanned: it is streamed on
-        the guess that it is in order, the scan kept as it reads (:meth:`_check_guess`;
-        a file's lanes each check their own lines, and their blocks are checked against
-        each other's at the end). Found out of order, the run (every process of a local
+        every output a file) a JSON Lines, CSV or TSV file is not pre-scanned: it is
+        streamed on the guess that it is in order, the scan kept as it reads
+        (:meth:`_check_guess`; a file's lanes each check their own lines, and their
+        blocks are checked against each other's at the end). Found out of order, the run (every process of a local
         cluster) stops and starts again afresh, this input sorted: the same decision at
         the same line, without reading an input in order twice.
         """
@@ -514,7 +514,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
 
     guesses_order = False
     """Whether ``auto`` may stream this input on the guess that it is in order (see
-    :meth:`sniff`): a plain or gzip JSON Lines file."""
+    :meth:`sniff`): a plain or gzip file of JSON Lines, CSV or TSV."""
 
     in_lanes = False
     """Whether it is one lane of a file others read too (see ``LanePartition``)."""

@@ -85,12 +85,20 @@ def _native_scan(part: LinePartition, path: str) -> Callable[[], Late | None] | 
     return partial(native.scan_order, path, part.lateness, threads, STOP.is_set)
 
 
+GUESSED_FORMATS: Final = frozenset({"jsonl", "csv", "tsv"})
+"""The formats ``--order auto`` may stream on the guess that a file is in order (see
+``LinePartition.sniff``): one event a line, or none (not the AOL layout, whose click
+lines may bring their search along)."""
+
+
 def first_late_of(cfg: Config, input_index: int) -> Late | None:
-    """The pre-scan of one plain JSON Lines input (as its partitions scan it): for a
-    file read in lanes found out of order while streamed on a guess, where it first
-    goes out of order."""
+    """The pre-scan of one plain file of lines (as its partitions scan it): for a file
+    read in lanes found out of order while streamed on a guess, where it first goes out
+    of order."""
     path = cfg.partitions[input_index]
-    decoder = line_decoder("jsonl", input_index, cfg.layout, None)
+    fmt = file_format(path, cfg.input_format)
+    header = first_line(path) if fmt in HEADED else None
+    decoder = line_decoder(fmt, input_index, cfg.layout, header)
     native = native_block_decoder(decoder)
     if native is not None:
         late = native.scan_order(path, cfg.lateness_us, min(host_cores(), 8), STOP.is_set)
@@ -160,7 +168,7 @@ class FilePartition(LinePartition):
 
     @property
     def guesses_order(self) -> bool:  # type: ignore[override]
-        return self.elements is None and self.format == "jsonl"
+        return self.elements is None and self.format in GUESSED_FORMATS
 
     def read(self) -> tuple[list[bytes], bool]:
         if self.elements is not None:
@@ -251,7 +259,7 @@ class LanePartition(LinePartition):
 
     @property
     def guesses_order(self) -> bool:  # type: ignore[override]
-        return self.format == "jsonl"
+        return self.format in GUESSED_FORMATS
 
     def read_raw(self) -> tuple[bytes, bool]:
         size = self.size

@@ -244,7 +244,7 @@ def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
     cluster's launcher hands them to its processes (``Config.scanned``). Only for a fresh
     run: a resumed input keeps the decision its snapshot holds."""
     if cfg.order != "auto" or cfg.recovery_dir is not None or guesses_order(cfg):
-        return ()  # (where it guesses, JSON Lines files are streamed at once instead)
+        return ()  # (where it guesses, such files are streamed at once instead)
     known = {i for i, _ in cfg.scanned}
     # (A local cluster's launcher scans on all its cores: its processes wait for it.)
     threads = min(host_cores(), 8) if cfg.processes > 1 else 1 + reads_ahead(cfg)
@@ -269,7 +269,7 @@ def start_scans(cfg: Config) -> tuple[tuple[int, Any], ...]:
 
 
 def guesses_order(cfg: Config) -> bool:
-    """Whether a fresh run of ``--order auto`` streams its JSON Lines files on the guess
+    """Whether a fresh run of ``--order auto`` streams its files of lines on the guess
     that they are in order, instead of pre-scanning them (see
     ``LinePartition.sniff``): where it can start again afresh on finding one out of
     order, with none of what it wrote seen: one process of one worker, without a
