@@ -490,9 +490,10 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         every output a file) a JSON Lines, CSV or TSV file is not pre-scanned: it is
         streamed on the guess that it is in order, the scan kept as it reads
         (:meth:`_check_guess`; a file's lanes each check their own lines, and their
-        blocks are checked against each other's at the end). Found out of order, the run (every process of a local
-        cluster) stops and starts again afresh, this input sorted: the same decision at
-        the same line, without reading an input in order twice.
+        blocks are checked against each other's at the end). Found out of order, the
+        run (every process of a local cluster) stops and starts again afresh, this
+        input sorted: the same decision at the same line, without reading an input in
+        order twice.
         """
         if not self.sniffing:
             return
