@@ -59,27 +59,27 @@ def say_block_ranges(marker: str | None, input_index: int, ranges: list[Any]) ->
     latest time)`` of its blocks, checked against the other lanes' once the run is done
     (:func:`lanes_out_of_order`)."""
     if marker is not None:
-        with open(f"{marker}.{input_index}.ranges", "a") as f:
-            f.write(json.dumps(ranges) + "\n")
+        with open(f"{marker}.ranges", "a") as f:  # (one short append, as above)
+            f.write(json.dumps([input_index, ranges]) + "\n")
 
 
 def lanes_out_of_order(marker: str | None, lateness_us: int) -> list[int]:
     """The inputs read in lanes whose blocks, in the file's order, hold a time older
     than one of an earlier block by more than ``lateness_us`` (each lane checked its own
     lines as it read them: this is the rest of the pre-scan's test)."""
-    if marker is None:
+    if marker is None or not os.path.exists(f"{marker}.ranges"):
         return []
-    head, name = os.path.split(marker)
+    by_input: dict[int, list[Any]] = {}
+    with open(f"{marker}.ranges") as f:
+        for line in f:
+            i, ranges = json.loads(line)
+            by_input.setdefault(i, []).extend(ranges)
     out = []
-    for entry in sorted(os.listdir(head or ".")):
-        if not (entry.startswith(name + ".") and entry.endswith(".ranges")):
-            continue
-        with open(os.path.join(head, entry)) as f:
-            blocks = sorted(b for line in f for b in json.loads(line))
+    for i, blocks in sorted(by_input.items()):
         newest = NEVER
-        for _, earliest, latest in blocks:
+        for _, earliest, latest in sorted(blocks):
             if earliest < newest - lateness_us:
-                out.append(int(entry[len(name) + 1 : -len(".ranges")]))
+                out.append(i)
                 break
             newest = max(newest, latest)
     return out

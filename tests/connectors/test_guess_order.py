@@ -46,15 +46,31 @@ def _events(n: int, seed: int) -> list[bytes]:
     return lines[:n]
 
 
-def _run(path: Path, out: Path, **kw: Any) -> tuple[dict[str, bytes], Summary]:
+def _run(inputs: Path | list[Path], out: Path, **kw: Any) -> tuple[dict[str, bytes], Summary]:
     out.mkdir()
+    paths = inputs if isinstance(inputs, list) else [inputs]
     cfg = Config(
-        inputs=(str(path),),
+        inputs=tuple(map(str, paths)),
         **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
         **kw,
     )
     summary = run(cfg)
     return {name: (out / f"{name}.jsonl").read_bytes() for name in OUTPUTS}, summary
+
+
+def _guessed_and_scanned(
+    inputs: Path | list[Path], tmp: Path, capfd: pytest.CaptureFixture[str], **kw: Any
+) -> dict[bool | None, tuple[dict[str, list[bytes]], dict[str, int], str]]:
+    """The run guessing (``None``: where it can) and the run pre-scanning (``False``):
+    each one's records as sorted lines (several workers write them in any order), its
+    counts and what it said."""
+    got = {}
+    for guess in (None, False):
+        capfd.readouterr()
+        outs, summary = _run(inputs, tmp / f"out-{guess}", guess_order=guess, **kw)
+        records = {name: sorted(data.splitlines()) for name, data in outs.items()}
+        got[guess] = (records, summary.counts, capfd.readouterr().err)
+    return got
 
 
 def _both(
@@ -222,21 +238,7 @@ def test_a_local_cluster_starts_again_when_any_process_finds_disorder(
         path = tmp_path / f"part-{k}.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in lines))
         files.append(path)
-    got = {}
-    for guess in (None, False):
-        out = tmp_path / f"out-{guess}"
-        out.mkdir()
-        cfg = Config(
-            inputs=tuple(map(str, files)),
-            **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
-            block_bytes=4096,
-            guess_order=guess,
-            **parallel,
-        )
-        capfd.readouterr()
-        summary = run(cfg)
-        records = {n: sorted((out / f"{n}.jsonl").read_bytes().splitlines()) for n in OUTPUTS}
-        got[guess] = (records, summary.counts, capfd.readouterr().err)
+    got = _guessed_and_scanned(files, tmp_path, capfd, block_bytes=4096, **parallel)
     assert got[None] == got[False]
     said = got[None][2]
     assert said.count("is not in time order") == (late_in is not None)
@@ -285,21 +287,7 @@ def test_lanes_of_a_file_decide_as_its_pre_scan(
         lines[at] = json.dumps(ev).encode()
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(line + b"\n" for line in lines))
-    got = {}
-    for guess in (None, False):
-        out = tmp_path / f"out-{guess}"
-        out.mkdir()
-        cfg = Config(
-            inputs=(str(path),),
-            **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
-            block_bytes=4096,
-            guess_order=guess,
-            **parallel,
-        )
-        capfd.readouterr()
-        summary = run(cfg)
-        records = {n: sorted((out / f"{n}.jsonl").read_bytes().splitlines()) for n in OUTPUTS}
-        got[guess] = (records, summary.counts, capfd.readouterr().err)
+    got = _guessed_and_scanned(path, tmp_path, capfd, block_bytes=4096, **parallel)
     assert got[None] == got[False]
     assert (kind == "in order") == ("is not in time order" not in got[None][2])
     if kind == "moved back at a block":
@@ -368,21 +356,7 @@ def test_csv_and_tsv_files_are_guessed_as_their_pre_scan_decides(
     elif kind == "sorted by user":
         lines.sort(key=lambda line: json.loads(line)["user"])
     path = _write_table(lines, tmp_path / ("events.csv" if sep == "," else "events.tsv"), sep)
-    got = {}
-    for guess in (None, False):
-        out = tmp_path / f"out-{guess}"
-        out.mkdir()
-        cfg = Config(
-            inputs=(str(path),),
-            **{name: str(out / f"{name}.jsonl") for name in OUTPUTS},
-            block_bytes=4096,
-            guess_order=guess,
-            **parallel,
-        )
-        capfd.readouterr()
-        summary = run(cfg)
-        records = {n: sorted((out / f"{n}.jsonl").read_bytes().splitlines()) for n in OUTPUTS}
-        got[guess] = (records, summary.counts, capfd.readouterr().err)
+    got = _guessed_and_scanned(path, tmp_path, capfd, block_bytes=4096, **parallel)
     assert guesses
     assert got[None] == got[False]
     assert (kind == "in order") == ("is not in time order" not in got[None][2])

@@ -42,7 +42,6 @@ from ..core.cores import (
     is_panic,
     native_block_decoder,
     pack_for_shard,
-    times_reader,
 )
 from ..core.events import Event, EventDecoder, OrderScan, decode_block
 from ..core.schema import OutputKind, Problem
@@ -530,7 +529,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         assert self.guessing is not None and self.decoder is not None
         per_shard, maybe_late, bad, newest, _, n_events, n_lines = decoded
         scan = self.guessing
-        times = times_reader(self.decoder)
+        # (The pre-scan's reading of times: the native core's where it decodes the block.)
+        native = self.block_decoder if self._native() else None
+        times = self.decoder.times if native is None else native.times
         timed_bad = bool(bad) and any(t is not None for t in times([b for _, b, _ in bad]))
         if not timed_bad and not any(map(len, maybe_late)) and scan.newest <= self.newest:
             if n_events:

@@ -184,16 +184,10 @@ def _start_again(cfg: Config, scanned: tuple[tuple[int, tuple[int, int] | None],
     of one process begun here)."""
     gc.collect()  # (the stopped dataflow's sinks flush and close: then their files empty)
     METRICS.reset()
-    marker = cfg.guess_marker
-    for done in (cfg.stats_file, marker):
-        if done is not None and os.path.exists(done):
-            os.remove(done)
-    if marker is not None:
-        head, name = os.path.split(marker)
-        for entry in os.listdir(head):
-            if entry.startswith(name + ".") and entry.endswith(".ranges"):
-                os.remove(os.path.join(head, entry))
+    if cfg.stats_file is not None and os.path.exists(cfg.stats_file):
+        os.remove(cfg.stats_file)
     _start_outputs(cfg)
+    # (The guess's notes stay in the run's directory: without a marker, none is read.)
     cfg = dataclasses.replace(cfg, guess_order=False, guess_marker=None, scanned=scanned)
     return dataclasses.replace(cfg, prescans=start_scans(cfg))
 
