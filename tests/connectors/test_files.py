@@ -243,3 +243,25 @@ def test_a_fresh_runs_outputs_are_emptied_early(tmp_path: Path) -> None:
     assert old["s.jsonl"].read_bytes() == old["se.jsonl"].read_bytes() == b""
     assert old["r.parquet"].read_bytes() == b"last run\n"
     assert not (tmp_path / "absent.jsonl").exists()
+
+
+def test_a_fresh_file_sink_holds_only_its_own_lines(tmp_path: Path) -> None:
+    """A file sink starting afresh opens its file without O_TRUNC (ext4 writes back a
+    file opened so when it is closed): what the run started empty is written as it is,
+    and a file that still has an older run's bytes (a library user's own sink, not
+    started by ``start_output``) is still emptied first."""
+    from search_sessions.connectors.files import _FileSinkPartition
+    from search_sessions.connectors.registry import start_output
+
+    started, left = tmp_path / "started.jsonl", tmp_path / "left.jsonl"
+    for path in (started, left):
+        path.write_bytes(b'{"an older run": "and a longer line than the new ones"}\n' * 100)
+    start_output(str(started))
+    inode = started.stat().st_ino
+    for path in (started, left, tmp_path / "new.jsonl"):
+        part = _FileSinkPartition(str(path), None)
+        part.write_batch([b'{"a": 1}\n', b'{"b": 2}\n'])
+        assert part.snapshot() == 18
+        part.close()
+        assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    assert started.stat().st_ino == inode
