@@ -23,6 +23,7 @@
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::delimited::Columns;
 use crate::event::{Conversion, Text, RESULTS, SEARCH};
 use crate::event::{Dim, Event, Payload, APP_CLOSE, APP_OPEN, CLICK, CONVERSION, KIND_NAMES};
 use crate::scalar::{self, Scalar};
@@ -41,7 +42,7 @@ pub struct Layout {
 }
 
 /// Our field names; a field's slot is its index here (dimension `i` is `FIELDS.len() + i`).
-const FIELDS: [&str; 11] = [
+pub(crate) const FIELDS: [&str; 11] = [
     "type",
     "user",
     "time",
@@ -54,14 +55,14 @@ const FIELDS: [&str; 11] = [
     "currency",
     "kind",
 ];
-const TYPE: usize = 0;
-const USER: usize = 1;
-const TIME: usize = 2;
-const QUERY: usize = 3;
-const ITEMS: usize = 4;
-const ITEM: usize = 5;
-const RANK: usize = 6;
-const SEARCH_ID: usize = 7;
+pub(crate) const TYPE: usize = 0;
+pub(crate) const USER: usize = 1;
+pub(crate) const TIME: usize = 2;
+pub(crate) const QUERY: usize = 3;
+pub(crate) const ITEMS: usize = 4;
+pub(crate) const ITEM: usize = 5;
+pub(crate) const RANK: usize = 6;
+pub(crate) const SEARCH_ID: usize = 7;
 const VALUE: usize = 8;
 const CURRENCY: usize = 9;
 const CONV_KIND: usize = 10;
@@ -87,12 +88,12 @@ const TAGS: [(u8, &str); 13] = [
 const CONVERSION_ALIASES: [&str; 2] = ["purchase", "add_to_cart"];
 
 /// What this layout's lines are read with.
-struct Names {
+pub(crate) struct Names {
     /// The input's name of each slot (fields, then dimensions).
-    keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
     /// `(type name, kind)`: every name a line's tag may have.
-    tags: Vec<(String, u8)>,
-    unit: Unit,
+    pub(crate) tags: Vec<(String, u8)>,
+    pub(crate) unit: Unit,
 }
 
 /// Decodes one input partition's lines (see the module's doc).
@@ -101,6 +102,8 @@ pub struct LineDecoder {
     names: Option<Names>,
     dims: usize,
     currency: Option<String>,
+    /// A CSV or TSV input's columns (its lines are rows, not JSON objects).
+    columns: Option<Columns>,
 }
 
 impl LineDecoder {
@@ -109,12 +112,37 @@ impl LineDecoder {
             names: names(&layout),
             dims: layout.dimensions.len(),
             currency: layout.currency,
+            columns: None,
         })
+    }
+
+    /// A decoder of a CSV or TSV input's rows (`CsvDecoder`), under its header row
+    /// (`header`: the line without its line end; `names`: its cells, stripped, as the
+    /// Python core read them): see [`crate::delimited`].
+    pub fn delimited(
+        layout: Layout,
+        delimiter: u8,
+        header: Vec<u8>,
+        names: &[String],
+    ) -> Result<LineDecoder, String> {
+        let mut decoder = LineDecoder::new(layout)?;
+        match decoder
+            .names
+            .as_ref()
+            .and_then(|n| Columns::new(n, delimiter, header, names))
+        {
+            Some(columns) => decoder.columns = Some(columns),
+            None => decoder.names = None, // (every row to the Python core)
+        }
+        Ok(decoder)
     }
 
     /// The event on the line (with `part` and `seq`), or `None`: ask the Python core.
     pub fn decode(&self, line: &[u8], part: u32, seq: i64) -> Option<Event> {
         let names = self.names.as_ref()?;
+        if let Some(columns) = &self.columns {
+            return columns.decode(names, self.dims, line, part, seq);
+        }
         // msgspec refuses bytes that are not UTF-8; `from_str` then skips serde_json's
         // own check of every string.
         let text = std::str::from_utf8(line).ok()?;
@@ -132,6 +160,9 @@ impl LineDecoder {
     /// where this decoder is not sure (ask the Python core).
     pub fn time(&self, line: &[u8]) -> Option<Option<i64>> {
         let names = self.names.as_ref()?;
+        if let Some(columns) = &self.columns {
+            return columns.time(names, line);
+        }
         let text = std::str::from_utf8(line).ok()?;
         let mut de = serde_json::Deserializer::from_str(text);
         let key = &names.keys[TIME..=TIME];
@@ -235,7 +266,7 @@ impl LineDecoder {
 }
 
 /// A click's `rank`: an integer >= 1 or null (absent: null); `None` otherwise.
-fn rank(raw: Option<&str>) -> Option<Option<u64>> {
+pub(crate) fn rank(raw: Option<&str>) -> Option<Option<u64>> {
     match raw.map(scalar::scalar) {
         None | Some(Some(Scalar::Null)) => Some(None),
         Some(Some(Scalar::Int(i))) if i >= 1 => Some(Some(i.unsigned_abs())),
@@ -347,7 +378,7 @@ impl<'de> Visitor<'de> for RawFields<'_> {
 /// Whether every `\uD800`-`\uDFFF` escape on the line (even in a value no struct reads)
 /// is half of a pair: msgspec refuses the line otherwise, while serde_json skips a string
 /// without pairing its escapes. The rare line with such an escape is decoded in full.
-fn surrogates_paired(raw: &str) -> bool {
+pub(crate) fn surrogates_paired(raw: &str) -> bool {
     // Most lines have no backslash at all (memchr's vector search finds that).
     let bytes = raw.as_bytes();
     let Some(first) = memchr::memchr(b'\\', bytes) else {

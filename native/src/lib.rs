@@ -3,10 +3,12 @@
 //!
 //! Python hands over blocks (a list of input lines, a packed block of events) and
 //! gets blocks back (packed events per shard, encoded JSON lines); it never sees an
-//! event of a valid line. The pure-Rust modules ([`event`], [`decode`], [`shard`],
+//! event of a valid line. The pure-Rust modules ([`event`], [`decode`] and [`delimited`]
+//! (JSON Lines and CSV or TSV rows), [`shard`],
 //! [`records`]) know nothing of Python; this file is the PyO3 glue.
 
 pub mod decode;
+pub mod delimited;
 pub mod event;
 pub mod grave;
 pub mod json;

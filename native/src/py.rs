@@ -347,7 +347,10 @@ pub struct Decoder {
 #[pymethods]
 impl Decoder {
     #[new]
-    #[pyo3(signature = (part, fields, types, time_unit, dimensions, currency, fallback))]
+    /// `columns`: a CSV or TSV input's `(delimiter, header line, column names)`, as its
+    /// `CsvDecoder` has them (its rows are decoded, not JSON objects).
+    #[pyo3(signature = (part, fields, types, time_unit, dimensions, currency, fallback, columns=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         part: u32,
         fields: Vec<(String, String)>,
@@ -356,6 +359,7 @@ impl Decoder {
         dimensions: Vec<String>,
         currency: Option<String>,
         fallback: PyObject,
+        columns: Option<(String, Vec<u8>, Vec<String>)>,
     ) -> PyResult<Decoder> {
         let layout = Layout {
             fields,
@@ -364,7 +368,14 @@ impl Decoder {
             dimensions,
             currency: currency.map(|c| c.to_uppercase()),
         };
-        let inner = Arc::new(LineDecoder::new(layout).map_err(PyValueError::new_err)?);
+        let inner = match columns {
+            Some((delimiter, header, names)) => match delimiter.as_bytes() {
+                [d] => LineDecoder::delimited(layout, *d, header, &names),
+                _ => Err(format!("a delimiter of one byte, not {delimiter:?}")),
+            },
+            None => LineDecoder::new(layout),
+        };
+        let inner = Arc::new(inner.map_err(PyValueError::new_err)?);
         Ok(Decoder {
             part,
             inner,

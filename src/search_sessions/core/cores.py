@@ -26,6 +26,7 @@ from typing import Any, Final, NamedTuple, cast
 import msgspec
 
 from .events import Event, EventDecoder, pack_events, unpack_events
+from .formats import CsvDecoder
 from .schema import SearchRecord
 from .searches import Rules, render
 from .sessions import EmittedSession, Sessionizer
@@ -99,10 +100,15 @@ def is_panic(exc: BaseException) -> bool:
 
 
 def native_block_decoder(decoder: EventDecoder) -> Any | None:
-    """The native core's block decoder for a JSON Lines decoder (``None`` for the other
-    layouts' decoders, or with the Python core). Its ``decode_block`` is
+    """The native core's block decoder for a JSON Lines, CSV or TSV decoder (``None``
+    for the other layouts' decoders, or with the Python core). Its ``decode_block`` is
     :func:`~.events.decode_block` with each shard's events packed."""
-    if NATIVE is None or type(decoder) is not EventDecoder or core_name() != "native":
+    if NATIVE is None or core_name() != "native":
+        return None
+    columns = None
+    if type(decoder) is CsvDecoder:
+        columns = (decoder.delimiter, decoder.header_line, decoder.names)
+    elif type(decoder) is not EventDecoder:
         return None
     layout = decoder.layout
     return NATIVE.Decoder(
@@ -113,6 +119,7 @@ def native_block_decoder(decoder: EventDecoder) -> Any | None:
         list(layout.dimensions),
         layout.currency,
         decoder.decode,
+        columns,
     )
 
 

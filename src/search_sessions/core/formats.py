@@ -150,6 +150,20 @@ class CsvDecoder(EventDecoder):
         time_name = layout.name_of("time")
         self._time_at = self._names.index(time_name) if time_name in self._names else -1
 
+    @property
+    def delimiter(self) -> str:
+        return self._delimiter
+
+    @property
+    def header_line(self) -> bytes:
+        """The header row, without its line end (a row equal to it holds no event)."""
+        return self._header_line
+
+    @property
+    def names(self) -> list[str]:
+        """The header row's cells, stripped: the columns' names."""
+        return self._names
+
     def _cells(self, text: str) -> list[str]:
         if '"' not in text:
             return text.split(self._delimiter)
