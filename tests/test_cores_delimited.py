@@ -197,3 +197,42 @@ def test_native_core_writes_the_python_cores_bytes_from_csv(
     got = run_core("native", paths, d / "native", monkeypatch, sort, read_ahead=read_ahead, **kw)
     for name in OUTPUTS:
         assert got[name] == want[name], name
+
+
+_HEADER = b"type,user,time,query,items,item,rank,search_id,variant\n"
+_CSV = CsvDecoder(0, InputLayout(dimensions=("variant",)), _HEADER)
+_NATIVE = native_block_decoder(_CSV)
+_MUTATIONS = (b"\x00", b'"', b",", b"\t", b"|", b"[", b"\r", b"\xff", b"\xc3\xa9", b"1", b" ")
+
+
+def _same_or_deferred(row: bytes) -> None:
+    got = _NATIVE.decode_native(row, 2)
+    if got is not None:
+        assert got == _CSV.decode(row, 2), row
+    assert _NATIVE.times([row]) == _CSV.times([row])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=80))
+def test_random_bytes_as_rows(row: bytes) -> None:
+    """(No panic either: a panic would be an exception here.)"""
+    _same_or_deferred(row)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(data=st.data())
+def test_mutated_rows(data: st.DataObject) -> None:
+    values = data.draw(cells(T0 + 5.0))
+    row = bytearray(_row(list(COLUMNS), values, ",", data.draw(st.integers(0, 2))).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(row)))
+        op = data.draw(st.integers(0, 3))
+        if op == 0:
+            row[at:at] = data.draw(st.sampled_from(_MUTATIONS))
+        elif op == 1 and at < len(row):
+            row[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == 2:
+            del row[at:]
+        else:
+            del row[at : at + data.draw(st.integers(1, 4))]
+    _same_or_deferred(bytes(row))
