@@ -96,7 +96,7 @@ routes: setup
 	$(BIN)/python tools/probe_routes.py --max-workers 64 --output src/search_sessions/dataflow/routes_table.py
 
 bench: setup
-	$(BIN)/python bench/bench.py --memory --sort
+	$(BIN)/python bench/bench.py --memory --sort --formats
 
 # Hundreds of kill -9s at points taken from the job's own state, across input layouts,
 # parallelism and outputs, each resumed and compared with an uninterrupted run (not part

@@ -18,13 +18,15 @@ in ten an epoch number):
 and, with ``--memory``, the peak RSS of ``run`` with each core at 1M and 5M events of
 500k users over 7 days; with ``--sort``, ``run`` on 5M events in time order
 (``--order time``), shuffled (``--order sort``) and sorted by user (the default
-``auto``). Every command runs in its own process; wall time, events/s and peak RSS
+``auto``); with ``--formats``, ``run`` on the simulator's events as CSV, TSV, Parquet
+and the AOL layout, and writing rollups, Parquet and SQLite, with each core
+(``bench/formats.py``). Every command runs in its own process; wall time, events/s and peak RSS
 (the largest process of the run) are written to ``bench/RESULTS.md``, keeping the
 sections ``make soak`` and ``make crash`` wrote there. A quick check:
 
     python bench/bench.py --events 20000 --users 300 --repeat 1 --no-tutorial \\
         --memory --memory-events 20000,50000 --memory-users 2000 \\
-        --sort --sort-events 20000 --results /tmp/r.md
+        --sort --sort-events 20000 --formats --results /tmp/r.md
 """
 
 from __future__ import annotations
@@ -608,6 +610,82 @@ def sort_lines(sorting: list[Measure], core: str) -> list[str]:
     return [*lines, ""]
 
 
+def format_rows(path: Path, events: int, core: str) -> list[tuple[str, Measure, Measure]]:
+    """``run`` on other layouts of the simulator's events and with other outputs, with
+    the core in use and with the Python core, once each (``bench/formats.py``)."""
+    sys.path.insert(0, str(HERE))
+    import formats
+
+    out = OUT / "formats"
+    out.mkdir(parents=True, exist_ok=True)
+    aol, aol_rows = formats.aol(path)
+    files = ["--searches", str(out / "s.jsonl"), "--sessions", str(out / "x.jsonl")]
+    db = out / "db.sqlite"
+    runs = [
+        ("JSON Lines in, files out", [str(path), *files], events),
+        ("CSV in", [str(formats.delimited(path, ",")), *files], events),
+        ("TSV in", [str(formats.delimited(path, "\t")), *files], events),
+        ("Parquet in", [str(formats.parquet(path)), *files], events),
+        ("AOL layout in (rows; sorted by user: the sort path)", [str(aol), *files], aol_rows),
+        (
+            "JSON Lines in, files and rollups (1h, 1d) out",
+            [
+                str(path),
+                *files,
+                "--rollup",
+                "1h",
+                "--rollup",
+                "1d",
+                "--rollups",
+                str(out / "r.jsonl"),
+            ],
+            events,
+        ),
+        (
+            "JSON Lines in, Parquet out",
+            [str(path), "--searches", str(out / "s.parquet"), "--sessions", str(out / "x.parquet")],
+            events,
+        ),
+        (
+            "JSON Lines in, SQLite out",
+            [str(path), "--searches", f"sqlite:///{db}", "--sessions", f"sqlite:///{db}"],
+            events,
+        ),
+    ]
+    rows = []
+    for name, args, n in runs:
+        measured = []
+        for env in ({}, PYTHON_CORE):
+            db.unlink(missing_ok=True)
+            label = f"{name} ({core if not env else 'python'} core)"
+            measured.append(measure(label, [*CLI, "run", *args, "--quiet"], n, env=env))
+        rows.append((name, measured[0], measured[1]))
+    db.unlink(missing_ok=True)
+    return rows
+
+
+def format_lines(rows: list[tuple[str, Measure, Measure]], core: str) -> list[str]:
+    first = rows[0][1]
+    lines = [
+        "## Formats and outputs",
+        "",
+        "The simulator's events (the first data set) as CSV, TSV, Parquet and the AOL "
+        "layout (searches and clicks only), and the JSON Lines file with other outputs; one "
+        f"process, once each, the {core} core and the python core (`bench/formats.py`).",
+        "",
+        f"| run | events | {core}: wall (s) | {core}: events/s | vs JSON Lines, files | "
+        f"python: wall (s) | python: events/s | {core} / python |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, ours, py in rows:
+        lines.append(
+            f"| {name} | {ours.events:,} | {ours.wall:.2f} | {ours.rate:,.0f} | "
+            f"{ours.rate / first.rate:.2f}x | {py.wall:.2f} | {py.rate:,.0f} | "
+            f"{py.wall / ours.wall:.2f}x |"
+        )
+    return [*lines, ""]
+
+
 def kept_sections(path: Path) -> str:
     """What other tools wrote (``make soak``'s and ``make crash``'s sections, with
     ``soak.write_section``): everything from the first of their headings on."""
@@ -626,6 +704,7 @@ def write_results(
     sweep: list[Measure],
     memory: list[tuple[Measure, Measure]],
     sorting: list[Measure],
+    formats: list[tuple[str, Measure, Measure]],
 ) -> None:
     core = version.rsplit("core: ", 1)[-1].rstrip(")")
     lines = header_lines(args, version, datasets) + targets_lines(datasets, core)
@@ -638,6 +717,8 @@ def write_results(
         lines += memory_lines(memory, args.memory_users, core)
     if sorting:
         lines += sort_lines(sorting, core)
+    if formats:
+        lines += format_lines(formats, core)
     kept = kept_sections(path)
     path.write_text("\n".join(lines).rstrip("\n") + "\n" + (kept or ""))
     print(f"wrote {path}")
@@ -668,6 +749,11 @@ def parse_args() -> argparse.Namespace:
     )
     ap.add_argument("--sort-events", type=int, default=5_000_000)
     ap.add_argument("--sort-only", action="store_true", help="only the --sort rows")
+    ap.add_argument(
+        "--formats",
+        action="store_true",
+        help="also CSV, TSV, Parquet, AOL in; rollups, Parquet, SQLite out",
+    )
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
     ap.add_argument(
         "--repeat", type=int, default=5, help="interleaved rounds; the fastest run of each counts"
@@ -723,7 +809,10 @@ def main() -> None:
         sizes = [int(s) for s in args.memory_events.split(",")]
         memory = memory_rows(sizes, args.memory_users, args.seed, core)
     sorting = sort_rows(args.sort_events, args.users, args.seed) if args.sort else []
-    write_results(Path(args.results), args, version, datasets, sweep_measured, memory, sorting)
+    formats = format_rows(datasets[0].path, args.events, core) if args.formats else []
+    write_results(
+        Path(args.results), args, version, datasets, sweep_measured, memory, sorting, formats
+    )
     for ds in datasets:
         for what, value, target in ratios(ds, core):
             print(f"{ds.title}: {what}: {ratio_text(value, target)}")
