@@ -13,6 +13,7 @@ pub mod event;
 pub mod grave;
 pub mod json;
 pub mod records;
+pub mod rollup;
 pub mod scalar;
 pub mod scan;
 pub mod shard;
@@ -21,6 +22,7 @@ pub mod time;
 
 mod py;
 mod py_json;
+mod py_rollup;
 mod py_sort;
 
 use pyo3::prelude::*;

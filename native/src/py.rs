@@ -29,6 +29,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unpack_late, m)?)?;
     crate::shard::register(m)?;
     crate::py_json::register(m)?;
+    crate::py_rollup::register(m)?;
     crate::py_sort::register(m)?;
     Ok(())
 }

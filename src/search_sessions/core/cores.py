@@ -17,16 +17,16 @@ True
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
 from .events import Event, EventDecoder, pack_events, unpack_events
 from .formats import CsvDecoder
+from .rollups import DimensionAgg, QueryAgg, WindowAgg, WindowKey, aggregate
 from .schema import SearchRecord
 from .searches import Rules, render
 from .sessions import EmittedSession, Sessionizer
@@ -61,17 +61,6 @@ ENV: Final = "SEARCH_SESSIONS_CORE"
 _encode_lines = msgspec.json.Encoder().encode_lines
 
 
-class _RenderedSearch(SearchRecord):
-    """A search record as the native core writes it: a conversion value summed beyond
-    the floats is ``null`` there (JSON has no infinity), where the Python core's record
-    holds ``inf``; read back as ``nan`` (see :meth:`NativeShard._emission`)."""
-
-    conversion_value: float | None  # type: ignore[assignment]
-
-
-_decode_searches = msgspec.json.Decoder(_RenderedSearch).decode_lines
-
-
 class CoreError(ValueError):
     """``SEARCH_SESSIONS_CORE`` names a core that is not there, or no core."""
 
@@ -97,6 +86,63 @@ def is_panic(exc: BaseException) -> bool:
     """Whether ``exc`` is a panic of the native core (a bug there: PyO3 turns it into
     ``PanicException``, which the caller reports naming the input)."""
     return type(exc).__name__ == "PanicException"
+
+
+def rollup_partials(emitted: Emission, lengths: dict[str, int]) -> dict[WindowKey, WindowAgg]:
+    """A shard's partial rollup sums of what it emitted, per ``(length, window start)``:
+    the Python core's records summed by :func:`~.rollups.aggregate`, the native core's
+    search lines read and summed in Rust, to the same sums (a non-finite conversion value,
+    written as ``null``, counts as NaN: its window's sum stays non-finite)."""
+    if emitted.records:
+        return aggregate(emitted.records, lengths, emitted.times)
+    if not emitted.times or NATIVE is None:
+        return {}
+    names = list(lengths)
+    partials = NATIVE.rollup_partials(emitted.searches, emitted.times, list(lengths.values()))
+    return {(names[i], start): _window_agg(fields) for i, start, fields in partials}
+
+
+def _window_agg(fields: tuple[Any, ...]) -> WindowAgg:
+    """A :class:`~.rollups.WindowAgg` of the native core's fields (in its order)."""
+    counts, rest = fields[:9], fields[9:]
+    searches, clicked, clicks, rank_sum, ranks, zero, abandoned, reformulated, long_click = counts
+    rr_ranks, rr_n, ttfc, queries, conversions, converted, values, short, dims = rest
+    return WindowAgg(
+        searches=searches,
+        clicked=clicked,
+        clicks=clicks,
+        rank_sum=rank_sum,
+        ranks=ranks,
+        zero=zero,
+        abandoned=abandoned,
+        reformulated=reformulated,
+        long_click=long_click,
+        rr_ranks=dict(rr_ranks),
+        rr_n=rr_n,
+        ttfc=ttfc,
+        queries={query: QueryAgg(*q) for query, q in queries},
+        conversions=conversions,
+        converted=converted,
+        values=values,
+        short_click=short,
+        dimensions={key: _dimension_agg(d) for key, d in dims},
+    )
+
+
+def _dimension_agg(d: tuple[Any, ...]) -> DimensionAgg:
+    searches, clicked, converted, values, zero, abandoned, rank_sum, ranks, rr_ranks, rr_n = d
+    return DimensionAgg(
+        searches=searches,
+        clicked=clicked,
+        converted=converted,
+        values=values,
+        zero=zero,
+        abandoned=abandoned,
+        rank_sum=rank_sum,
+        ranks=ranks,
+        rr_ranks=dict(rr_ranks),
+        rr_n=rr_n,
+    )
 
 
 def native_block_decoder(decoder: EventDecoder) -> Any | None:
@@ -158,7 +204,8 @@ def block_events(events: Any) -> list[Event]:
 
 class Emission(NamedTuple):
     """What a shard emits at once: its search and session lines (JSON Lines), how many
-    sessions, and with rollups the search records and their times."""
+    sessions, and with rollups the searches' times and (the Python core's) records: the
+    native core's are summed from its lines (see :func:`rollup_partials`)."""
 
     searches: bytes
     sessions: bytes
@@ -338,17 +385,7 @@ class NativeShard(ShardCore):
         searches, sessions, times, n = got
         if not n:
             return _NOTHING
-        records: list[SearchRecord] = []
-        if times is not None and searches:
-            rendered = _decode_searches(searches)
-            if b'"conversion_value":null' in searches:
-                # Rolled up, a non-finite value makes a non-finite sum, written as null
-                # as the Python core's inf is: nan keeps it so.
-                for r in rendered:
-                    if r.conversion_value is None:
-                        r.conversion_value = math.nan
-            records = cast(list[SearchRecord], rendered)  # (a list of a subclass)
-        return Emission(searches, sessions, n, records, times)
+        return Emission(searches, sessions, n, [], times)
 
     def snapshot(self) -> bytes:
         data: bytes = self.core.snapshot()

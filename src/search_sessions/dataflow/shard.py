@@ -19,10 +19,10 @@ from ..config import Config
 from ..connectors.base import STATS, ShardBatch
 from ..connectors.registry import source_label
 from ..control import FAILURE, METRICS, STOP, guessed_wrong
-from ..core.cores import Emission, ShardCore, is_panic, shard_core
+from ..core.cores import Emission, ShardCore, is_panic, rollup_partials, shard_core
 from ..core.events import Event, event_to_json, unpack_events
-from ..core.rollups import WindowAgg, aggregate
-from ..core.schema import OutputKind, Problem, SearchRecord
+from ..core.rollups import WindowAgg
+from ..core.schema import OutputKind, Problem
 from ..core.sessions import Sessionizer
 from ..core.time import FOREVER, NEVER, format_time
 from ..crashpoints import CRASH as crashpoints
@@ -108,15 +108,10 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, OutItem, bytes]):
         cfg = self.cfg
         if cfg.rollups is None:
             return []
-        searches: list[SearchRecord] = emitted.records
-        times_us = emitted.times or []
         low = watermark if watermark in (NEVER, FOREVER) else watermark - cfg.max_session_us
         by_name: dict[str, dict[int, WindowAgg]] = {name: {} for name, _ in cfg.rollup_windows}
-        if searches:
-            for (name, start), agg in aggregate(
-                searches, dict(cfg.rollup_windows), times_us
-            ).items():
-                by_name[name][start] = agg
+        for (name, start), agg in rollup_partials(emitted, dict(cfg.rollup_windows)).items():
+            by_name[name][start] = agg
         return [
             (ROLLUP_PARTIAL, (name, (name, self.shard, low, mine)))
             for name, mine in by_name.items()
