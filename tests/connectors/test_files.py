@@ -250,7 +250,7 @@ def test_a_fresh_file_sink_holds_only_its_own_lines(tmp_path: Path) -> None:
     file opened so when it is closed): what the run started empty is written as it is,
     and a file that still has an older run's bytes (a library user's own sink, not
     started by ``start_output``) is still emptied first."""
-    from search_sessions.connectors.files import _FileSinkPartition
+    from search_sessions.connectors.files import JsonLinesSink
     from search_sessions.connectors.registry import start_output
 
     started, left = tmp_path / "started.jsonl", tmp_path / "left.jsonl"
@@ -259,7 +259,7 @@ def test_a_fresh_file_sink_holds_only_its_own_lines(tmp_path: Path) -> None:
     start_output(str(started))
     inode = started.stat().st_ino
     for path in (started, left, tmp_path / "new.jsonl"):
-        part = _FileSinkPartition(str(path), None)
+        part = JsonLinesSink(str(path)).build_part("write_searches", str(path), None)
         part.write_batch([b'{"a": 1}\n', b'{"b": 2}\n'])
         assert part.snapshot() == 18
         part.close()
