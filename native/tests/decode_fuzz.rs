@@ -1,6 +1,7 @@
 //! No input bytes make the decoder panic: arbitrary bytes, and valid lines broken in
 //! the ways real files break (flipped bits, cut lines, stray quotes, escapes, braces,
-//! digits, NULs, deep nesting), read with layouts with and without dimensions.
+//! digits, NULs, deep nesting), read with layouts with and without dimensions, as JSON
+//! Lines and as CSV and TSV rows.
 
 use proptest::prelude::*;
 use search_sessions_native::decode::{Layout, LineDecoder};
@@ -29,13 +30,33 @@ fn decoders() -> Vec<LineDecoder> {
             ..Layout::default()
         },
     ];
-    layouts
+    let mut out: Vec<LineDecoder> = layouts
         .into_iter()
         .map(|l| LineDecoder::new(l).unwrap())
-        .collect()
+        .collect();
+    for (delimiter, header) in [(b',', CSV_HEADER), (b'\t', TSV_HEADER)] {
+        let names: Vec<String> = header
+            .split(char::from(delimiter))
+            .map(|n| n.trim().to_string())
+            .collect();
+        let layout = Layout {
+            unit: "auto".into(),
+            dimensions: vec!["variant".into()],
+            ..Layout::default()
+        };
+        let d = LineDecoder::delimited(layout, delimiter, header.as_bytes().to_vec(), &names);
+        out.push(d.unwrap());
+    }
+    out
 }
 
-const VALID: [&str; 8] = [
+const CSV_HEADER: &str = "type,user,time,query,items,item,rank,search_id,variant";
+const TSV_HEADER: &str = "variant\trank\titem\titems\tquery\ttime\tuser\ttype";
+
+const VALID: [&str; 11] = [
+    "search,u1,2024-01-01T00:00:05Z,\"dogs, \"\"small\"\"\",,,,s1,A",
+    "results,7,1704067206,,a|b|\u{e9},,,,",
+    "B\t2\trover\t\t\t2024-01-01 00:00:07.5+02:00\tu\tclick",
     r#"{"type":"search","user":"u1","time":"2024-01-01T00:00:05.123456+02:00","query":"dogs","search_id":"s-1","variant":"A","platform":"web"}"#,
     r#"{"type":"results","user":7,"time":1704067205,"items":["a","b\u00e9","\ud83d\ude00"]}"#,
     r#"{"type":"click","user":"u","time":1704067205.25,"item":"rover","rank":2,"platform":1.5}"#,
@@ -46,7 +67,10 @@ const VALID: [&str; 8] = [
     r#"{"type":"app_close","user":"u","time":"20240101T120000Z"}"#,
 ];
 
-const INSERTS: [&[u8]; 14] = [
+const INSERTS: [&[u8]; 17] = [
+    b",",
+    b"\t",
+    b"|",
     b"\0",
     b"\"",
     b"\\",
@@ -105,6 +129,7 @@ fn apply(line: &mut Vec<u8>, m: &Mutation) {
 fn decode_all(decoders: &[LineDecoder], line: &[u8]) {
     for d in decoders {
         let _ = d.decode(line, 0, 1);
+        let _ = d.time(line);
     }
 }
 
