@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from search_sessions import Summary, run
 from search_sessions.config import Config
@@ -106,6 +107,24 @@ def read_resumed(
         part = src.build_part("read", name, state)
     drain(part, out)
     part.close()
+
+
+def mutated(data: st.DataObject, line: bytes, inserts: Sequence[bytes]) -> bytes:
+    """``line`` broken one to three times as real files break: one of ``inserts`` put
+    in, a bit flipped, cut short, or a few bytes taken out."""
+    out = bytearray(line)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(out)))
+        op = data.draw(st.integers(0, 3))
+        if op == 0:
+            out[at:at] = data.draw(st.sampled_from(inserts))
+        elif op == 1 and at < len(out):
+            out[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == 2:
+            del out[at:]
+        else:
+            del out[at : at + data.draw(st.integers(1, 4))]
+    return bytes(out)
 
 
 def write_parts(lines: list[bytes], n_files: int, directory: Path) -> list[Path]:

@@ -214,7 +214,36 @@ def test_native_core_writes_the_python_cores_bytes(
     sorted spill runs, which the native core writes and merges itself.)"""
     d = Path(tempfile.mkdtemp(dir=tmp_path))
     paths = write_parts(lines, n_files, d)
-    if spill:  # a sort's memory share of 3000 bytes: runs spilled every few lines
+    both_cores_agree(
+        paths,
+        d,
+        monkeypatch,
+        workers=workers,
+        order=order,
+        read_ahead=read_ahead,
+        spill=spill,
+        dimensions=dims,
+        currency=currency,
+        collapse_typeahead=None if typeahead is None else timedelta(seconds=typeahead),
+        block_bytes=block_bytes,
+    )
+
+
+def both_cores_agree(
+    paths: list[Path],
+    d: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    workers: int,
+    order: str,
+    read_ahead: bool,
+    spill: bool,
+    **kw: Any,
+) -> None:
+    """Run ``paths`` with each core (the native one reading ahead or not; with ``spill``,
+    a sort's memory share of 3000 bytes: runs spilled every few lines) and assert every
+    output is the same bytes."""
+    if spill:
         monkeypatch.setattr(SortBudget, "share", lambda self: 3000)
     # Streaming files on several workers, whether an event more than the lateness out
     # of order is late depends on when the other workers' progress reaches its shard
@@ -224,21 +253,17 @@ def test_native_core_writes_the_python_cores_bytes(
     # 100 s, one run in a few hundred set such an event apart in one core's run and not
     # in the other's.)
     racing = workers > 1 and order == "time"
-    kw: dict[str, Any] = dict(
+    kw.update(
         gap=timedelta(seconds=300),
         lateness=timedelta(days=36_500) if racing else timedelta(seconds=60),
         max_session=timedelta(seconds=1_500),
         workers=workers,
         order=order,
-        dimensions=dims,
-        currency=currency,
-        collapse_typeahead=None if typeahead is None else timedelta(seconds=typeahead),
-        block_bytes=block_bytes,
     )
     # Several files on one worker: how their blocks meet in the shard's batches follows
     # Bytewax's scheduling, so their lines can interleave otherwise from run to run, in
     # either core (the lines do not change).
-    sort = n_files > 1
+    sort = len(paths) > 1
     want = run_core("python", paths, d / "python", monkeypatch, sort, **kw)
     got = run_core("native", paths, d / "native", monkeypatch, sort, read_ahead=read_ahead, **kw)
     for name in OUTPUTS:

@@ -8,20 +8,18 @@ import csv
 import io
 import json
 import tempfile
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from search_sessions.connectors.sorting import SortBudget
 from search_sessions.core.cores import native_block_decoder
 from search_sessions.core.formats import CsvDecoder
 from search_sessions.core.layout import InputLayout
 
-from .test_cores import OUTPUTS, T0, _time, run_core
+from .conftest import mutated
+from .test_cores import T0, _time, both_cores_agree
 
 pytest.importorskip("search_sessions_native")
 
@@ -184,23 +182,17 @@ def test_native_core_writes_the_python_cores_bytes_from_csv(
         p = d / f"p{i}.{'csv' if delimiter == ',' else 'tsv'}"
         p.write_bytes(head + b"".join(r + b"\n" for r in rows[i * size : (i + 1) * size]))
         paths.append(p)
-    if spill:
-        monkeypatch.setattr(SortBudget, "share", lambda self: 3000)
-    racing = workers > 1 and order == "time"
-    kw: dict[str, Any] = dict(
-        gap=timedelta(seconds=300),
-        lateness=timedelta(days=36_500) if racing else timedelta(seconds=60),
-        max_session=timedelta(seconds=1_500),
+    both_cores_agree(
+        paths,
+        d,
+        monkeypatch,
         workers=workers,
         order=order,
+        read_ahead=read_ahead,
+        spill=spill,
         dimensions=dims,
         block_bytes=block_bytes,
     )
-    sort = n_files > 1
-    want = run_core("python", paths, d / "python", monkeypatch, sort, **kw)
-    got = run_core("native", paths, d / "native", monkeypatch, sort, read_ahead=read_ahead, **kw)
-    for name in OUTPUTS:
-        assert got[name] == want[name], name
 
 
 _HEADER = b"type,user,time,query,items,item,rank,search_id,variant\n"
@@ -228,16 +220,5 @@ def test_random_bytes_as_rows(row: bytes) -> None:
 @given(data=st.data())
 def test_mutated_rows(data: st.DataObject) -> None:
     values = data.draw(cells(T0 + 5.0))
-    row = bytearray(_row(list(COLUMNS), values, ",", data.draw(st.integers(0, 2))).encode())
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(0, len(row)))
-        op = data.draw(st.integers(0, 3))
-        if op == 0:
-            row[at:at] = data.draw(st.sampled_from(_MUTATIONS))
-        elif op == 1 and at < len(row):
-            row[at] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == 2:
-            del row[at:]
-        else:
-            del row[at : at + data.draw(st.integers(1, 4))]
-    _same_or_deferred(bytes(row))
+    row = _row(list(COLUMNS), values, ",", data.draw(st.integers(0, 2))).encode()
+    _same_or_deferred(mutated(data, row, _MUTATIONS))

@@ -20,6 +20,8 @@ from search_sessions.core.events import EventDecoder
 from search_sessions.core.layout import InputLayout
 from search_sessions.simulate import SimSpec, generate
 
+from .conftest import mutated
+
 native = pytest.importorskip("search_sessions_native")
 
 PLAIN = InputLayout()
@@ -353,19 +355,8 @@ MUTATIONS = [
 @given(fields(), st.data(), st.sampled_from(range(len(LAYOUTS))))
 def test_mutated_lines(pairs: list[tuple[str, str]], data: st.DataObject, which: int) -> None:
     nat, py = DECODERS[which]
-    line = bytearray(render(pairs, False))
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(0, len(line)))
-        op = data.draw(st.integers(0, 3))
-        if op == 0:
-            line[at:at] = data.draw(st.sampled_from(MUTATIONS))
-        elif op == 1 and at < len(line):
-            line[at] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == 2:
-            del line[at:]
-        else:
-            del line[at : at + data.draw(st.integers(1, 4))]
-    check(nat, py, bytes(line), seq=data.draw(st.integers(1, 2)))
+    line = mutated(data, render(pairs, False), MUTATIONS)
+    check(nat, py, line, seq=data.draw(st.integers(1, 2)))
 
 
 def test_a_byte_order_mark_is_left_to_the_python_core() -> None:

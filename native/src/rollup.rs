@@ -83,8 +83,11 @@ pub struct WindowAgg {
     pub values: Vec<f64>,
     pub short_click: i64,
     pub dims: Vec<((String, String), DimAgg)>,
-    query_at: FxHashMap<Option<String>, usize>,
-    dim_at: FxHashMap<(String, String), usize>,
+    /// Where each query is in `queries` (a null query: `null_query`), and each
+    /// dimension value (by name, then value text) in `dims`: looked up without a copy.
+    query_at: FxHashMap<String, usize>,
+    null_query: Option<usize>,
+    dim_at: FxHashMap<String, FxHashMap<String, usize>>,
 }
 
 /// A float field: `None` for null; a number as Rust parses it.
@@ -112,11 +115,7 @@ impl WindowAgg {
         }
         self.short_click += i64::from(r.short_click);
         for (name, raw) in &r.dimensions {
-            let key = (name.to_string(), raw.get().to_owned());
-            let at = *self.dim_at.entry(key.clone()).or_insert_with(|| {
-                self.dims.push((key, DimAgg::default()));
-                self.dims.len() - 1
-            });
+            let at = self.dim_slot(name, raw.get());
             let d = &mut self.dims[at].1;
             d.searches += 1;
             d.clicked += clicked;
@@ -156,11 +155,7 @@ impl WindowAgg {
         if let Some(t) = ttfc {
             self.ttfc.push(t);
         }
-        let query = r.query.as_deref().map(str::to_owned);
-        let at = *self.query_at.entry(query.clone()).or_insert_with(|| {
-            self.queries.push((query, QueryAgg::default()));
-            self.queries.len() - 1
-        });
+        let at = self.query_slot(r.query.as_deref());
         let q = &mut self.queries[at].1;
         q.searches += 1;
         q.clicked += clicked;
@@ -174,6 +169,45 @@ impl WindowAgg {
 
 /// A window's sums under `(rollup length's index, window start)`.
 pub type Window = ((usize, i64), WindowAgg);
+
+impl WindowAgg {
+    /// The index of `query` in `queries`, added where it is new.
+    fn query_slot(&mut self, query: Option<&str>) -> usize {
+        let known = match query {
+            None => self.null_query,
+            Some(q) => self.query_at.get(q).copied(),
+        };
+        if let Some(at) = known {
+            return at;
+        }
+        let at = self.queries.len();
+        self.queries
+            .push((query.map(str::to_owned), QueryAgg::default()));
+        match query {
+            None => self.null_query = Some(at),
+            Some(q) => {
+                self.query_at.insert(q.to_owned(), at);
+            }
+        }
+        at
+    }
+
+    /// The index of the dimension value (`name`, its JSON text) in `dims`, added where
+    /// it is new.
+    fn dim_slot(&mut self, name: &str, value: &str) -> usize {
+        if let Some(&at) = self.dim_at.get(name).and_then(|values| values.get(value)) {
+            return at;
+        }
+        let at = self.dims.len();
+        self.dims
+            .push(((name.to_owned(), value.to_owned()), DimAgg::default()));
+        self.dim_at
+            .entry(name.to_owned())
+            .or_default()
+            .insert(value.to_owned(), at);
+        at
+    }
+}
 
 /// `window_start`: the start of the tumbling window of `length_s` seconds holding `t`.
 fn window_start(t: i64, length_s: i64) -> i64 {
