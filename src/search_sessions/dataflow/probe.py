@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +31,6 @@ from collections.abc import Sequence
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from bytewax.testing import TestingSource, cluster_main
 
 KEY_PREFIX = "shard-"
 # With C candidates a given worker of W owns none with odds about exp(-C/W):
@@ -95,6 +93,10 @@ class _RecordingSink(DynamicSink[str]):
 
 def probe_routes(n_workers: int, n_candidates: int) -> dict[int, int]:
     """Run Bytewax with ``n_workers`` threads: candidate *i* -> the worker it lands on."""
+    # Imported here: bytewax.testing imports asyncio (25-30 ms), and every run imports
+    # this module (routing's fallback) but only a probe runs it.
+    from bytewax.testing import TestingSource, cluster_main
+
     keys = [f"{KEY_PREFIX}{i}" for i in range(n_candidates)]
     flow = Dataflow("probe_routes")
     # One batch: a batch per item wakes every worker once per item (5-10x slower).
@@ -150,6 +152,8 @@ def routed_shards_in_subprocess(n_workers: int) -> tuple[int, ...]:
     from the caller, which is about to run its own dataflow.
     """
     # -P: do not put this file's directory (dataflow/, with flow.py...) on sys.path.
+    import subprocess  # (here: a run imports this module, for this fallback)
+
     command = [sys.executable, "-P", __file__, str(n_workers), str(os.getpid())]
     try:
         proc = subprocess.run(

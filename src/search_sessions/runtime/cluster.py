@@ -8,18 +8,15 @@ search_sessions.runtime.cluster``).
 
 from __future__ import annotations
 
-import argparse
-import ctypes
 import gc
 import importlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..config import Config, config_from_json, config_to_json
 from ..crashpoints import CRASH as crashpoints
@@ -55,6 +52,8 @@ def _start(cfg: Config, tmp: str, errs: list[str]) -> list[_Process]:
             return [_fork(cfg, i, addresses, errs[i], waits[i]) for i in range(cfg.processes)]
         finally:
             gc.unfreeze()
+    import subprocess  # (here: forked processes, the usual case, need none)
+
     config_path = os.path.join(tmp, "config.json")
     with open(config_path, "w") as f:
         json.dump(config_to_json(cfg), f)
@@ -174,7 +173,10 @@ class _Forked:
         self.send_signal(signal.SIGKILL)
 
 
-_Process = subprocess.Popen[bytes] | _Forked
+if TYPE_CHECKING:
+    import subprocess
+
+    _Process = subprocess.Popen[bytes] | _Forked
 
 
 def _fork(
@@ -208,6 +210,8 @@ def die_with(parent: int) -> None:
     dies: a cluster whose launcher was killed would otherwise run on, orphaned, holding
     the recovery directory's locks (Linux; elsewhere nothing)."""
     crashpoints.launched_by(parent)
+    import ctypes  # (here, as argparse in main: a 1-process run imports this module)
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -262,6 +266,8 @@ def _wait_all(procs: list[_Process]) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of one cluster process: CONFIG_JSON PROCESS_ID ADDRESSES."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m search_sessions.runtime.cluster")
     parser.add_argument("config")
     parser.add_argument("process_id", type=int)
