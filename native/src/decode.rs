@@ -95,7 +95,22 @@ pub(crate) struct Names {
     pub(crate) heads: Vec<u64>,
     /// `(type name, kind)`: every name a line's tag may have.
     pub(crate) tags: Vec<(String, u8)>,
+    /// Each tag's [`head`].
+    pub(crate) tag_heads: Vec<u64>,
     pub(crate) unit: Unit,
+}
+
+impl Names {
+    /// The kind a line's type name stands for (as [`Key`] finds a key).
+    pub(crate) fn kind_of(&self, tag: &str) -> Option<u8> {
+        let h = head(tag);
+        let at = self
+            .tag_heads
+            .iter()
+            .zip(&self.tags)
+            .position(|(&th, (t, _))| th == h && (tag.len() <= 7 || t == tag))?;
+        Some(self.tags[at].1)
+    }
 }
 
 /// Decodes one input partition's lines (see the module's doc).
@@ -192,7 +207,7 @@ impl LineDecoder {
     fn event(&self, names: &Names, line: &Raw, part: u32, seq: i64) -> Option<Event> {
         let raw = &line.fields;
         let tag = scalar::string(raw[TYPE]?)?;
-        let kind = names.tags.iter().find(|(t, _)| *t == tag)?.1;
+        let kind = names.kind_of(&tag)?;
         let user = match scalar::scalar(raw[USER]?)? {
             Scalar::Str(s) => Text::from(s),
             Scalar::Int(i) => Text::from(itoa::Buffer::new().format(i)),
@@ -321,9 +336,11 @@ fn names(layout: &Layout) -> Option<Names> {
         }
     }
     let heads = keys.iter().map(|k| head(k)).collect();
+    let tag_heads = tags.iter().map(|(t, _)| head(t)).collect();
     (distinct(keys.iter()) && distinct(tags.iter().map(|t| &t.0))).then_some(Names {
         keys,
         heads,
+        tag_heads,
         tags,
         unit,
     })

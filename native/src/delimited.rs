@@ -90,7 +90,7 @@ impl Columns {
             (!c.is_empty() || slot == QUERY || slot == ITEM).then_some(c)
         };
         let tag = cell(TYPE)?;
-        let kind = names.tags.iter().find(|(t, _)| t == tag)?.1;
+        let kind = names.kind_of(tag)?;
         if cell(ITEMS).is_some_and(|c| c.starts_with('[')) && kind != RESULTS {
             return None; // (the Python core reads it as JSON, for any kind)
         }
