@@ -68,14 +68,16 @@ pub fn render(
             continue;
         };
         let ordinal = seen.entry((em.user, first.t)).or_insert(0);
-        let session_id = session_id_for(em.user, first.t, *ordinal);
+        let id = session_id_hex(em.user, first.t, *ordinal);
+        // (Hex digits: ASCII.)
+        let session_id = std::str::from_utf8(&id).unwrap_or_default();
         *ordinal += 1;
         let attached = Attach::run(em.events, rules);
         if let Some(times) = times.as_deref_mut() {
             times.extend(attached.searches.iter().map(|&s| attached.arena[s].t));
         }
-        let clicked = write_searches(searches, &attached, &session_id, em.user, rules);
-        write_session(sessions, em, &attached, &session_id, clicked, rules);
+        let clicked = write_searches(searches, &attached, session_id, em.user, rules);
+        write_session(sessions, em, &attached, session_id, clicked, rules);
         counts[0] += 1;
         counts[1] += attached.searches.len() as i64;
         counts[2] += clicked;
@@ -87,16 +89,27 @@ pub fn render(
 /// `hashlib.blake2b(digest_size=8)`, not a truncated 64-byte digest) of
 /// `s\x1f{user}\x1f{start_us}\x1f{ordinal}`, in hex.
 pub fn session_id_for(user: &str, start_us: i64, ordinal: u64) -> String {
+    String::from_utf8_lossy(&session_id_hex(user, start_us, ordinal)).into_owned()
+}
+
+/// [`session_id_for`]'s hex digits, made without an allocation (one a session, and
+/// the text hashed fed in pieces: the same digest as the text whole).
+fn session_id_hex(user: &str, start_us: i64, ordinal: u64) -> [u8; 16] {
     let mut digest = [0u8; 8];
     if let Ok(mut hasher) = Blake2bVar::new(digest.len()) {
-        hasher.update(format!("s\x1f{user}\x1f{start_us}\x1f{ordinal}").as_bytes());
+        hasher.update(b"s\x1f");
+        hasher.update(user.as_bytes());
+        hasher.update(b"\x1f");
+        hasher.update(itoa::Buffer::new().format(start_us).as_bytes());
+        hasher.update(b"\x1f");
+        hasher.update(itoa::Buffer::new().format(ordinal).as_bytes());
         // Cannot fail: the buffer has the size the hasher was made with.
         let _ = hasher.finalize_variable(&mut digest);
     }
-    let mut out = String::with_capacity(16);
-    for b in digest {
-        out.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
-        out.push(char::from(b"0123456789abcdef"[(b & 0xf) as usize]));
+    let mut out = [0u8; 16];
+    for (i, b) in digest.into_iter().enumerate() {
+        out[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
+        out[2 * i + 1] = b"0123456789abcdef"[(b & 0xf) as usize];
     }
     out
 }
@@ -528,7 +541,14 @@ fn write_searches(
         out.extend_from_slice(b"{\"search_id\":");
         match s.sid {
             Some(sid) => json::write_str(out, sid),
-            None => json::write_str(out, &format!("{session_id}-{pos}")),
+            None => {
+                // `f"{session_id}-{pos}"`: hex and digits, nothing to escape.
+                out.push(b'"');
+                out.extend_from_slice(session_id.as_bytes());
+                out.push(b'-');
+                out.extend_from_slice(itoa::Buffer::new().format(pos).as_bytes());
+                out.push(b'"');
+            }
         }
         out.extend_from_slice(b",\"session_id\":");
         json::write_str(out, session_id);
