@@ -12,6 +12,7 @@ pub mod delimited;
 pub mod event;
 pub mod grave;
 pub mod json;
+pub mod pool;
 pub mod records;
 pub mod rollup;
 pub mod scalar;
@@ -36,7 +37,8 @@ fn search_sessions_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// mimalloc: about a fifth less time than glibc's malloc for the core's many small
 /// strings and vectors, most of them made on a reader thread and freed on the worker's
 /// (see the README's Speed; `search_sessions.core.cores` sets how it commits memory).
-/// Version 2 (the crate's `v2` feature): it gives freed memory back after 10 ms, where
-/// version 3 keeps it a second (5M events: 66 MB against 71, in the same time).
+/// Version 2 (the crate's `v2` feature): it gives freed memory back after a delay (10
+/// ms, 0 as `search_sessions.core.cores` sets it), where version 3 keeps it a second
+/// (5M events: 66 MB against 71, in the same time).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

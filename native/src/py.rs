@@ -783,7 +783,7 @@ impl Dealer {
             events / n + events / (4 * n) + 16
         };
         Dealer {
-            per_shard: (0..n).map(|_| Vec::with_capacity(share)).collect(),
+            per_shard: (0..n).map(|_| crate::pool::EVENTS.take(share)).collect(),
             maybe_late: (0..n).map(|_| Vec::new()).collect(),
             newest,
             lateness_us,

@@ -148,7 +148,7 @@ impl Sessionizer {
             }
         }
         let gap = self.gap_us.min(self.max_session_us);
-        for ev in events {
+        for ev in events.drain(..) {
             let wait = if ev.kind == APP_OPEN || ev.kind == APP_CLOSE {
                 0
             } else {
@@ -178,6 +178,7 @@ impl Sessionizer {
                 }
             }
         }
+        crate::pool::EVENTS.give(events); // (for the next block's dealing)
         self.late += late.len() as i64;
         if newest > self.newest[part] {
             self.newest[part] = newest;

@@ -33,9 +33,12 @@ from .sessions import EmittedSession, Sessionizer
 
 NATIVE: Any
 # The native core allocates with mimalloc (about a fifth faster than glibc's malloc for
-# its many small strings); committing its arenas as they fill, not all at once, keeps
-# its peak memory near glibc's. Read when the module loads; a set value is kept.
+# its many small strings); committing its arenas as they fill, not all at once, and
+# giving freed pages back at once, not 10 ms later, keep its peak memory at or under
+# the Python core's (the blocks' large vectors are used again, not freed: see
+# native/src/pool.rs). Read when the module loads; a set value is kept.
 os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 try:  # the extension module built from native/ by `make setup`, where cargo is
     import search_sessions_native as NATIVE  # type: ignore[no-redef]
 except ImportError:  # pragma: no cover - depends on the machine
