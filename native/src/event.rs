@@ -154,6 +154,29 @@ pub fn unpack<'a, T: Deserialize<'a>>(data: &'a [u8]) -> Result<T, String> {
 }
 
 #[cfg(test)]
+impl Event {
+    /// An event of `kind` by `user` at `t`, line `seq` of partition 0: a search's query
+    /// "q", nothing else (for tests).
+    pub(crate) fn plain(t: i64, seq: i64, kind: u8, user: &str) -> Event {
+        Event {
+            t,
+            part: 0,
+            seq,
+            kind,
+            user: user.into(),
+            payload: if kind == SEARCH {
+                Payload::Text("q".into())
+            } else {
+                Payload::None
+            },
+            rank: None,
+            search_id: None,
+            dims: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -63,21 +63,14 @@ pub fn waiting() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, Payload};
+    use crate::event::{Event, APP_OPEN};
 
     fn session(n: usize) -> Session {
-        let ev = Event {
-            t: 0,
-            part: 0,
-            seq: 0,
-            kind: 0,
-            user: "u".into(),
-            payload: Payload::None,
-            rank: None,
-            search_id: None,
-            dims: None,
-        };
-        ("u".into(), vec![ev; n], "gap")
+        (
+            "u".into(),
+            vec![Event::plain(0, 0, APP_OPEN, "u"); n],
+            "gap",
+        )
     }
 
     #[test]

@@ -75,20 +75,10 @@ impl Default for Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Payload;
+    use crate::event::APP_OPEN;
 
     fn ev() -> Event {
-        Event {
-            t: 0,
-            part: 0,
-            seq: 0,
-            kind: 0,
-            user: "u".into(),
-            payload: Payload::None,
-            rank: None,
-            search_id: None,
-            dims: None,
-        }
+        Event::plain(0, 0, APP_OPEN, "u")
     }
 
     #[test]

@@ -588,24 +588,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Payload, CLICK, SEARCH};
+    use crate::event::{CLICK, SEARCH};
 
     fn ev(t: i64, seq: i64, kind: u8, user: &str) -> Event {
-        Event {
-            t,
-            part: 0,
-            seq,
-            kind,
-            user: user.into(),
-            payload: if kind == SEARCH {
-                Payload::Text("q".into())
-            } else {
-                Payload::None
-            },
-            rank: None,
-            search_id: None,
-            dims: None,
-        }
+        Event::plain(t, seq, kind, user)
     }
 
     #[test]

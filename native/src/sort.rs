@@ -215,20 +215,10 @@ impl Merge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Payload, SEARCH};
+    use crate::event::SEARCH;
 
     fn ev(t: i64, seq: i64) -> Event {
-        Event {
-            t,
-            part: 0,
-            seq,
-            kind: SEARCH,
-            user: "u".into(),
-            payload: Payload::Text("q".into()),
-            rank: None,
-            search_id: None,
-            dims: None,
-        }
+        Event::plain(t, seq, SEARCH, "u")
     }
 
     /// The order a merge must give: one stable sort of the input by time.
