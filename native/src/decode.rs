@@ -103,13 +103,8 @@ pub(crate) struct Names {
 impl Names {
     /// The kind a line's type name stands for (as [`Key`] finds a key).
     pub(crate) fn kind_of(&self, tag: &str) -> Option<u8> {
-        let h = head(tag);
-        let at = self
-            .tag_heads
-            .iter()
-            .zip(&self.tags)
-            .position(|(&th, (t, _))| th == h && (tag.len() <= 7 || t == tag))?;
-        Some(self.tags[at].1)
+        let names = self.tags.iter().map(|(t, _)| t.as_str());
+        find(&self.tag_heads, names, tag).map(|at| self.tags[at].1)
     }
 }
 
@@ -467,6 +462,16 @@ fn head(key: &str) -> u64 {
     head
 }
 
+/// Where `v` is among `names`, whose [`head`]s are `heads`: the full text compared
+/// only where the heads are equal and `v` is longer than a head holds.
+fn find<'a>(heads: &[u64], names: impl Iterator<Item = &'a str>, v: &str) -> Option<usize> {
+    let h = head(v);
+    heads
+        .iter()
+        .zip(names)
+        .position(|(&nh, name)| nh == h && (v.len() <= 7 || name == v))
+}
+
 impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = Option<usize>;
 
@@ -483,12 +488,7 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        let h = head(v);
-        Ok(self
-            .heads
-            .iter()
-            .zip(self.keys)
-            .position(|(&kh, k)| kh == h && (v.len() <= 7 || k == v)))
+        Ok(find(self.heads, self.keys.iter().map(String::as_str), v))
     }
 
     /// A key serde_json had to unescape: whether msgspec matches it the same way is

@@ -61,7 +61,8 @@ impl Pool {
     }
 
     /// How many vectors wait.
-    pub fn kept(&self) -> usize {
+    #[cfg(test)]
+    fn kept(&self) -> usize {
         self.lock().len()
     }
 }
