@@ -20,7 +20,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -48,7 +47,7 @@ from ..core.schema import OutputKind, Problem
 from ..core.time import NEVER
 from ..crashpoints import CRASH as crashpoints
 from ..errors import InputError, StrictError
-from .readahead import Ahead, reads_ahead, submit
+from .readahead import Ahead, Task, reads_ahead, submit
 from .sorting import ExternalSort, Merged, budget_for
 
 STATS: Final = "stats"
@@ -266,7 +265,7 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         self.read_ahead = self.native and reads_ahead(cfg)
         self.ahead: Ahead | None = None
         """The next block, read and being decoded (:mod:`.readahead`)."""
-        self.merge_ahead: Future[tuple[list[Any], int, int]] | None = None
+        self.merge_ahead: Task[tuple[list[Any], int, int]] | None = None
         """A sorted input's next batch, being merged on a reader thread."""
         self.first_us = NEVER  # before reading: the time of its first event, when known
         self.clock = ctx.clock

@@ -19,8 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from hashlib import blake2b
 from typing import Any, Final
+
+try:  # hashlib's blake2b itself, without hashlib loading OpenSSL (3 ms and 3 MB a process)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without its own BLAKE2
+    from hashlib import blake2b
 
 from .events import Event
 from .schema import CLICK, CONVERSION, RESULTS, SEARCH, SearchRecord, SessionRecord

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import sys
 import threading
 import time
@@ -23,6 +22,8 @@ from .signals import stop_on_signals
 
 
 def free_ports(n: int) -> list[int]:
+    import socket  # (a local cluster's; a run alone never needs it)
+
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:
