@@ -27,11 +27,20 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ScanJob>()?;
     m.add_function(wrap_pyfunction!(block_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(unpack_late, m)?)?;
+    m.add_function(wrap_pyfunction!(count_newlines, m)?)?;
     crate::shard::register(m)?;
     crate::py_json::register(m)?;
     crate::py_rollup::register(m)?;
     crate::py_sort::register(m)?;
     Ok(())
+}
+
+/// The newlines in bytes `[start, stop)` of the file at `path` (see
+/// [`scan::count_newlines`]), without the GIL; an error names the file.
+#[pyfunction]
+fn count_newlines(py: Python<'_>, path: &str, start: u64, stop: u64) -> PyResult<u64> {
+    py.allow_threads(|| scan::count_newlines(path, start, stop))
+        .map_err(|e| io_error(path, e))
 }
 
 // Event tuples -------------------------------------------------------------------
