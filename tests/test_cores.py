@@ -7,6 +7,7 @@ each core, and every output file must be byte for byte the same.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -414,21 +415,31 @@ def test_a_native_panic_is_an_error_naming_the_input(
     with pytest.raises(BaseException, match="boom") as info:
         native._panic("boom")
     assert cores.is_panic(info.value)
-    path = tmp_path / "events.jsonl"
-    path.write_bytes(b'{"type": "app_open", "user": "u", "time": 0}\n' * 3)
     monkeypatch.setenv(cores.ENV, "native")
-    cfg = resolve_inputs(Config(inputs=(str(path),), order="time", block_bytes=50))
+    lines = b'{"type": "app_open", "user": "u", "time": 0}\n' * 3
 
     class Panicking:
         def decode_block(self, *_args: Any) -> Any:
             native._panic("index out of bounds")
 
-    src = EventSource(cfg, ["shard-0"])
-    part = src.build_part("read", src.parts[0].name, None)
-    part.next_batch()  # builds the decoders
-    part.block_decoder = Panicking()
-    with pytest.raises(
-        InputError,
-        match=r"events.jsonl: the native core failed on lines \d+-\d+ \(index out of bounds\)",
-    ):
-        part.next_batch()
+        def decode_file(self, *_args: Any) -> Any:
+            native._panic("index out of bounds")
+
+    # A plain file's blocks are read by the native core too (decode_file); a gzip
+    # file's are read by Python (decode_block).
+    for name, data, where in [
+        ("events.jsonl", lines, r"the lines after line \d+"),
+        ("events.jsonl.gz", gzip.compress(lines), r"lines \d+-\d+"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        cfg = resolve_inputs(Config(inputs=(str(path),), order="time", block_bytes=50))
+        src = EventSource(cfg, ["shard-0"])
+        part = src.build_part("read", src.parts[0].name, None)
+        part.next_batch()  # builds the decoders
+        part.block_decoder = Panicking()
+        with pytest.raises(
+            InputError,
+            match=rf"{name}: the native core failed on {where} \(index out of bounds\)",
+        ):
+            part.next_batch()

@@ -352,6 +352,8 @@ pub struct Decoder {
     part: u32,
     inner: Arc<LineDecoder>,
     fallback: PyObject,
+    /// [`Decoder::decode_file`]'s block, kept for the next one.
+    block: Mutex<Vec<u8>>,
 }
 
 #[pymethods]
@@ -390,6 +392,7 @@ impl Decoder {
             part,
             inner,
             fallback,
+            block: Mutex::new(Vec::new()),
         })
     }
 
@@ -517,22 +520,7 @@ impl Decoder {
         n_shards: usize,
         seqs: Option<Vec<i64>>,
         threads: usize,
-    ) -> PyResult<(
-        Vec<EventBlock>,
-        Vec<Bound<'py, PyBytes>>,
-        Vec<(i64, Bound<'py, PyAny>, String)>,
-        i64,
-        usize,
-        usize,
-        usize,
-    )> {
-        let mut bad = Vec::new();
-        let fallback = self.fallback.bind(py);
-        // The lines' bytes; then, without the GIL (a reader thread decodes while the
-        // worker runs the shards), their events decoded and dealt out in order, up to
-        // the first line only the Python core reads. A block with such a line has the
-        // rest decoded at once without the GIL, then dealt out in order with it, those
-        // lines read by the Python core (one GIL release a block, not one a line).
+    ) -> PyResult<Decoded<'py>> {
         let mut items: Vec<Bound<'py, PyBytes>> = Vec::new();
         let raws: Vec<&[u8]> = match lines.downcast::<PyBytes>() {
             Ok(block) => {
@@ -548,13 +536,99 @@ impl Decoder {
                 items.iter().map(|b| b.as_bytes()).collect()
             }
         };
+        self.decode_raws(
+            py,
+            &raws,
+            &items,
+            seq,
+            newest,
+            lateness_us,
+            n_shards,
+            seqs,
+            threads,
+        )
+    }
+
+    /// The lines of a plain file from byte `offset`: `block_bytes` of them and the rest
+    /// of the line they end in (`readlines(block_bytes)`'s lines), read without the GIL
+    /// into a buffer this decoder keeps, then decoded as [`Decoder::decode_block`]
+    /// decodes them; also how many bytes were read (0: the file has ended). No Python
+    /// object holds the block (a reader thread's blocks of `bytes` were most of the
+    /// memory reading ahead took, in the C allocator's free lists).
+    #[pyo3(signature = (path, offset, block_bytes, seq, newest, lateness_us, n_shards))]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    fn decode_file<'py>(
+        &self,
+        py: Python<'py>,
+        path: &str,
+        offset: u64,
+        block_bytes: usize,
+        seq: i64,
+        newest: i64,
+        lateness_us: i128,
+        n_shards: usize,
+    ) -> PyResult<(Decoded<'py>, usize)> {
+        let mut guard = self.block.lock().unwrap_or_else(|e| e.into_inner());
+        let block: &mut Vec<u8> = &mut guard;
+        py.allow_threads(|| scan::read_block(path, offset, block_bytes, block))
+            .map_err(|e| io_error(path, e))?;
+        let mut raws = Vec::with_capacity(memchr::memchr_iter(b'\n', block).count() + 1);
+        raws.extend(scan::lines(block));
+        let decoded =
+            self.decode_raws(py, &raws, &[], seq, newest, lateness_us, n_shards, None, 1)?;
+        let read = block.len();
+        if block.capacity() > KEPT_BLOCK {
+            *block = Vec::new(); // (a line of many megabytes: not kept)
+        }
+        Ok((decoded, read))
+    }
+}
+
+/// The most buffer [`Decoder::decode_file`] keeps between blocks.
+const KEPT_BLOCK: usize = 4 << 20;
+
+/// [`Decoder::decode_block`]'s answer: each shard's events, each shard's maybe-late
+/// events packed, the invalid lines `(position, line, reason)`, the newest time, the
+/// lines' bytes, the events and the lines.
+type Decoded<'py> = (
+    Vec<EventBlock>,
+    Vec<Bound<'py, PyBytes>>,
+    Vec<(i64, Bound<'py, PyAny>, String)>,
+    i64,
+    usize,
+    usize,
+    usize,
+);
+
+impl Decoder {
+    /// The lines' events, decoded and dealt out in order without the GIL (a reader
+    /// thread decodes while the worker runs the shards), up to the first line only the
+    /// Python core reads. A block with such a line has the rest decoded at once without
+    /// the GIL, then dealt out in order with it, those lines read by the Python core
+    /// (one GIL release a block, not one a line). `items`: the lines as Python objects,
+    /// where they came as a list.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_raws<'py>(
+        &self,
+        py: Python<'py>,
+        raws: &[&[u8]],
+        items: &[Bound<'py, PyBytes>],
+        seq: i64,
+        newest: i64,
+        lateness_us: i128,
+        n_shards: usize,
+        seqs: Option<Vec<i64>>,
+        threads: usize,
+    ) -> PyResult<Decoded<'py>> {
+        let mut bad = Vec::new();
+        let fallback = self.fallback.bind(py);
         let positions = line_positions(seqs.as_deref(), seq, raws.len())?;
         let size = raws.iter().map(|r| r.len()).sum();
         let mut dealer = Dealer::new(n_shards, newest, lateness_us, raws.len());
         let (inner, part) = (&self.inner, self.part);
         let (first, rest) = py.allow_threads(|| {
             crate::grave::clear(); // the sessions the worker is done with
-            decode_and_deal(inner, &raws, &positions, part, threads, &mut dealer)
+            decode_and_deal(inner, raws, &positions, part, threads, &mut dealer)
         });
         let tail = (first < raws.len()).then_some(None).into_iter().chain(rest);
         for (i, ev) in (first..).zip(tail) {

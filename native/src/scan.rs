@@ -225,6 +225,60 @@ impl FileScan {
     }
 }
 
+/// Reads into `block` the lines of the file at `path` from byte `offset` that Python's
+/// `readlines(block_bytes)` returns there: `block_bytes` bytes and, when there were as
+/// many, the bytes after them up to and including the next newline (or the file's end):
+/// `read(block_bytes)`, then `readline()`. Empty at the file's end.
+pub fn read_block(
+    path: &str,
+    offset: u64,
+    block_bytes: usize,
+    block: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
+    block.clear();
+    block.resize(block_bytes, 0);
+    let got = read_full(&file, offset, &mut block[..])?;
+    block.truncate(got);
+    if got < block_bytes {
+        return Ok(());
+    }
+    // The line that takes the block past `block_bytes` (`readline()` after `read()`).
+    let mut at = offset + block_bytes as u64;
+    let mut step = 1 << 10;
+    loop {
+        let start = block.len();
+        block.resize(start + step, 0);
+        let got = file.read_at(&mut block[start..], at)?;
+        block.truncate(start + got);
+        if got == 0 {
+            return Ok(());
+        }
+        if let Some(nl) = memchr::memchr(b'\n', &block[start..]) {
+            block.truncate(start + nl + 1);
+            return Ok(());
+        }
+        at += got as u64;
+        step = (step * 4).min(1 << 20);
+    }
+}
+
+/// `read_at` until `buf` is full or the file ends; how many bytes were read.
+fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// The newlines in bytes `[start, stop)` of a file: the lines a lane of a file passes
 /// over between its blocks (`LanePartition._count_lines`), counted without a Python
 /// loop over the bytes, into a buffer kept by the thread.
@@ -275,6 +329,45 @@ mod tests {
         let all: Vec<&[u8]> = lines(b"a\nbb\nc").collect();
         assert_eq!(all, vec![&b"a\n"[..], &b"bb\n"[..], &b"c"[..]]);
         assert_eq!(lines(b"").count(), 0);
+    }
+
+    #[test]
+    fn read_block_reads_what_read_then_readline_read() {
+        let path = std::env::temp_dir().join(format!("block-{}.txt", std::process::id()));
+        let mut text = Vec::new();
+        for i in 0..3000u32 {
+            let len = if i % 97 == 0 { 5000 } else { (i % 40) as usize };
+            text.extend(format!("{i}:{}\n", "y".repeat(len)).into_bytes());
+        }
+        text.extend(b"no newline at the end");
+        std::fs::write(&path, &text).unwrap();
+        let p = path.to_str().unwrap();
+        // Python: data = f.read(n); if len(data) == n: data += f.readline()
+        let reference = |offset: usize, n: usize| -> Vec<u8> {
+            let end = (offset + n).min(text.len());
+            let mut data = text[offset.min(end)..end].to_vec();
+            if data.len() == n {
+                let rest = &text[end..];
+                let line = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+                data.extend(&rest[..line]);
+            }
+            data
+        };
+        let mut block = Vec::new();
+        for n in [1, 7, 100, 4096, 65_536, 1 << 20] {
+            let mut offset = 0;
+            loop {
+                read_block(p, offset as u64, n, &mut block).unwrap();
+                assert_eq!(block, reference(offset, n), "offset {offset}, block {n}");
+                if block.is_empty() {
+                    break;
+                }
+                offset += block.len();
+            }
+            assert_eq!(offset, text.len());
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_block(p, 0, 10, &mut block).is_err());
     }
 
     #[test]

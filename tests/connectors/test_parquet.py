@@ -418,10 +418,13 @@ def command(src: Path, out: Path, rec: Path) -> list[str]:
 
 
 def interrupt(cmd: list[str], out: Path, sig: int, parts: int) -> None:
-    """Start ``cmd`` and send ``sig`` once the searches output has ``parts`` more parts."""
+    """Start ``cmd`` and send ``sig`` once the searches output has ``parts`` more parts.
+    The job cannot end first, however fast it runs: an armed crash point that never
+    fires holds its input at the end (see ``search_sessions.crashpoints``)."""
     pdir = Path(parts_dir(str(out / "searches.parquet")))
     had = len(os.listdir(pdir)) if pdir.exists() else 0
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True)
+    env = {**os.environ, "SEARCH_SESSIONS_CRASH": "commit:1000000"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, start_new_session=True, env=env)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if pdir.exists() and len(os.listdir(pdir)) >= had + parts:

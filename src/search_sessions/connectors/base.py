@@ -363,6 +363,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         partition guesses its order (:meth:`_check_guess`), its lines."""
         ahead = self.ahead
         if ahead is None and not self._reads_ahead():
+            if self._reads_natively():
+                decoded, size = self._read_native(self.newest)
+                return not size, self._idle_us(bool(size)), None, decoded, b""
             lines, at_end = self._read_block()
             idle_us = self._idle_us(bool(lines))
             positions = self._block_positions(lines)
@@ -387,6 +390,16 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         """Whether the native core decodes the next block (a partition may swap decoders
         for a block, in its read: Kafka's unreadable messages)."""
         return self.block_decoder is not None and self.decoder is self.block_decoder_of
+
+    def _reads_natively(self) -> bool:
+        """Whether the native core reads the next block as well as decoding it (a plain
+        file's, where the partition keeps no lines: see :meth:`_read_native`)."""
+        return False
+
+    def _read_native(self, newest: int) -> tuple[Any, int]:
+        """The next block read and decoded by the native core (see :meth:`_decode`),
+        and its size in bytes (0: the input has ended)."""
+        raise NotImplementedError
 
     def _decode(self, lines: list[bytes] | bytes, positions: list[int] | None) -> Any:
         """``(per_shard, maybe_late, bad, newest, size, events, lines)`` of the lines after line
@@ -423,6 +436,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         return Ahead(positions, decoded, before)
 
     def _read_decode(self, newest: int) -> tuple[bool, bool, Any, bytes]:
+        if self._reads_natively():
+            decoded, size = self._read_native(newest)
+            return bool(size), not size, decoded, b""
         data, at_end = self.read_raw()
         decoded = self._native_decode(data, None, self.seq, newest)
         return bool(data), at_end, decoded, data if self.guessing is not None else b""
@@ -451,17 +467,28 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         """The native core's ``decode_block`` of the lines after line ``seq``; a panic in it
         (a bug) ends the run with one line naming the input, not with an abort."""
         assert self.block_decoder is not None
+        return self._guarded(
+            lambda: f"lines {seq + 1}-{seq + _line_count(lines)}",
+            self.block_decoder.decode_block,
+            lines,
+            seq,
+            newest,
+            self.lateness,
+            len(self.shard_keys),
+            positions,
+        )
+
+    def _guarded(self, lines: Callable[[], str], call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``, a native core's call on the input's ``lines``: a panic in it (a
+        bug) ends the run with one line naming them, not with an abort."""
         try:
-            return self.block_decoder.decode_block(
-                lines, seq, newest, self.lateness, len(self.shard_keys), positions
-            )
+            return call(*args)
         except BaseException as exc:
             if not is_panic(exc):
                 raise
             FAILURE.append(
-                f"{self.label}: the native core failed on lines {seq + 1}-"
-                f"{seq + _line_count(lines)} ({exc}); SEARCH_SESSIONS_CORE=python reads them "
-                "with the Python core"
+                f"{self.label}: the native core failed on {lines()} ({exc}); "
+                "SEARCH_SESSIONS_CORE=python reads them with the Python core"
             )
             raise InputError(FAILURE[-1]) from None
 

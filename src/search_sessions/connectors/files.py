@@ -156,6 +156,9 @@ class FilePartition(LinePartition):
         else:
             self.file = raw
         self._raw = raw
+        # The native core reads the open file (by its /proc name, where there is one).
+        fd_dir = "/proc/self/fd"
+        self.fd_path = f"{fd_dir}/{raw.fileno()}" if os.path.isdir(fd_dir) else path
         self.block_bytes = block_bytes
         is_json = self.format == "jsonl" and path.endswith((".json", ".json.gz"))
         self.elements = _json_array(self.file) if is_json else None
@@ -181,6 +184,34 @@ class FilePartition(LinePartition):
     @property
     def reads_raw(self) -> bool:  # type: ignore[override]
         return self.elements is None
+
+    def _reads_natively(self) -> bool:
+        # A plain file, its lines decoded by the native core, and no guess to check
+        # against its lines (sniff).
+        return (
+            self.elements is None
+            and self.file is self._raw
+            and self.guessing is None
+            and self._native()
+        )
+
+    def _read_native(self, newest: int) -> tuple[Any, int]:
+        assert self.block_decoder is not None
+        at = self.file.tell()
+        decoded, size = self._guarded(
+            lambda: f"the lines after line {self.seq}",
+            self.block_decoder.decode_file,
+            self.fd_path,
+            at,
+            self.block_bytes,
+            self.seq,
+            newest,
+            self.lateness,
+            len(self.shard_keys),
+        )
+        if size:
+            self.file.seek(at + size)  # (where read_raw and read go on from)
+        return decoded, size
 
     def read_raw(self) -> tuple[bytes, bool]:
         # The lines readlines(block_bytes) returns: lines while they total no more than
