@@ -259,18 +259,24 @@ def test_the_function_length_checks_find_a_long_function() -> None:
     assert long_rust_functions("fn h() {\n}\n") == []
 
 
+_ONE_EVENT = (
+    "import sys, tempfile, os\n"
+    "from search_sessions.cli import main\n"
+    "d = tempfile.mkdtemp()\n"
+    "p = os.path.join(d, 'in.jsonl')\n"
+    'open(p, \'w\').write(\'{"type": "search", "user": "u", '
+    '"time": "2026-01-01T00:00:00Z", "query": "q"}\\n\')\n'
+)
+"""The start of a script that runs the command line in a fresh interpreter: ``p``, a file
+of one event, in a temporary directory ``d``."""
+
+
 def test_a_run_loads_only_what_it_uses() -> None:
     """A run (reading ahead) imports no ``concurrent.futures`` and ``logging`` (the reader
     threads' tasks are the package's), no ``hashlib`` (OpenSSL: the Python core's
     session ids use CPython's own BLAKE2) and no ``socket`` (local clusters only): 10 ms
     and 4 MB of every process's start."""
-    code = (
-        "import sys, tempfile, os\n"
-        "from search_sessions.cli import main\n"
-        "d = tempfile.mkdtemp()\n"
-        "p = os.path.join(d, 'in.jsonl')\n"
-        'open(p, \'w\').write(\'{"type": "search", "user": "u", '
-        '"time": "2026-01-01T00:00:00Z", "query": "q"}\\n\')\n'
+    code = _ONE_EVENT + (
         "from search_sessions.core.cores import NATIVE\n"
         "for core in ('python',) if NATIVE is None else ('native', 'python'):\n"
         "    os.environ['SEARCH_SESSIONS_CORE'] = core\n"
@@ -290,13 +296,7 @@ def test_a_run_imports_no_asyncio_and_bytewax_still_can() -> None:
     """Bytewax's ``inputs`` imports asyncio (and ssl) for ``batch_async``, which no run
     calls: the package defers it (20-30 ms and 1.7 MB of every process's start). A
     whole run imports neither; ``batch_async`` still works, with the real module."""
-    code = (
-        "import sys, tempfile, os\n"
-        "from search_sessions.cli import main\n"
-        "d = tempfile.mkdtemp()\n"
-        "p = os.path.join(d, 'in.jsonl')\n"
-        'open(p, \'w\').write(\'{"type": "search", "user": "u", '
-        '"time": "2026-01-01T00:00:00Z", "query": "q"}\\n\')\n'
+    code = _ONE_EVENT + (
         "try:\n"
         "    main(['run', p, '--searches', os.path.join(d, 's.jsonl'), '--quiet'])\n"
         "except SystemExit as e:\n"
