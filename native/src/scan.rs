@@ -6,7 +6,7 @@
 //! Python core), in order, between chunks.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
 use crate::decode::LineDecoder;
 use crate::shard::NEVER;
@@ -77,6 +77,13 @@ pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         start = end;
         Some(line)
     })
+}
+
+/// [`lines`] as a vector (sized for them first: one count of the newlines).
+pub fn line_list(text: &[u8]) -> Vec<&[u8]> {
+    let mut list = Vec::with_capacity(memchr::memchr_iter(b'\n', text).count() + 1);
+    list.extend(lines(text));
+    list
 }
 
 /// A line this decoder is not sure of: its number in the chunk, where it starts and
@@ -235,48 +242,14 @@ pub fn read_block(
     block_bytes: usize,
     block: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let file = File::open(path)?;
+    let mut file = BufReader::with_capacity(1 << 12, File::open(path)?);
+    file.seek(SeekFrom::Start(offset))?;
     block.clear();
-    block.resize(block_bytes, 0);
-    let got = read_full(&file, offset, &mut block[..])?;
-    block.truncate(got);
-    if got < block_bytes {
-        return Ok(());
+    // (A read as large as the block goes past the reader's buffer, into `block`.)
+    if !fill(&mut file, block, block_bytes)? {
+        file.read_until(b'\n', block)?;
     }
-    // The line that takes the block past `block_bytes` (`readline()` after `read()`).
-    let mut at = offset + block_bytes as u64;
-    let mut step = 1 << 10;
-    loop {
-        let start = block.len();
-        block.resize(start + step, 0);
-        let got = file.read_at(&mut block[start..], at)?;
-        block.truncate(start + got);
-        if got == 0 {
-            return Ok(());
-        }
-        if let Some(nl) = memchr::memchr(b'\n', &block[start..]) {
-            block.truncate(start + nl + 1);
-            return Ok(());
-        }
-        at += got as u64;
-        step = (step * 4).min(1 << 20);
-    }
-}
-
-/// `read_at` until `buf` is full or the file ends; how many bytes were read.
-fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
+    Ok(())
 }
 
 /// The newlines in bytes `[start, stop)` of a file: the lines a lane of a file passes
@@ -284,28 +257,22 @@ fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>
 /// loop over the bytes, into a buffer kept by the thread.
 pub fn count_newlines(path: &str, start: u64, stop: u64) -> std::io::Result<u64> {
     use std::cell::RefCell;
-    use std::os::unix::fs::FileExt;
     thread_local! {
         static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    let file = File::open(path)?;
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut range = file.take(stop.saturating_sub(start));
     BUF.with_borrow_mut(|buf| {
-        let room = usize::try_from(stop.saturating_sub(start)).map_or(CHUNK, |n| n.min(CHUNK));
-        if buf.len() < room {
-            buf.resize(room, 0);
-        }
-        let mut at = start;
         let mut n = 0;
-        while at < stop {
-            let want = usize::try_from(stop - at).map_or(room, |w| w.min(room));
-            let got = file.read_at(&mut buf[..want], at)?;
-            if got == 0 {
-                break;
+        loop {
+            buf.clear();
+            let ended = fill(&mut range, buf, CHUNK)?;
+            n += memchr::memchr_iter(b'\n', buf).count() as u64;
+            if ended {
+                return Ok(n);
             }
-            n += memchr::memchr_iter(b'\n', &buf[..got]).count() as u64;
-            at += got as u64;
         }
-        Ok(n)
     })
 }
 

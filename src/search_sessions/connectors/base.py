@@ -363,9 +363,9 @@ class LinePartition(StatefulSourcePartition[SourceItem, PartState], ABC):
         partition guesses its order (:meth:`_check_guess`), its lines."""
         ahead = self.ahead
         if ahead is None and not self._reads_ahead():
-            if self._reads_natively():
-                decoded, size = self._read_native(self.newest)
-                return not size, self._idle_us(bool(size)), None, decoded, b""
+            if self.reads_raw and self._native():  # (as the reader thread would read it)
+                got, at_end, decoded, kept = self._read_decode(self.newest)
+                return at_end, self._idle_us(got), None, decoded, kept
             lines, at_end = self._read_block()
             idle_us = self._idle_us(bool(lines))
             positions = self._block_positions(lines)

@@ -138,6 +138,13 @@ def scan_lanes_first(
     return tuple(found)
 
 
+def _fd_path(fd: int, path: str) -> str:
+    """A name the native core opens this open file by: its /proc name, where there is
+    one (the file open, even if renamed or replaced since), else its path."""
+    fd_dir = "/proc/self/fd"
+    return f"{fd_dir}/{fd}" if os.path.isdir(fd_dir) else path
+
+
 class FilePartition(LinePartition):
     """A whole file (plain or gzip, by its first bytes): lines in its format (a CSV or
     TSV header row is decoded as no event: the lines keep the file's own numbers), or
@@ -156,9 +163,7 @@ class FilePartition(LinePartition):
         else:
             self.file = raw
         self._raw = raw
-        # The native core reads the open file (by its /proc name, where there is one).
-        fd_dir = "/proc/self/fd"
-        self.fd_path = f"{fd_dir}/{raw.fileno()}" if os.path.isdir(fd_dir) else path
+        self.fd_path = _fd_path(raw.fileno(), path)
         self.block_bytes = block_bytes
         is_json = self.format == "jsonl" and path.endswith((".json", ".json.gz"))
         self.elements = _json_array(self.file) if is_json else None
@@ -280,12 +285,12 @@ class LanePartition(LinePartition):
         self.lane = lane
         self.lanes = lanes
         self.counts_as_input = lane == 0
-        self.scratch = bytearray(block_bytes)  # reused for counting the other lanes' lines
-        # The native core counts them (this open file, by its /proc name where there is
-        # one): a Python count of a whole file's bytes in every lane was 18 ms a lane of
-        # 1M events with two lanes, and grows to most of the file's with many.
+        # The other lanes' lines are counted by the native core: a Python count of a
+        # whole file's bytes in every lane was 18 ms a lane of 1M events with two lanes,
+        # and grows to most of the file's with many. Else in a buffer reused.
         self.counter = NATIVE.count_newlines if self.native and NATIVE is not None else None
-        self.fd_path = f"/proc/self/fd/{self.fd}" if os.path.isdir("/proc/self/fd") else path
+        self.scratch = bytearray(block_bytes if self.counter is None else 0)
+        self.fd_path = _fd_path(self.fd, path)
 
     can_read_ahead = True
 

@@ -140,7 +140,8 @@ os.register_at_fork(after_in_child=_forget_readers)
 
 
 def submit(fn: Callable[..., T], *args: Any) -> Task[T]:
-    """``fn(*args)`` on a reader thread (two in a process, made at the first call)."""
+    """``fn(*args)`` on a reader thread (at most two in a process: the first made at the
+    first call, the second when a task finds the first busy)."""
     task: Task[T] = Task(lambda: fn(*args))
     _QUEUE.put(task)
     # A second thread only when the first is busy (as ThreadPoolExecutor): one partition
